@@ -1,0 +1,131 @@
+"""Declarative base, column conventions and the async engine/session factory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Literal, NewType
+
+from sqlalchemy import BigInteger, DateTime, ForeignKeyConstraint, MetaData, String, func, text
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mailsvc.kit.ids import uuid7
+
+# Stable constraint names, so alembic autogenerate and hand-written migrations agree.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Uid = NewType("Uid", int)
+"""An IMAP UID (RFC 3501: 32-bit unsigned, so stored as bigint)."""
+ModSeq = NewType("ModSeq", int)
+"""A CONDSTORE mod-sequence (RFC 7162: 63-bit unsigned)."""
+
+UuidPk = Annotated[uuid.UUID, mapped_column(primary_key=True, default=uuid7)]
+TenantId = Annotated[str, mapped_column(String(64), nullable=False)]
+Timestamp = Annotated[datetime, mapped_column(DateTime(timezone=True))]
+BigInt = Annotated[int, mapped_column(BigInteger)]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def one_of(column: str, values: tuple[str, ...]) -> str:
+    """A CHECK expression limiting a string column to `values` (our enums are strings)."""
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
+
+
+def tenant_foreign_key(
+    column: str, parent: str, *, ondelete: Literal["CASCADE", "SET NULL"]
+) -> ForeignKeyConstraint:
+    """A foreign key from `column` to `parent.id` that also matches `tenant_id`.
+
+    A row can then only point at a row of its own tenant; the referential actions
+    (`DELETE ... WHERE column = $1 AND tenant_id = $2`) use the tenant-led indexes
+    the child has anyway; and it is the form a tenant-distributed PostgreSQL (Citus)
+    requires. The parent needs `UniqueConstraint("tenant_id", "id")`. SET NULL
+    clears `column` only (PostgreSQL 15+), never `tenant_id`.
+    """
+    action = f"SET NULL ({column})" if ondelete == "SET NULL" else ondelete
+    # `column` first, so the naming convention names the key after it.
+    return ForeignKeyConstraint(
+        [column, "tenant_id"], [f"{parent}.id", f"{parent}.tenant_id"], ondelete=action
+    )
+
+
+class Base(DeclarativeBase):
+    """Base of every table; `tenant_id` leads every composite index (see DESIGN.md)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        datetime: DateTime(timezone=True),
+        Uid: BigInteger(),
+        ModSeq: BigInteger(),
+    }
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now(), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        server_default=func.now(), onupdate=utcnow, nullable=False
+    )
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An asyncpg engine; `pool_pre_ping` survives a database restart."""
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run `callback` once the session's transaction has committed.
+
+    Jobs and notifications must not leave before the data they refer to is visible,
+    or a fast worker would look for a row that does not exist yet.
+    """
+    session.info.setdefault("after_commit", []).append(callback)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
+    for callback in callbacks:
+        await callback()
+
+
+def discard_after_commit(session: AsyncSession) -> None:
+    session.info.pop("after_commit", None)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Round-trip to the database; raises if it cannot be reached."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+async def alembic_revision(connection: AsyncConnection) -> str | None:
+    """The migration revision the database is at, or None before the first migration."""
+    exists = await connection.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+    if not exists:
+        return None
+    revision: str | None = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+    return revision

@@ -1,0 +1,30 @@
+"""Every ORM table; alembic's env.py imports this package to see the whole schema."""
+
+from mailsvc.kit.db import Base
+from mailsvc.models.account import Account
+from mailsvc.models.api_key import ApiKey
+from mailsvc.models.attachment import Attachment
+from mailsvc.models.change import Change
+from mailsvc.models.draft import Draft, DraftAttachment
+from mailsvc.models.mailbox import Mailbox
+from mailsvc.models.message import Message
+from mailsvc.models.outbox import OutboxMessage
+from mailsvc.models.thread import Thread
+from mailsvc.models.webhook import Webhook
+from mailsvc.models.webhook_delivery import WebhookDelivery
+
+__all__ = [
+    "Account",
+    "ApiKey",
+    "Attachment",
+    "Base",
+    "Change",
+    "Draft",
+    "DraftAttachment",
+    "Mailbox",
+    "Message",
+    "OutboxMessage",
+    "Thread",
+    "Webhook",
+    "WebhookDelivery",
+]

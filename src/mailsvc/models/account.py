@@ -1,0 +1,62 @@
+"""Mailbox accounts: connection settings, encrypted credentials, connection state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mailsvc.kit.db import Base, TenantId, TimestampMixin, UuidPk, one_of
+
+SECURITY_VALUES = ("tls", "starttls", "none")
+AUTH_TYPES = ("password", "oauth2")
+ACCOUNT_STATES = ("connecting", "connected", "auth_error", "connect_error", "disabled")
+
+
+class Account(TimestampMixin, Base):
+    """One registered mailbox account (IMAP for reading, SMTP for sending)."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "email"),
+        # Referenced by the tenant-scoped foreign keys (kit.db.tenant_foreign_key).
+        UniqueConstraint("tenant_id", "id"),
+        CheckConstraint(one_of("imap_security", SECURITY_VALUES), name="imap_security"),
+        CheckConstraint(one_of("smtp_security", SECURITY_VALUES), name="smtp_security"),
+        CheckConstraint(one_of("auth_type", AUTH_TYPES), name="auth_type"),
+        CheckConstraint(one_of("state", ACCOUNT_STATES), name="state"),
+    )
+
+    id: Mapped[UuidPk]
+    tenant_id: Mapped[TenantId]
+    email: Mapped[str] = mapped_column(String(320))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+
+    imap_host: Mapped[str] = mapped_column(String(255))
+    imap_port: Mapped[int] = mapped_column(Integer)
+    imap_security: Mapped[str] = mapped_column(String(16))
+    imap_username: Mapped[str] = mapped_column(String(320))
+    # AES-256-GCM ciphertext with its key id (kit/crypto.py); never the plaintext.
+    imap_secret: Mapped[str] = mapped_column(Text)
+
+    smtp_host: Mapped[str] = mapped_column(String(255))
+    smtp_port: Mapped[int] = mapped_column(Integer)
+    smtp_security: Mapped[str] = mapped_column(String(16))
+    smtp_username: Mapped[str] = mapped_column(String(320))
+    smtp_secret: Mapped[str] = mapped_column(Text)
+
+    auth_type: Mapped[str] = mapped_column(String(16), server_default="password")
+    state: Mapped[str] = mapped_column(String(16), server_default="connecting")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    state_changed_at: Mapped[datetime | None]
+    # Bumped whenever connection settings or credentials change, so a watcher holding
+    # an old connection (or parked in auth_error) knows to reconnect.
+    credentials_version: Mapped[int] = mapped_column(Integer, server_default="1")
+    sync_options: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    # Last sequence number handed to this account's `changes` rows; incremented under
+    # the row lock so each account's changes commit in sequence order.
+    change_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")

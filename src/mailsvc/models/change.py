@@ -1,0 +1,36 @@
+"""The append-only change log behind the change feed, SSE and webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, String, UniqueConstraint, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mailsvc.kit.db import Base, TenantId
+
+
+class Change(Base):
+    """One event, written in the same transaction as the change it describes.
+
+    `account_id` is deliberately not a foreign key: the `account.deleted` event must
+    outlive the account's rows. `seq` is per account and gap-free.
+    """
+
+    __tablename__ = "changes"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "account_id", "seq"),
+        Index("ix_changes_tenant_id_id", "tenant_id", "id"),
+        Index("ix_changes_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[TenantId]
+    account_id: Mapped[uuid.UUID]
+    seq: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

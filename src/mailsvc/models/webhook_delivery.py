@@ -1,0 +1,60 @@
+"""Webhook deliveries: one row per (webhook, change), retried until it succeeds or fails."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mailsvc.kit.db import Base, TenantId, UuidPk, one_of, tenant_foreign_key
+
+DELIVERY_STATUSES = ("pending", "delivering", "succeeded", "failed")
+
+
+class WebhookDelivery(Base):
+    """The delivery of one change to one webhook.
+
+    The unique (webhook, change) pair makes fan-out idempotent: re-running it after
+    a crash inserts nothing twice. While `delivering`, `next_attempt_at` is the lease
+    deadline after which another worker retries it (receivers dedupe on the change id).
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "webhook_id", "change_id"),
+        CheckConstraint(one_of("status", DELIVERY_STATUSES), name="status"),
+        tenant_foreign_key("webhook_id", "webhooks", ondelete="CASCADE"),
+        Index("ix_webhook_deliveries_tenant_id_webhook_id_id", "tenant_id", "webhook_id", "id"),
+        # The cross-tenant sweep for due deliveries; only in-flight rows are indexed.
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'delivering')"),
+        ),
+    )
+
+    id: Mapped[UuidPk]
+    tenant_id: Mapped[TenantId]
+    webhook_id: Mapped[uuid.UUID]
+    # `changes.id`; not a foreign key so old changes can be pruned independently.
+    change_id: Mapped[int] = mapped_column(BigInteger)
+    event_type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

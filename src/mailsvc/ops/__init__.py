@@ -1,0 +1,1 @@
+"""Operations: migrations, startup checks, health and readiness."""
