@@ -1,0 +1,1 @@
+"""Mailbox accounts: registration, credential checks, encrypted secrets, state."""

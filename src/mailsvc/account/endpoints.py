@@ -1,0 +1,110 @@
+"""`/api/accounts`: register, list, read, update and delete mailbox accounts."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from mailsvc.account.schemas import AccountCreate, AccountOut, AccountPage, AccountUpdate
+from mailsvc.account.service import AccountService, to_out
+from mailsvc.auth.scopes import Scope
+from mailsvc.dependencies import Principal, SessionDep, StateDep, scoped
+from mailsvc.errors import problems
+
+router = APIRouter(prefix="/api/accounts", tags=["accounts"])
+
+AccountsReader = Annotated[Principal, Depends(scoped(Scope.ACCOUNTS_READ))]
+AccountsWriter = Annotated[Principal, Depends(scoped(Scope.ACCOUNTS_WRITE))]
+VerifyQuery = Annotated[
+    bool,
+    Query(description="Log in to the IMAP and SMTP servers before saving (default true)."),
+]
+_AUTH_PROBLEMS = (400, 401, 403, 429)
+
+
+@router.post(
+    "",
+    operation_id="create_account",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AccountOut,
+    responses=problems(*_AUTH_PROBLEMS, 409, 422),
+)
+async def create_account(
+    body: AccountCreate,
+    principal: AccountsWriter,
+    session: SessionDep,
+    state: StateDep,
+    response: Response,
+    verify: VerifyQuery = True,
+) -> AccountOut:
+    """Register a mailbox account after checking its IMAP and SMTP logins."""
+    service = AccountService(session, principal.tenant_id, state)
+    account = await service.create(body, verify=verify)
+    response.headers["Location"] = f"/api/accounts/{account.id}"
+    return to_out(account)
+
+
+@router.get(
+    "",
+    operation_id="list_accounts",
+    response_model=AccountPage,
+    responses=problems(*_AUTH_PROBLEMS, 422),
+)
+async def list_accounts(
+    principal: AccountsReader,
+    session: SessionDep,
+    state: StateDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> AccountPage:
+    """List the tenant's accounts, oldest first."""
+    return await AccountService(session, principal.tenant_id, state).page(
+        cursor=cursor, limit=limit
+    )
+
+
+@router.get(
+    "/{account_id}",
+    operation_id="get_account",
+    response_model=AccountOut,
+    responses=problems(*_AUTH_PROBLEMS, 404, 422),
+)
+async def get_account(
+    account_id: uuid.UUID, principal: AccountsReader, session: SessionDep, state: StateDep
+) -> AccountOut:
+    """Read one account and its connection state."""
+    return to_out(await AccountService(session, principal.tenant_id, state).get(account_id))
+
+
+@router.put(
+    "/{account_id}",
+    operation_id="update_account",
+    response_model=AccountOut,
+    responses=problems(*_AUTH_PROBLEMS, 404, 409, 422),
+)
+async def update_account(
+    account_id: uuid.UUID,
+    body: AccountUpdate,
+    principal: AccountsWriter,
+    session: SessionDep,
+    state: StateDep,
+    verify: VerifyQuery = True,
+) -> AccountOut:
+    """Replace an account's settings; changed logins are checked before saving."""
+    service = AccountService(session, principal.tenant_id, state)
+    return to_out(await service.update(account_id, body, verify=verify))
+
+
+@router.delete(
+    "/{account_id}",
+    operation_id="delete_account",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(*_AUTH_PROBLEMS, 404, 422),
+)
+async def delete_account(
+    account_id: uuid.UUID, principal: AccountsWriter, session: SessionDep, state: StateDep
+) -> None:
+    """Delete an account and all its synced data; its connections are closed."""
+    await AccountService(session, principal.tenant_id, state).delete(account_id)

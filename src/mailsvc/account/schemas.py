@@ -1,0 +1,147 @@
+"""Account request and response bodies (they become the OpenAPI schema)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+
+from mailsvc.kit.addresses import EmailAddress
+from mailsvc.kit.mailserver import Security
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+_IP_LITERAL = re.compile(r"^[0-9.]+$|^[0-9A-Fa-f:]+$")
+
+
+def _check_host(value: str) -> str:
+    if not (_HOSTNAME.match(value) or (_IP_LITERAL.match(value) and len(value) <= 45)):
+        raise ValueError("must be a hostname or an IP address")
+    return value.lower()
+
+
+def _check_printable(value: str) -> str:
+    # CR/LF would let a value smuggle extra header lines into IMAP commands or mail.
+    if any(not ch.isprintable() for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Host = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_check_host)]
+Username = Annotated[str, Field(min_length=1, max_length=320), AfterValidator(_check_printable)]
+Password = Annotated[SecretStr, Field(min_length=1, max_length=4096)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ServerIn(BaseModel):
+    """How to log in to one server (IMAP or SMTP)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: Host = Field(examples=["imap.example.com"])
+    port: Port = Field(examples=[993])
+    security: Security = Field(
+        default=Security.TLS,
+        description="`tls`: implicit TLS; `starttls`: upgrade a plain connection; "
+        "`none`: no encryption (trusted networks only).",
+    )
+    username: Username = Field(examples=["ada@example.com"])
+    password: Password = Field(description="Stored encrypted; never returned.")
+
+
+class ServerUpdate(ServerIn):
+    """Like `ServerIn`; omit `password` to keep the stored one."""
+
+    password: Password | None = Field(  # type: ignore[assignment]
+        default=None, description="New password; omit to keep the current one."
+    )
+
+
+class ServerOut(BaseModel):
+    """A server's settings as stored, without the secret."""
+
+    host: str
+    port: int
+    security: Security
+    username: str
+
+
+class AccountCreate(BaseModel):
+    """Register a mailbox account; its IMAP and SMTP logins are checked first."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@example.com",
+                    "display_name": "Ada Lovelace",
+                    "imap": {
+                        "host": "imap.example.com",
+                        "port": 993,
+                        "security": "tls",
+                        "username": "ada@example.com",
+                        "password": "app-password",
+                    },
+                    "smtp": {
+                        "host": "smtp.example.com",
+                        "port": 465,
+                        "security": "tls",
+                        "username": "ada@example.com",
+                        "password": "app-password",
+                    },
+                }
+            ]
+        },
+    )
+
+    email: EmailAddress = Field(max_length=320, examples=["ada@example.com"])
+    display_name: Annotated[str, AfterValidator(_check_printable)] | None = Field(
+        default=None, max_length=200
+    )
+    imap: ServerIn
+    smtp: ServerIn
+
+
+class AccountUpdate(BaseModel):
+    """Replace an account's settings; passwords left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailAddress = Field(max_length=320, examples=["ada@example.com"])
+    display_name: Annotated[str, AfterValidator(_check_printable)] | None = Field(
+        default=None, max_length=200
+    )
+    imap: ServerUpdate
+    smtp: ServerUpdate
+
+
+AccountState = Literal["connecting", "connected", "auth_error", "connect_error", "disabled"]
+
+
+class AccountOut(BaseModel):
+    """A registered account. Credentials are never part of it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    display_name: str | None
+    imap: ServerOut
+    smtp: ServerOut
+    state: AccountState = Field(description="Connection state of the account's IMAP session.")
+    last_error: str | None = Field(description="Why the last connection attempt failed.")
+    last_error_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AccountPage(BaseModel):
+    """One page of accounts, oldest first; pass `next_cursor` as `cursor` for the next."""
+
+    items: list[AccountOut]
+    next_cursor: str | None = None

@@ -1,0 +1,15 @@
+"""Every domain router, in the order they appear in the OpenAPI document."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from mailsvc.account.endpoints import router as account_router
+from mailsvc.auth.endpoints import router as auth_router
+from mailsvc.ops.endpoints import router as ops_router
+
+
+def include_routers(app: FastAPI) -> None:
+    app.include_router(ops_router)
+    app.include_router(auth_router)
+    app.include_router(account_router)

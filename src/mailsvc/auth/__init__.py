@@ -1,0 +1,1 @@
+"""Authentication and tenancy: API keys, JWTs, principals, scopes."""

@@ -1,0 +1,1 @@
+"""The change log and what reads it (feed, SSE, webhooks)."""

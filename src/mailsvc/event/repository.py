@@ -1,0 +1,35 @@
+"""SQL for the `changes` log."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import update
+
+from mailsvc.kit.repository import TenantRepository
+from mailsvc.models import Account, Change
+
+
+class ChangeRepository(TenantRepository):
+    async def append(self, account_id: uuid.UUID, type_: str, payload: dict[str, Any]) -> Change:
+        """Append one change in the caller's transaction.
+
+        The sequence number comes from the account row, which the UPDATE locks until
+        commit: an account's changes therefore commit in sequence order, and a reader
+        that has seen seq N can never later find a change < N appearing.
+        """
+        seq = await self.session.scalar(
+            update(Account)
+            .where(Account.tenant_id == self.tenant_id, Account.id == account_id)
+            .values(change_seq=Account.change_seq + 1)
+            .returning(Account.change_seq)
+        )
+        if seq is None:
+            raise LookupError(f"account {account_id} does not exist in this tenant")
+        change = Change(
+            tenant_id=self.tenant_id, account_id=account_id, seq=seq, type=type_, payload=payload
+        )
+        self.session.add(change)
+        await self.session.flush()
+        return change

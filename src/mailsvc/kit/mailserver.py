@@ -1,0 +1,47 @@
+"""How to reach a mail server: shared by the IMAP and SMTP adapters."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Security(StrEnum):
+    """Transport security: implicit TLS, STARTTLS upgrade, or none (trusted networks)."""
+
+    TLS = "tls"
+    STARTTLS = "starttls"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class MailServer:
+    """A server endpoint and the login for it. `repr` never shows the password."""
+
+    host: str
+    port: int
+    security: Security
+    username: str
+    password: str = field(repr=False)
+
+
+def tls_context(extra_ca_file: Path | None = None) -> ssl.SSLContext:
+    """A verifying client context; `extra_ca_file` adds a private CA (MAIL_TLS_CA_FILE)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if extra_ca_file is not None:
+        context.load_verify_locations(cafile=str(extra_ca_file))
+    return context
+
+
+def safe_server_text(text: str | bytes, *, limit: int = 200) -> str:
+    """A server's reply made fit for an error message: printable, one line, bounded.
+
+    Server replies are hostile input: they may carry control characters or be huge.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"

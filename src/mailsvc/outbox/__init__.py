@@ -1,0 +1,1 @@
+"""Sending; `smtp.py` is the only importer of aiosmtplib."""

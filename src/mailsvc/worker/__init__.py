@@ -1,0 +1,1 @@
+"""arq worker: scheduled and heavy jobs, run by `mailsvc worker`."""

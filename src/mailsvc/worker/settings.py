@@ -1,0 +1,78 @@
+"""arq `WorkerSettings`, built from mailsvc settings.
+
+Jobs receive a typed context (`WorkerContext`) with the shared resources built in
+`startup`; they carry ids only and open their own transactions.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, TypedDict
+
+import structlog
+from arq import cron
+from arq.connections import RedisSettings
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from mailsvc.config import Settings, get_settings
+from mailsvc.kit.db import create_engine, create_sessionmaker
+from mailsvc.logging import configure_logging
+
+log = structlog.get_logger("mailsvc.worker")
+
+HEARTBEAT_KEY_PREFIX = "mailsvc:worker:heartbeat:"
+HEARTBEAT_TTL_SECONDS = 180
+
+
+class WorkerContext(TypedDict, total=False):
+    """What every job finds in `ctx` besides arq's own keys."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Any  # arq's ArqRedis, a redis.asyncio.Redis subclass
+    worker_name: str
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings = get_settings()
+    engine = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
+    ctx.update(
+        settings=settings,
+        engine=engine,
+        sessionmaker=create_sessionmaker(engine),
+        worker_name=f"{socket.gethostname()}:{os.getpid()}",
+    )
+    await record_heartbeat(ctx)
+    log.info("worker.started", worker=ctx["worker_name"])
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    engine: AsyncEngine | None = ctx.get("engine")
+    if engine is not None:
+        await engine.dispose()
+    log.info("worker.stopped", worker=ctx.get("worker_name"))
+
+
+async def record_heartbeat(ctx: dict[str, Any]) -> None:
+    """Cron: mark this worker alive in Redis, so operators can see running workers."""
+    await ctx["redis"].set(
+        HEARTBEAT_KEY_PREFIX + ctx["worker_name"], "alive", ex=HEARTBEAT_TTL_SECONDS
+    )
+
+
+def worker_settings(settings: Settings | None = None) -> type:
+    """A `WorkerSettings` class for `arq.run_worker`."""
+    resolved = settings or get_settings()
+    configure_logging(resolved.log_level)
+
+    class WorkerSettings:
+        redis_settings = RedisSettings.from_dsn(resolved.required_redis_url)
+        functions: list[Any] = []  # noqa: RUF012 - arq reads class attributes
+        cron_jobs = [cron(record_heartbeat, second=0, run_at_startup=False)]  # noqa: RUF012
+        on_startup = startup
+        on_shutdown = shutdown
+        handle_signals = True
+
+    return WorkerSettings
