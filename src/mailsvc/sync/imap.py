@@ -1,17 +1,30 @@
-"""IMAP client adapter over aioimaplib: connect (TLS, STARTTLS or plain) and log in.
+"""IMAP client adapter over aioimaplib; the only importer of aioimaplib.
 
-aioimaplib has no STARTTLS command of its own, so the upgrade is done here with
-`loop.start_tls` on the protocol's transport after the server's OK.
+Two things of aioimaplib are replaced here, each for a measured reason:
+
+- Its response reader recursed once per line, so a long response (a
+  `UID FETCH 1:* (FLAGS)` of 5,000 messages) overflowed the stack and left the
+  connection hanging. `_Protocol` reads iteratively, with the same semantics.
+- It routes untagged responses by command name, dropping those of another
+  name (the `STATUS` lines of `LIST ... RETURN (STATUS ...)`, an `EXISTS`
+  during a `FETCH`). Commands sent through `ImapConnection.command` run as
+  "sync" commands, which receive every untagged response, and `str()` of the
+  command is the wire text, so any command can be sent.
+
+STARTTLS is done with `loop.start_tls` on the protocol's transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable, Sequence
 
 import aioimaplib
+from aioimaplib.aioimaplib import CRLF, IncompleteRead, literal_data_re
 
 from mailsvc.kit.mailserver import MailServer, Security, safe_server_text
+from mailsvc.sync import wire
 
 
 class ImapError(Exception):
@@ -19,11 +32,97 @@ class ImapError(Exception):
 
 
 class ImapConnectError(ImapError):
-    """The server could not be reached, timed out, or failed the TLS handshake."""
+    """The server could not be reached, timed out, failed TLS, or dropped the connection."""
 
 
 class ImapAuthError(ImapError):
     """The server refused the login."""
+
+
+class ImapCommandError(ImapError):
+    """The server answered NO or BAD to a command."""
+
+
+class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
+    def _handle_responses(
+        self,
+        data: bytes,
+        line_handler: Callable[[bytes, aioimaplib.Command | None], aioimaplib.Command | None],
+        current_cmd: aioimaplib.Command | None = None,
+    ) -> None:
+        position = 0
+        while True:
+            if position >= len(data):
+                if self.pending_sync_command is not None:
+                    self.pending_sync_command.flush()
+                if current_cmd is not None and current_cmd.wait_data():
+                    raise IncompleteRead(current_cmd)
+                return
+            if current_cmd is not None and current_cmd.wait_literal_data():
+                rest = current_cmd.append_literal_data(data[position:])
+                data, position = rest, 0
+                if current_cmd.wait_literal_data():
+                    raise IncompleteRead(current_cmd)
+            end = data.find(CRLF, position)
+            if end < 0:
+                raise IncompleteRead(current_cmd, data[position:])
+            line = data[position:end]
+            position = end + len(CRLF)
+            command = line_handler(line, current_cmd)
+            begin_literal = literal_data_re.match(line)
+            if begin_literal:
+                if command is None:
+                    command = aioimaplib.Command("NIL", "unused")
+                command.begin_literal_data(int(begin_literal.group("size")))
+                current_cmd = command
+            elif command is not None and command.wait_data():
+                current_cmd = command
+            else:
+                current_cmd = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # aioimaplib leaves waiting commands to their timeout; fail them now instead.
+        waiting = [self.pending_sync_command, *self.pending_async_commands.values()]
+        for command in waiting:
+            if command is not None and not command._event.is_set():
+                command._exception = aioimaplib.Abort("connection lost")
+                command.close(b"connection lost", "BYE")
+
+
+class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
+    def create_client(
+        self,
+        host: str,
+        port: int,
+        loop: asyncio.AbstractEventLoop | None,
+        conn_lost_cb: Callable[[Exception | None], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        local_loop = loop or asyncio.get_running_loop()
+        self.protocol = _Protocol(local_loop, conn_lost_cb)
+        self._client_task = local_loop.create_task(
+            local_loop.create_connection(lambda: self.protocol, host, port, ssl=ssl_context)
+        )
+
+
+class _RawCommand(aioimaplib.Command):  # type: ignore[misc]
+    """A command sent verbatim that receives every untagged response."""
+
+    def __init__(self, tag: str, text: str, *, loop: asyncio.AbstractEventLoop, timeout: float):
+        # "SELECT" only selects aioimaplib's dispatch (sync, valid when
+        # authenticated or selected); the wire text is `text`.
+        super().__init__("SELECT", tag, loop=loop, timeout=timeout)
+        self._text = text
+
+    def __repr__(self) -> str:
+        return f"{self.tag} {self._text}"
+
+
+def _retrieve_result(task: asyncio.Future[object]) -> None:
+    """Mark a background task's error as seen, so asyncio does not log it at exit."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _reply_text(response: aioimaplib.Response) -> str:
@@ -34,22 +133,134 @@ def _reply_text(response: aioimaplib.Response) -> str:
 class ImapConnection:
     """One logged-in IMAP connection."""
 
-    def __init__(self, client: aioimaplib.IMAP4) -> None:
+    def __init__(self, client: _Client, *, io_timeout: float) -> None:
         self._client = client
+        self._io_timeout = io_timeout
+        self.selected: str | None = None
 
     @property
     def capabilities(self) -> frozenset[str]:
         return frozenset(str(c).upper() for c in self._client.protocol.capabilities)
 
+    def has(self, capability: str) -> bool:
+        return capability.upper() in self.capabilities
+
+    async def command(
+        self, text: str, *, io_timeout: float | None = None
+    ) -> list[bytes | bytearray]:
+        """Send `text` as one command; the untagged lines of its answer (OK required).
+
+        `io_timeout` bounds the silence between two received lines, not the whole
+        command, so a large FETCH may take as long as it keeps streaming.
+        """
+        if any(c in text for c in "\r\n\0"):
+            raise ValueError("CR, LF and NUL cannot appear in a command")
+        protocol = self._client.protocol
+        command = _RawCommand(
+            protocol.new_tag(), text, loop=protocol.loop, timeout=io_timeout or self._io_timeout
+        )
+        try:
+            response = await protocol.execute(command)
+        except aioimaplib.CommandTimeout as exc:
+            raise ImapConnectError("server stopped answering") from exc
+        except (OSError, aioimaplib.AioImapException) as exc:
+            raise ImapConnectError(f"connection failed: {safe_server_text(str(exc))}") from exc
+        if response.result != "OK":
+            verb = text.split(" ", 2)[:2]
+            raise ImapCommandError(f"{' '.join(verb)} refused: {_reply_text(response)}")
+        lines: list[bytes | bytearray] = response.lines[:-1]
+        return lines
+
+    async def enable(self, *extensions: str) -> None:
+        wanted = [e for e in extensions if self.has(e)]
+        if wanted and self.has("ENABLE"):
+            await self.command("ENABLE " + " ".join(wanted))
+
+    async def list_mailboxes(self) -> list[wire.ListedMailbox]:
+        suffix = " RETURN (SPECIAL-USE)" if self.has("SPECIAL-USE") else ""
+        return wire.parse_list(await self.command(f'LIST "" "*"{suffix}'))
+
+    async def select(
+        self,
+        name: str,
+        *,
+        condstore: bool = False,
+        qresync: tuple[int, int] | None = None,
+        readonly: bool = False,
+    ) -> wire.SelectedState:
+        """SELECT (or EXAMINE) a mailbox, with CONDSTORE or QRESYNC parameters."""
+        verb = "EXAMINE" if readonly else "SELECT"
+        text = f"{verb} {wire.quote(wire.encode_mailbox_name(name))}"
+        if qresync is not None and self.has("QRESYNC"):
+            text += f" (QRESYNC ({qresync[0]} {qresync[1]}))"
+        elif condstore and self.has("CONDSTORE"):
+            text += " (CONDSTORE)"
+        state = wire.parse_select(await self.command(text))
+        self.selected = name
+        # aioimaplib's own state machine gates commands such as UID and IDLE.
+        self._client.protocol.state = aioimaplib.SELECTED
+        return state
+
+    async def uid_fetch(
+        self, uid_set: str, items: str, *, modifiers: str = ""
+    ) -> tuple[list[wire.FetchedItem], list[int]]:
+        """`UID FETCH`; returns the items and any VANISHED (EARLIER) UIDs."""
+        text = f"UID FETCH {uid_set} ({items})" + (f" ({modifiers})" if modifiers else "")
+        lines = await self.command(text)
+        return wire.parse_fetch(lines), wire.parse_vanished(lines)
+
+    async def uid_search(self, criteria: str) -> list[int]:
+        return wire.parse_search(await self.command(f"UID SEARCH {criteria}"))
+
+    async def noop(self) -> list[bytes | bytearray]:
+        return await self.command("NOOP")
+
+    async def idle(self, *, wait_seconds: float) -> list[bytes]:
+        """IDLE until the server reports something or `wait_seconds` pass; then DONE.
+
+        Returns the untagged lines received (EXISTS, EXPUNGE, FETCH, VANISHED).
+        """
+        client = self._client
+        try:
+            idle_task = await client.idle_start(timeout=wait_seconds)
+        except (OSError, aioimaplib.AioImapException, TimeoutError) as exc:
+            raise ImapConnectError("connection failed during IDLE") from exc
+        # Nobody awaits aioimaplib's IDLE task once this call is cancelled.
+        idle_task.add_done_callback(_retrieve_result)
+        pushed: list[bytes] = []
+        try:
+            batch = await client.wait_server_push(timeout=wait_seconds)
+            if isinstance(batch, list):
+                pushed.extend(line for line in batch if isinstance(line, bytes))
+        except TimeoutError:
+            pass
+        finally:
+            # Also when cancelled: leave IDLE, so the connection can still LOGOUT.
+            client.idle_done()
+        try:
+            await asyncio.wait_for(idle_task, self._io_timeout)
+        except (OSError, aioimaplib.AioImapException, TimeoutError) as exc:
+            raise ImapConnectError("connection failed during IDLE") from exc
+        return pushed
+
     async def logout(self) -> None:
         """Log out politely; a connection that is already gone is not an error here."""
+        transport = self._client.protocol.transport
+        if transport is None or transport.is_closing():
+            return
         try:
             await self._client.logout()
         except (aioimaplib.AioImapException, OSError, TimeoutError):
             pass
+        self.close()
+
+    def close(self) -> None:
+        transport = self._client.protocol.transport
+        if transport is not None:
+            transport.close()
 
 
-async def _start_tls(client: aioimaplib.IMAP4, host: str, context: ssl.SSLContext) -> None:
+async def _start_tls(client: _Client, host: str, context: ssl.SSLContext) -> None:
     protocol = client.protocol
     response = await asyncio.wait_for(
         protocol.execute(aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)),
@@ -71,12 +282,12 @@ async def connect_imap(
 ) -> ImapConnection:
     """Connect and log in; raises `ImapConnectError` or `ImapAuthError`."""
     try:
-        if server.security is Security.TLS:
-            client: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
-                server.host, server.port, timeout=io_timeout, ssl_context=tls
-            )
-        else:
-            client = aioimaplib.IMAP4(server.host, server.port, timeout=io_timeout)
+        client = _Client(
+            server.host,
+            server.port,
+            timeout=io_timeout,
+            ssl_context=tls if server.security is Security.TLS else None,
+        )
         await client.wait_hello_from_server()
         if server.security is Security.STARTTLS:
             await _start_tls(client, server.host, tls)
@@ -91,13 +302,30 @@ async def connect_imap(
         response = await client.login(server.username, server.password)
     except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
         raise ImapConnectError("connection lost during login") from exc
+    connection = ImapConnection(client, io_timeout=io_timeout)
     if response.result != "OK":
-        await ImapConnection(client).logout()
+        await connection.logout()
         raise ImapAuthError(f"login refused: {_reply_text(response)}")
-    return ImapConnection(client)
+    # Extensions such as CONDSTORE and QRESYNC are often announced only after login.
+    try:
+        await asyncio.wait_for(client.protocol.capability(), io_timeout)
+    except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
+        raise ImapConnectError("connection lost after login") from exc
+    return connection
 
 
 async def check_imap_login(server: MailServer, *, io_timeout: float, tls: ssl.SSLContext) -> None:
     """Prove that `server` accepts the login, then disconnect."""
     connection = await connect_imap(server, io_timeout=io_timeout, tls=tls)
     await connection.logout()
+
+
+__all__: Sequence[str] = (
+    "ImapAuthError",
+    "ImapCommandError",
+    "ImapConnectError",
+    "ImapConnection",
+    "ImapError",
+    "check_imap_login",
+    "connect_imap",
+)

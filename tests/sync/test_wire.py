@@ -1,0 +1,120 @@
+from datetime import UTC, date, datetime
+
+import pytest
+
+from mailsvc.sync.wire import (
+    WireError,
+    compress_uid_set,
+    decode_mailbox_name,
+    encode_mailbox_name,
+    expand_uid_set,
+    imap_date,
+    parse_fetch,
+    parse_internal_date,
+    parse_list,
+    parse_search,
+    parse_select,
+    quote,
+    to_sexpr,
+    tokens,
+)
+
+
+def test_fetch_with_literal_body_and_items_after_it() -> None:
+    lines = [
+        b"12 FETCH (UID 5 FLAGS (\\Seen $Label) MODSEQ (77) RFC822.SIZE 11 BODY[] {11}",
+        bytearray(b"Hello\r\nbody"),
+        b' INTERNALDATE "17-Jul-1996 02:44:25 -0700")',
+        b"13 FETCH (UID 6 FLAGS ())",
+    ]
+    first, second = parse_fetch(lines)
+    assert first.uid == 5
+    assert first.flags == ("\\Seen", "$Label")
+    assert first.modseq == 77
+    assert first.body == b"Hello\r\nbody"
+    assert first.internal_date == datetime(1996, 7, 17, 9, 44, 25, tzinfo=UTC)
+    assert second.uid == 6
+    assert second.flags == ()
+
+
+def test_fetch_sections_and_bodystructure() -> None:
+    lines = [
+        b"1 FETCH (UID 9 BODY[HEADER] {8}",
+        bytearray(b"A: b\r\n\r\n"),
+        b' BODY[1.2] "text"'
+        b' BODYSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 3 1))',
+    ]
+    (item,) = parse_fetch(lines)
+    assert item.sections == {"HEADER": b"A: b\r\n\r\n", "1.2": b"text"}
+    assert item.bodystructure is not None
+    assert to_sexpr(item.bodystructure) == (
+        '("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 3 1)'
+    )
+
+
+def test_list_with_and_without_the_list_keyword() -> None:
+    mailboxes = parse_list(
+        [b'(\\HasNoChildren \\Sent) "." Sent', b'LIST () "/" "Entw&APw-rfe"', b"() NIL Flat"]
+    )
+    assert [(m.name, m.delimiter) for m in mailboxes] == [
+        ("Sent", "."), ("Entwürfe", "/"), ("Flat", None),
+    ]  # fmt: skip
+    assert mailboxes[0].attributes == {"\\HasNoChildren", "\\Sent"}
+
+
+def test_select_response_codes_and_qresync_data() -> None:
+    state = parse_select(
+        [
+            b"FLAGS (\\Seen)",
+            b"42 EXISTS",
+            b"OK [UIDVALIDITY 3857529045] UIDs valid",
+            b"OK [UIDNEXT 4392] Predicted next UID",
+            b"OK [HIGHESTMODSEQ 715194045007]",
+            b"VANISHED (EARLIER) 41,43:45",
+            b"49 FETCH (UID 4391 FLAGS (\\Seen) MODSEQ (715194045006))",
+        ]
+    )
+    assert (state.exists, state.uidvalidity, state.uidnext) == (42, 3857529045, 4392)
+    assert state.highestmodseq == 715194045007
+    assert state.vanished == [41, 43, 44, 45]
+    assert state.changed[0].uid == 4391
+
+
+def test_search_and_esearch() -> None:
+    assert parse_search([b"SEARCH 2 3 7"]) == [2, 3, 7]
+    assert parse_search([b'ESEARCH (TAG "A1") UID ALL 1:3,9']) == [1, 2, 3, 9]
+
+
+def test_uid_sets_round_trip_and_refuse_nonsense() -> None:
+    assert compress_uid_set([7, 1, 2, 3, 9, 10]) == "1:3,7,9:10"
+    assert expand_uid_set("1:3,7,10:9") == [1, 2, 3, 7, 9, 10]
+    with pytest.raises(WireError):
+        expand_uid_set("1:*")
+    with pytest.raises(WireError):
+        expand_uid_set("1:4000000000")
+
+
+def test_modified_utf7_names() -> None:
+    for name in ("Entwürfe", "日本語", "A&B", "plain"):
+        assert decode_mailbox_name(encode_mailbox_name(name)) == name
+    assert encode_mailbox_name("A&B") == "A&-B"
+    assert decode_mailbox_name("bad&~-") == "bad&~-"  # invalid stays as sent
+
+
+def test_quote_refuses_line_breaks() -> None:
+    assert quote('a "b" \\c') == '"a \\"b\\" \\\\c"'
+    with pytest.raises(ValueError, match="CR, LF"):
+        quote("x\r\nA1 DELETE INBOX")
+
+
+def test_dates() -> None:
+    assert imap_date(date(2026, 2, 1)) == "1-Feb-2026"
+    assert parse_internal_date("garbage") is None
+    assert parse_internal_date(" 1-Jan-2026 00:00:00 +0100") == datetime(
+        2025, 12, 31, 23, 0, tzinfo=UTC
+    )
+
+
+def test_tokenizer_survives_unbalanced_input() -> None:
+    assert tokens([b"(a (b c) d"]) == [["a", ["b", "c"], "d"]]
+    assert tokens([b"a) b"]) == ["a", "b"]
