@@ -74,5 +74,8 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "alembic"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # aioimaplib logs every byte it sends and receives at DEBUG: mail content and
+    # protocol traffic never belong in logs, whatever LOG_LEVEL says.
+    logging.getLogger("aioimaplib").setLevel(max(logging.INFO, root.level))
     # Access lines are written by our own middleware, with the request id.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -33,7 +33,8 @@ class Attachment(Base):
     content_type: Mapped[str] = mapped_column(String(255))
     # Content-Transfer-Encoding (`base64`, `quoted-printable`, `7bit`, ...).
     encoding: Mapped[str] = mapped_column(String(32), server_default="7bit")
-    # Octets as stored on the server, i.e. still transfer-encoded (base64 is ~4/3 larger).
+    # Decoded size in octets (what a download delivers); computed from the encoded
+    # length for base64, estimated from BODYSTRUCTURE for messages above the size cap.
     size: Mapped[int] = mapped_column(Integer)
     # Content-ID without the angle brackets; `cid:` references in the HTML body use it.
     content_id: Mapped[str | None] = mapped_column(Text)

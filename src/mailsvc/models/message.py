@@ -63,6 +63,9 @@ class Message(TimestampMixin, Base):
         # Threading and reply lookups resolve Message-IDs within one account.
         Index("ix_messages_message_id_header", "tenant_id", "account_id", "message_id_header"),
         Index("ix_messages_search_vector", "search_vector", postgresql_using="gin"),
+        # Threading finds the replies that arrived before their parent (sync/engine.py).
+        Index("ix_messages_references", "references", postgresql_using="gin"),
+        Index("ix_messages_in_reply_to", "tenant_id", "account_id", "in_reply_to"),
     )
 
     id: Mapped[UuidPk]

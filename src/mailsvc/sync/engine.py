@@ -1,0 +1,783 @@
+"""The sync engine: runs `plan.py`'s decisions against a server, batch by batch.
+
+One pass over an account:
+
+    connect (state -> connected | auth_error | connect_error)
+    ENABLE QRESYNC; LIST (+ STATUS per mailbox via LIST-STATUS when offered)
+    reconcile mailboxes (created / renamed / deleted), one transaction
+    for each wanted, selectable mailbox:
+        unchanged by STATUS?          -> skip without SELECT
+        SELECT (QRESYNC or CONDSTORE) -> plan_mailbox()
+        reset                         -> drop the mailbox's rows (one transaction)
+        new UIDs                      -> fetch in batches bounded by count and bytes;
+                                         batch N+1 is fetched while N is parsed in the
+                                         process pool and stored; each batch is one
+                                         transaction that also advances `uidnext`
+        flags, deletions              -> one transaction, then `highestmodseq`
+    sync.completed change
+
+Invariants: a mailbox's `uidnext` only advances in the transaction that stored the
+messages below it, and inserts ignore UIDs already stored, so a pass cut anywhere
+(socket closed, server restarted, process killed) is resumed by the next one with
+nothing missing and nothing duplicated. `highestmodseq` is written last, after the
+flag and deletion changes it vouches for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mailsvc.account.credentials import imap_server
+from mailsvc.account.repository import AccountRepository
+from mailsvc.config import Settings
+from mailsvc.event.repository import ChangeRepository
+from mailsvc.kit.crypto import SecretBox
+from mailsvc.kit.db import ModSeq, Uid, utcnow
+from mailsvc.kit.mailserver import tls_context
+from mailsvc.mime import ParsedMessage
+from mailsvc.mime.bodystructure import parse_bodystructure, text_sections
+from mailsvc.models import Mailbox
+from mailsvc.ops.metrics import observe_sync
+from mailsvc.sync import plan as planning
+from mailsvc.sync import wire
+from mailsvc.sync.imap import (
+    ImapAuthError,
+    ImapCommandError,
+    ImapConnectError,
+    ImapConnection,
+    connect_imap,
+)
+from mailsvc.sync.parser import ParserPool, PartialSource
+from mailsvc.sync.repository import MailboxRepository, MessageRepository, search_document
+from mailsvc.thread.repository import ThreadRepository
+from mailsvc.thread.service import ThreadingInput, assign_threads
+
+log = structlog.get_logger("mailsvc.sync")
+
+_MESSAGE_ITEMS = "UID FLAGS INTERNALDATE RFC822.SIZE"
+_STATUS_ITEMS = "MESSAGES UIDNEXT UIDVALIDITY UNSEEN"
+
+
+class AccountGoneError(Exception):
+    """The account was deleted (or never existed) while a sync was due."""
+
+
+@dataclass
+class SyncReport:
+    """What one pass changed."""
+
+    mailboxes: int = 0
+    new_messages: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Status:
+    messages: int | None = None
+    uidnext: int | None = None
+    uidvalidity: int | None = None
+    unseen: int | None = None
+    highestmodseq: int | None = None
+
+
+def _options(raw: dict[str, Any]) -> planning.SyncOptions:
+    since = raw.get("since")
+    include = raw.get("include_mailboxes")
+    return planning.SyncOptions(
+        include_mailboxes=frozenset(include) if include else None,
+        exclude_mailboxes=frozenset(raw.get("exclude_mailboxes") or ()),
+        since=date.fromisoformat(since) if isinstance(since, str) else None,
+        max_messages_per_mailbox=raw.get("max_messages_per_mailbox"),
+        events_for_existing=bool(raw.get("events_for_existing", False)),
+    )
+
+
+def _parse_status(lines: Sequence[bytes | bytearray]) -> dict[str, _Status]:
+    """STATUS answers (from LIST-STATUS) by decoded mailbox name."""
+    statuses: dict[str, _Status] = {}
+    for line in lines:
+        if not isinstance(line, bytes) or not line.upper().startswith((b"STATUS ", b"* STATUS ")):
+            continue
+        tokens = wire.tokens([line.removeprefix(b"* ")])
+        if len(tokens) < 3 or not isinstance(tokens[2], list):
+            continue
+        name = tokens[1]
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        if not isinstance(name, str):
+            continue
+        values = tokens[2]
+        fields = {
+            str(values[i]).upper(): int(str(values[i + 1]))
+            for i in range(0, len(values) - 1, 2)
+            if str(values[i + 1]).isdigit()
+        }
+        statuses[wire.decode_mailbox_name(name)] = _Status(
+            messages=fields.get("MESSAGES"),
+            uidnext=fields.get("UIDNEXT"),
+            uidvalidity=fields.get("UIDVALIDITY"),
+            unseen=fields.get("UNSEEN"),
+            highestmodseq=fields.get("HIGHESTMODSEQ"),
+        )
+    return statuses
+
+
+def _addresses_text(parsed: ParsedMessage) -> str:
+    parts: list[str] = []
+    for group in (parsed.from_, parsed.to, parsed.cc, parsed.bcc, parsed.reply_to):
+        for address in group:
+            if address.name:
+                parts.append(address.name)
+            parts.append(address.address)
+    return " ".join(parts)
+
+
+def session_free_flags(flags: Sequence[str] | None) -> list[str]:
+    """Flags to store: `\\Recent` is per IMAP session (RFC 3501 2.3.2), not message state."""
+    return sorted({flag for flag in flags or () if flag.lower() != "\\recent"})
+
+
+def _address_json(addresses: Sequence[Any]) -> list[dict[str, str | None]]:
+    return [{"name": a.name, "address": a.address} for a in addresses]
+
+
+def _uid(value: int | None) -> Uid | None:
+    return None if value is None else Uid(value)
+
+
+class SyncEngine:
+    """Mirrors accounts into PostgreSQL; safe to run from the worker or the api process."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        secrets: SecretBox,
+        settings: Settings,
+        parser: ParserPool,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._secrets = secrets
+        self._settings = settings
+        self._parser = parser
+        self._tls = tls_context(settings.mail_tls_ca_file)
+
+    async def sync_account(
+        self,
+        tenant_id: str,
+        account_id: uuid.UUID,
+        *,
+        full: bool = False,
+        mailboxes: Sequence[str] | None = None,
+    ) -> SyncReport:
+        """One pass over the account (or over the named mailboxes); see the module doc.
+
+        Raises `ImapAuthError` (after setting `auth_error`), `ImapConnectError` (after
+        setting `connect_error`) and `AccountGoneError`.
+        """
+        async with self._sessionmaker() as session:
+            account = await AccountRepository(session, tenant_id).get(account_id)
+            if account is None:
+                raise AccountGoneError(str(account_id))
+            server = imap_server(self._secrets, account)
+            options = _options(account.sync_options or {})
+        started = time.perf_counter()
+        try:
+            connection = await connect_imap(
+                server, io_timeout=self._settings.mail_connect_timeout_seconds, tls=self._tls
+            )
+        except ImapAuthError as exc:
+            await self._set_state(tenant_id, account_id, "auth_error", str(exc))
+            observe_sync(outcome="auth_error", seconds=time.perf_counter() - started)
+            raise
+        except ImapConnectError as exc:
+            await self._set_state(tenant_id, account_id, "connect_error", str(exc))
+            observe_sync(outcome="connect_error", seconds=time.perf_counter() - started)
+            raise
+        await self._set_state(tenant_id, account_id, "connected", None)
+        report = SyncReport()
+        try:
+            await self._run(connection, tenant_id, account_id, options, full, mailboxes, report)
+        except ImapConnectError as exc:
+            await self._set_state(tenant_id, account_id, "connect_error", str(exc))
+            observe_sync(outcome="connect_error", seconds=time.perf_counter() - started)
+            raise
+        finally:
+            await connection.logout()
+        observe_sync(
+            outcome="ok",
+            seconds=time.perf_counter() - started,
+            new=report.new_messages,
+            updated=report.updated,
+            deleted=report.deleted,
+        )
+        log.info(
+            "sync.account_done",
+            account_id=str(account_id),
+            mailboxes=report.mailboxes,
+            new=report.new_messages,
+            updated=report.updated,
+            deleted=report.deleted,
+        )
+        return report
+
+    async def _run(
+        self,
+        connection: ImapConnection,
+        tenant_id: str,
+        account_id: uuid.UUID,
+        options: planning.SyncOptions,
+        full: bool,
+        only: Sequence[str] | None,
+        report: SyncReport,
+    ) -> None:
+        await connection.enable("QRESYNC")
+        qresync = connection.has("QRESYNC") and connection.has("ENABLE")
+        listed = await connection.list_mailboxes()
+        statuses: dict[str, _Status] = {}
+        if connection.has("LIST-STATUS"):
+            items = _STATUS_ITEMS + (" HIGHESTMODSEQ" if connection.has("CONDSTORE") else "")
+            statuses = _parse_status(
+                await connection.command(f'LIST "" "*" RETURN (STATUS ({items}))')
+            )
+        rows = await self._reconcile(tenant_id, account_id, listed, statuses, options)
+        wanted = set(only) if only is not None else None
+        for mailbox in rows:
+            if not mailbox.selectable or (wanted is not None and mailbox.name not in wanted):
+                continue
+            if full:
+                await self._forget(tenant_id, account_id, mailbox)
+            status = statuses.get(mailbox.name)
+            if not full and status is not None and self._unchanged(mailbox, status):
+                continue
+            report.mailboxes += 1
+            await self._sync_mailbox(
+                connection, tenant_id, account_id, mailbox, options, qresync, report
+            )
+        async with self._sessionmaker.begin() as session:
+            await ChangeRepository(session, tenant_id).append_many(
+                account_id,
+                [
+                    (
+                        "sync.completed",
+                        {
+                            "account_id": str(account_id),
+                            "new_messages": report.new_messages,
+                            "updated": report.updated,
+                            "deleted": report.deleted,
+                        },
+                    )
+                ],
+            )
+
+    @staticmethod
+    def _unchanged(mailbox: Mailbox, status: _Status) -> bool:
+        return (
+            mailbox.uidvalidity is not None
+            and status.uidvalidity == mailbox.uidvalidity
+            and status.uidnext == mailbox.uidnext
+            and status.messages == mailbox.messages_total
+            and (status.highestmodseq is None or status.highestmodseq == mailbox.highestmodseq)
+        )
+
+    async def _reconcile(
+        self,
+        tenant_id: str,
+        account_id: uuid.UUID,
+        listed: list[wire.ListedMailbox],
+        statuses: dict[str, _Status],
+        options: planning.SyncOptions,
+    ) -> list[Mailbox]:
+        wanted = [m for m in listed if options.wants(m, planning.mailbox_role(m))]
+        async with self._sessionmaker.begin() as session:
+            repository = MailboxRepository(session, tenant_id)
+            stored = await repository.for_account(account_id)
+            by_name = {m.name: m for m in stored}
+            validity = {
+                name: s.uidvalidity for name, s in statuses.items() if s.uidvalidity is not None
+            }
+            changes = planning.reconcile_mailboxes(
+                [planning.StoredMailbox(m.name, m.uidvalidity) for m in stored], wanted, validity
+            )
+            events: list[tuple[str, dict[str, Any]]] = []
+            for name in changes.deleted:
+                gone = by_name[name]
+                await repository.delete(gone.id)
+                events.append(("mailbox.deleted", {"mailbox_id": str(gone.id), "name": name}))
+            for old_name, listing in changes.renamed:
+                moved = by_name[old_name]
+                moved.name = listing.name
+                events.append(
+                    ("mailbox.renamed", {"mailbox_id": str(moved.id), "old_name": old_name,
+                                         "name": listing.name})
+                )  # fmt: skip
+            for listing in changes.created:
+                mailbox = await repository.add(
+                    Mailbox(
+                        account_id=account_id,
+                        name=listing.name,
+                        delimiter=listing.delimiter,
+                        special_use=planning.mailbox_role(listing),
+                        attributes=sorted(listing.attributes),
+                        selectable=planning.is_selectable(listing),
+                    )
+                )
+                events.append(
+                    ("mailbox.created", {"mailbox_id": str(mailbox.id), "name": listing.name,
+                                         "role": mailbox.special_use})
+                )  # fmt: skip
+            for listing in [*changes.kept, *(new for _, new in changes.renamed)]:
+                row = by_name.get(listing.name) or next(m for m in stored if m.name == listing.name)
+                row.attributes = sorted(listing.attributes)
+                row.special_use = planning.mailbox_role(listing)
+                row.selectable = planning.is_selectable(listing)
+            await ChangeRepository(session, tenant_id).append_many(account_id, events)
+            await session.flush()
+            current = await repository.for_account(account_id)
+        # INBOX first: it is what users look at while a big initial sync runs.
+        return sorted(current, key=lambda m: (m.special_use != "inbox", m.name))
+
+    async def _forget(self, tenant_id: str, account_id: uuid.UUID, mailbox: Mailbox) -> None:
+        """`full=True`: drop what is stored so the mailbox is fetched from scratch."""
+        async with self._sessionmaker.begin() as session:
+            removed = await MessageRepository(session, tenant_id).delete_mailbox_messages(
+                mailbox.id
+            )
+            await ThreadRepository(session, tenant_id).refresh_summaries(
+                [t for _, _, t in removed if t is not None]
+            )
+            await MailboxRepository(session, tenant_id).set_fields(
+                mailbox.id, uidvalidity=None, uidnext=None, highestmodseq=None, messages_synced=0
+            )
+        mailbox.uidvalidity = mailbox.uidnext = mailbox.highestmodseq = None
+        mailbox.messages_synced = 0
+
+    async def _sync_mailbox(
+        self,
+        connection: ImapConnection,
+        tenant_id: str,
+        account_id: uuid.UUID,
+        mailbox: Mailbox,
+        options: planning.SyncOptions,
+        qresync: bool,
+        report: SyncReport,
+    ) -> None:
+        resume = (
+            (mailbox.uidvalidity, mailbox.highestmodseq)
+            if qresync and mailbox.uidvalidity and mailbox.highestmodseq
+            else None
+        )
+        try:
+            selected = await connection.select(mailbox.name, condstore=True, qresync=resume)
+        except ImapCommandError as exc:
+            # The mailbox went away between LIST and SELECT; the next LIST sees it.
+            log.warning("sync.select_failed", mailbox=mailbox.name, error=str(exc))
+            return
+        local = planning.LocalMailbox(
+            uidvalidity=mailbox.uidvalidity,
+            uidnext=mailbox.uidnext,
+            highestmodseq=mailbox.highestmodseq,
+            stored_count=mailbox.messages_synced,
+        )
+        step = planning.plan_mailbox(local, selected, qresync=resume is not None)
+        log.debug("sync.mailbox_plan", mailbox=mailbox.name, plan=str(step))
+        writer = MailboxWriter(self, tenant_id, account_id, mailbox)
+        await writer.start(selected)
+        if step.reset:
+            report.deleted += await writer.reset(selected.uidvalidity)
+        if step.fetch_from_uid is not None:
+            report.new_messages += await self._fetch_new(
+                connection, writer, step, selected, options
+            )
+        changes: list[tuple[int, list[str], int | None]] = []
+        vanished: list[int] = list(step.vanished)
+        changes += [
+            (item.uid, session_free_flags(item.flags), item.modseq)
+            for item in selected.changed
+            if item.uid is not None and item.flags is not None
+        ]
+        if step.flags_changed_since is not None or step.full_flag_scan:
+            modifiers = ""
+            if step.flags_changed_since is not None:
+                modifiers = f"CHANGEDSINCE {step.flags_changed_since}"
+                if resume is not None:
+                    modifiers += " VANISHED"
+            items, gone = await connection.uid_fetch("1:*", "UID FLAGS", modifiers=modifiers)
+            changes += [
+                (i.uid, session_free_flags(i.flags), i.modseq) for i in items if i.uid is not None
+            ]
+            vanished += gone
+        if step.search_for_deletions:
+            on_server = await connection.uid_search("ALL")
+            stored = await writer.stored_uids()
+            vanished += planning.deleted_uids(stored, on_server, below=selected.uidnext or 2**32)
+        updated, deleted = await writer.apply_changes(changes, vanished, selected)
+        report.updated += updated
+        report.deleted += deleted
+
+    async def _fetch_new(
+        self,
+        connection: ImapConnection,
+        writer: MailboxWriter,
+        step: planning.MailboxPlan,
+        selected: wire.SelectedState,
+        options: planning.SyncOptions,
+    ) -> int:
+        assert step.fetch_from_uid is not None
+        listing, _ = await connection.uid_fetch(f"{step.fetch_from_uid}:*", "UID RFC822.SIZE")
+        candidates = [
+            planning.Candidate(item.uid, item.size or 0)
+            for item in sorted(listing, key=lambda i: i.uid or 0)
+            if item.uid is not None and item.uid >= step.fetch_from_uid
+        ]
+        if step.initial and (options.since or options.max_messages_per_mailbox is not None):
+            allowed = {c.uid for c in candidates}
+            if options.since:
+                imap_date = wire.imap_date(options.since)
+                allowed &= set(await connection.uid_search(f"SINCE {imap_date}"))
+            kept = set(
+                planning.limit_initial(sorted(allowed), newest=options.max_messages_per_mailbox)
+            )
+            candidates = [c for c in candidates if c.uid in kept]
+        settings = self._settings
+        groups = planning.batches(
+            candidates, max_count=settings.sync_batch_messages, max_bytes=settings.sync_batch_bytes
+        )
+        stored = 0
+        pending = (
+            asyncio.ensure_future(self._fetch_batch(connection, groups[0])) if groups else None
+        )
+        for index in range(len(groups)):
+            assert pending is not None
+            items = await pending
+            # Overlap: the next batch streams in while this one is parsed and stored.
+            pending = (
+                asyncio.ensure_future(self._fetch_batch(connection, groups[index + 1]))
+                if index + 1 < len(groups)
+                else None
+            )
+            try:
+                sources = [source for _, source in items]
+                parsed = await self._parser.parse(sources)
+                stored += await writer.store_batch(
+                    [item for item, _ in items],
+                    parsed,
+                    next_uid=groups[index][-1].uid + 1,
+                    announce=not step.initial or options.events_for_existing,
+                )
+            except BaseException:
+                if pending is not None:
+                    pending.cancel()
+                raise
+        last_uid = candidates[-1].uid if candidates else 0
+        await writer.finish_new(max(selected.uidnext or 0, last_uid + 1))
+        return stored
+
+    async def _fetch_batch(
+        self, connection: ImapConnection, batch: list[planning.Candidate]
+    ) -> list[tuple[wire.FetchedItem, bytes | PartialSource]]:
+        cap = self._settings.sync_max_message_bytes
+        small = [c.uid for c in batch if c.size <= cap]
+        large = [c.uid for c in batch if c.size > cap]
+        fetched: list[tuple[wire.FetchedItem, bytes | PartialSource]] = []
+        if small:
+            items, _ = await connection.uid_fetch(
+                wire.compress_uid_set(small), f"{_MESSAGE_ITEMS} MODSEQ BODY.PEEK[]"
+                if connection.has("CONDSTORE") else f"{_MESSAGE_ITEMS} BODY.PEEK[]"
+            )  # fmt: skip
+            fetched += [(item, item.body or b"") for item in items if item.uid is not None]
+        for uid in large:
+            fetched += await self._fetch_partial(connection, uid)
+        fetched.sort(key=lambda pair: pair[0].uid or 0)
+        return fetched
+
+    async def _fetch_partial(
+        self, connection: ImapConnection, uid: int
+    ) -> list[tuple[wire.FetchedItem, bytes | PartialSource]]:
+        """A message above the size cap: header, structure and text parts only."""
+        items, _ = await connection.uid_fetch(
+            str(uid), f"{_MESSAGE_ITEMS} BODY.PEEK[HEADER] BODYSTRUCTURE"
+        )
+        if not items:
+            return []
+        item = items[0]
+        structure_text = wire.to_sexpr(item.bodystructure) if item.bodystructure else ""
+        structure = parse_bodystructure(structure_text) if structure_text else None
+        wanted = [section for section, *_ in text_sections(structure)] if structure else []
+        sections: dict[str, bytes] = {}
+        if wanted:
+            parts = " ".join(f"BODY.PEEK[{section}]" for section in wanted)
+            text_items, _ = await connection.uid_fetch(str(uid), f"UID {parts}")
+            if text_items:
+                sections = text_items[0].sections
+        header = item.sections.get("HEADER", b"")
+        return [(item, PartialSource(header, structure_text, sections))]
+
+    async def _set_state(
+        self, tenant_id: str, account_id: uuid.UUID, state: str, error: str | None
+    ) -> None:
+        async with self._sessionmaker.begin() as session:
+            account = await AccountRepository(session, tenant_id).get(account_id, for_update=True)
+            if account is None:
+                return
+            if account.state == state and (error is None or account.last_error == error):
+                return
+            previous = account.state
+            account.state = state
+            account.state_changed_at = utcnow()
+            if error is not None:
+                account.last_error = error
+                account.last_error_at = utcnow()
+            payload: dict[str, Any] = {
+                "account_id": str(account_id),
+                "state": state,
+                "previous_state": previous,
+            }
+            if error is not None:
+                payload["error"] = error
+            await ChangeRepository(session, tenant_id).append_many(
+                account_id, [("account.state_changed", payload)]
+            )
+
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        return self._sessionmaker
+
+
+class MailboxWriter:
+    """The transactions of one mailbox's pass; each method is one transaction."""
+
+    def __init__(
+        self, engine: SyncEngine, tenant_id: str, account_id: uuid.UUID, mailbox: Mailbox
+    ) -> None:
+        self._sessionmaker = engine.sessionmaker
+        self._tenant_id = tenant_id
+        self._account_id = account_id
+        self._mailbox = mailbox
+
+    async def start(self, selected: wire.SelectedState) -> None:
+        """Mark the pass as running; a first pass adopts the server's UIDVALIDITY."""
+        values: dict[str, Any] = {
+            "messages_total": selected.exists,
+            "sync_state": "syncing",
+            "sync_started_at": utcnow(),
+        }
+        if self._mailbox.uidvalidity is None:
+            values["uidvalidity"] = selected.uidvalidity
+        async with self._sessionmaker.begin() as session:
+            await MailboxRepository(session, self._tenant_id).set_fields(self._mailbox.id, **values)
+        if self._mailbox.uidvalidity is None:
+            self._mailbox.uidvalidity = _uid(selected.uidvalidity)
+
+    async def reset(self, uidvalidity: int | None) -> int:
+        """UIDVALIDITY changed: every stored UID is meaningless now."""
+        async with self._sessionmaker.begin() as session:
+            removed = await MessageRepository(session, self._tenant_id).delete_mailbox_messages(
+                self._mailbox.id
+            )
+            await ThreadRepository(session, self._tenant_id).refresh_summaries(
+                [t for _, _, t in removed if t is not None]
+            )
+            await ChangeRepository(session, self._tenant_id).append_many(
+                self._account_id,
+                [self._deleted_event(message_id, uid) for message_id, uid, _ in removed],
+            )
+            await MailboxRepository(session, self._tenant_id).set_fields(
+                self._mailbox.id,
+                uidvalidity=uidvalidity,
+                uidnext=None,
+                highestmodseq=None,
+                messages_synced=0,
+            )
+        self._mailbox.uidvalidity = _uid(uidvalidity)
+        self._mailbox.messages_synced = 0
+        return len(removed)
+
+    def _deleted_event(self, message_id: uuid.UUID, uid: int) -> tuple[str, dict[str, Any]]:
+        return (
+            "message.deleted",
+            {"message_id": str(message_id), "mailbox_id": str(self._mailbox.id), "uid": uid},
+        )
+
+    async def stored_uids(self) -> list[int]:
+        async with self._sessionmaker() as session:
+            return await MessageRepository(session, self._tenant_id).uids(self._mailbox.id)
+
+    async def store_batch(
+        self,
+        items: Sequence[wire.FetchedItem],
+        parsed: Sequence[ParsedMessage],
+        *,
+        next_uid: int,
+        announce: bool,
+    ) -> int:
+        """Store one fetched batch and advance `uidnext` in the same transaction."""
+        uidvalidity = self._mailbox.uidvalidity
+        rows: list[dict[str, Any]] = []
+        by_uid: dict[int, ParsedMessage] = {}
+        gmail_threads: dict[int, int | None] = {}
+        for item, message in zip(items, parsed, strict=True):
+            assert item.uid is not None
+            by_uid[item.uid] = message
+            gmail_threads[item.uid] = item.gm_thrid
+            rows.append(self._row(item, message, uidvalidity))
+        async with self._sessionmaker.begin() as session:
+            mailbox = await MailboxRepository(session, self._tenant_id).lock(self._mailbox.id)
+            if mailbox is None or mailbox.uidvalidity != uidvalidity:
+                return 0  # deleted or reset meanwhile; the next pass starts over
+            messages = MessageRepository(session, self._tenant_id)
+            ids = await messages.insert_many(rows)
+            await messages.insert_attachments(
+                [
+                    {
+                        "message_id": ids[uid],
+                        "section": a.section,
+                        "filename": a.filename,
+                        "content_type": a.content_type[:255],
+                        "encoding": (a.encoding or "7bit")[:32],
+                        "size": a.size,
+                        "content_id": a.content_id,
+                        "is_inline": a.is_inline,
+                    }
+                    for uid, message_id in ids.items()
+                    for a in by_uid[uid].attachments
+                ]
+            )
+            threads = await assign_threads(
+                session,
+                self._tenant_id,
+                self._account_id,
+                [
+                    ThreadingInput(
+                        id=ids[uid],
+                        message_id=by_uid[uid].message_id,
+                        in_reply_to=by_uid[uid].in_reply_to,
+                        references=tuple(by_uid[uid].references),
+                        gm_thread_id=gmail_threads[uid],
+                        subject=by_uid[uid].subject,
+                    )
+                    for uid in sorted(ids)
+                ],
+            )
+            await ThreadRepository(session, self._tenant_id).refresh_summaries(list(threads))
+            if announce:
+                await ChangeRepository(session, self._tenant_id).append_many(
+                    self._account_id,
+                    [
+                        (
+                            "message.created",
+                            {
+                                "message_id": str(ids[uid]),
+                                "mailbox_id": str(self._mailbox.id),
+                                "uid": uid,
+                                "subject": by_uid[uid].subject,
+                            },
+                        )
+                        for uid in sorted(ids)
+                    ],
+                )
+            mailbox.uidnext = Uid(max(mailbox.uidnext or 1, next_uid))
+            mailbox.messages_synced += len(ids)
+        self._mailbox.uidnext = Uid(max(self._mailbox.uidnext or 1, next_uid))
+        self._mailbox.messages_synced += len(ids)
+        return len(ids)
+
+    def _row(
+        self, item: wire.FetchedItem, message: ParsedMessage, uidvalidity: int | None
+    ) -> dict[str, Any]:
+        return {
+            "account_id": self._account_id,
+            "mailbox_id": self._mailbox.id,
+            "uid": item.uid,
+            "uidvalidity": uidvalidity,
+            "modseq": item.modseq,
+            "message_id_header": message.message_id,
+            "in_reply_to": message.in_reply_to,
+            "references": list(message.references),
+            "subject": message.subject,
+            "from_": _address_json(message.from_),
+            "sender": _address_json(message.sender),
+            "to": _address_json(message.to),
+            "cc": _address_json(message.cc),
+            "bcc": _address_json(message.bcc),
+            "reply_to": _address_json(message.reply_to),
+            "date": message.date,
+            "internal_date": item.internal_date or utcnow(),
+            "size": item.size or 0,
+            "flags": session_free_flags(item.flags),
+            "gm_thread_id": item.gm_thrid,
+            "snippet": message.snippet,
+            "text_body": message.text_body,
+            "html_body": message.html_body,
+            "has_attachments": message.has_attachments,
+            "parse_error": "; ".join(message.parse_errors)[:2000] or None,
+            "search_vector": search_document(
+                message.subject, _addresses_text(message), message.text_body
+            ),
+        }
+
+    async def finish_new(self, uidnext: int) -> None:
+        async with self._sessionmaker.begin() as session:
+            await MailboxRepository(session, self._tenant_id).set_fields(
+                self._mailbox.id, uidnext=max(self._mailbox.uidnext or 1, uidnext)
+            )
+        self._mailbox.uidnext = Uid(max(self._mailbox.uidnext or 1, uidnext))
+
+    async def apply_changes(
+        self,
+        flag_changes: Sequence[tuple[int, list[str], int | None]],
+        vanished: Sequence[int],
+        selected: wire.SelectedState,
+    ) -> tuple[int, int]:
+        """Flag changes and deletions, then the cursor they vouch for; one transaction."""
+        async with self._sessionmaker.begin() as session:
+            messages = MessageRepository(session, self._tenant_id)
+            changed = await messages.update_flags(self._mailbox.id, flag_changes)
+            removed = await messages.delete_uids(self._mailbox.id, sorted(set(vanished)))
+            threads = [t for *_, t in changed if t is not None]
+            threads += [t for *_, t in removed if t is not None]
+            await ThreadRepository(session, self._tenant_id).refresh_summaries(threads)
+            events: list[tuple[str, dict[str, Any]]] = [
+                (
+                    "message.updated",
+                    {
+                        "message_id": str(message_id),
+                        "mailbox_id": str(self._mailbox.id),
+                        "uid": uid,
+                        "flags": flags,
+                    },
+                )
+                for message_id, uid, flags, _ in changed
+            ]
+            events += [self._deleted_event(message_id, uid) for message_id, uid, _ in removed]
+            await ChangeRepository(session, self._tenant_id).append_many(self._account_id, events)
+            count = await messages.count(self._mailbox.id)
+            # Every new UID below the server's UIDNEXT was fetched earlier in this pass.
+            uidnext = max(self._mailbox.uidnext or 1, selected.uidnext or 1)
+            await MailboxRepository(session, self._tenant_id).set_fields(
+                self._mailbox.id,
+                uidvalidity=selected.uidvalidity,
+                uidnext=uidnext,
+                highestmodseq=None if selected.nomodseq else selected.highestmodseq,
+                messages_total=selected.exists,
+                messages_synced=count,
+                sync_state="synced",
+                last_synced_at=utcnow(),
+                sync_error=None,
+            )
+        self._mailbox.messages_synced = count
+        self._mailbox.uidnext = Uid(uidnext)
+        self._mailbox.highestmodseq = (
+            None if selected.highestmodseq is None else ModSeq(selected.highestmodseq)
+        )
+        return len(changed), len(removed)

@@ -1,0 +1,253 @@
+"""Pure decisions of the sync engine: which mailboxes, and what to do in each.
+
+Nothing here does I/O, so every edge case of RFC 3501/4549/7162 is a unit test.
+
+Per mailbox, from what is stored (`LocalMailbox`) and what SELECT said
+(`wire.SelectedState`), `plan_mailbox` decides:
+
+    UIDVALIDITY changed (or first sync)  -> reset: drop stored rows, fetch everything
+    server UIDNEXT > stored uidnext       -> fetch new UIDs  [stored uidnext, *]
+    CONDSTORE and stored modseq           -> flag changes   CHANGEDSINCE stored modseq
+    no CONDSTORE                          -> flag changes   full UID FLAGS listing
+    QRESYNC                               -> deletions      VANISHED from SELECT
+    otherwise                             -> deletions      UID SEARCH ALL diff, only
+                                                            when the counts disagree
+    nothing changed (UIDNEXT, MODSEQ, counts equal) -> nothing at all
+
+A stored `uidnext` means "every message below it is stored"; it advances with each
+stored batch, so a crash resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from mailsvc.sync.wire import ListedMailbox, SelectedState
+
+_ROLE_ATTRIBUTES = {
+    "\\sent": "sent",
+    "\\drafts": "drafts",
+    "\\trash": "trash",
+    "\\junk": "junk",
+    "\\archive": "archive",
+    "\\all": "all",
+    "\\flagged": "flagged",
+}
+# Servers without SPECIAL-USE (RFC 6154) still name these folders predictably.
+_ROLE_NAMES = {
+    "sent": "sent", "sent items": "sent", "sent messages": "sent", "sent mail": "sent",
+    "gesendet": "sent", "gesendete objekte": "sent", "envoyés": "sent",
+    "drafts": "drafts", "draft": "drafts", "entwürfe": "drafts", "brouillons": "drafts",
+    "trash": "trash", "deleted items": "trash", "deleted messages": "trash", "bin": "trash",
+    "papierkorb": "trash", "corbeille": "trash",
+    "junk": "junk", "spam": "junk", "junk e-mail": "junk", "junk email": "junk",
+    "bulk mail": "junk",
+    "archive": "archive", "archives": "archive", "archiv": "archive",
+}  # fmt: skip
+_UNSELECTABLE = {"\\noselect", "\\nonexistent"}
+
+
+def mailbox_role(mailbox: ListedMailbox) -> str | None:
+    """API role of a mailbox: `inbox`, a special-use role, or a well-known name's."""
+    if mailbox.name.upper() == "INBOX":
+        return "inbox"
+    for attribute in mailbox.attributes:
+        role = _ROLE_ATTRIBUTES.get(attribute.lower())
+        if role is not None:
+            return role
+    leaf = mailbox.name.rsplit(mailbox.delimiter, 1)[-1] if mailbox.delimiter else mailbox.name
+    return _ROLE_NAMES.get(leaf.strip().lower())
+
+
+def is_selectable(mailbox: ListedMailbox) -> bool:
+    return not any(a.lower() in _UNSELECTABLE for a in mailbox.attributes)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    """What of an account to mirror (`accounts.sync_options`)."""
+
+    include_mailboxes: frozenset[str] | None = None
+    exclude_mailboxes: frozenset[str] = frozenset()
+    since: date | None = None
+    max_messages_per_mailbox: int | None = None
+    events_for_existing: bool = False
+
+    def wants(self, mailbox: ListedMailbox, role: str | None) -> bool:
+        """Whether a mailbox is mirrored; names or roles (`sent`, `junk`) both match."""
+        keys = {mailbox.name, *([role] if role else [])}
+        if self.include_mailboxes is not None and not keys & self.include_mailboxes:
+            return False
+        return not keys & self.exclude_mailboxes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMailbox:
+    """A mailbox row, reduced to what reconciliation needs."""
+
+    name: str
+    uidvalidity: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxChanges:
+    """How the server's mailbox list differs from the stored one."""
+
+    created: list[ListedMailbox] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    # (old name, new listing): same UIDVALIDITY under a new name (RFC 3501 RENAME).
+    renamed: list[tuple[str, ListedMailbox]] = field(default_factory=list)
+    kept: list[ListedMailbox] = field(default_factory=list)
+
+
+def reconcile_mailboxes(
+    stored: Sequence[StoredMailbox],
+    listed: Sequence[ListedMailbox],
+    server_uidvalidity: dict[str, int],
+) -> MailboxChanges:
+    """Compare stored and listed mailboxes; detect renames by UIDVALIDITY.
+
+    `server_uidvalidity` holds what STATUS/LIST-STATUS reported for listed names
+    (may be partial). A stored mailbox that vanished and a new one with the same
+    UIDVALIDITY is a rename, so its messages are kept rather than refetched.
+    """
+    stored_by_name = {m.name: m for m in stored}
+    listed_by_name = {m.name: m for m in listed}
+    gone = [m for m in stored if m.name not in listed_by_name]
+    new = [m for m in listed if m.name not in stored_by_name]
+    changes = MailboxChanges(kept=[m for m in listed if m.name in stored_by_name])
+    gone_by_validity = {m.uidvalidity: m for m in gone if m.uidvalidity is not None}
+    for mailbox in new:
+        validity = server_uidvalidity.get(mailbox.name)
+        previous = gone_by_validity.pop(validity, None) if validity is not None else None
+        if previous is not None:
+            changes.renamed.append((previous.name, mailbox))
+        else:
+            changes.created.append(mailbox)
+    renamed_from = {old for old, _ in changes.renamed}
+    changes.deleted.extend(m.name for m in gone if m.name not in renamed_from)
+    return changes
+
+
+@dataclass(frozen=True, slots=True)
+class LocalMailbox:
+    """What is stored for a mailbox: its sync cursor and row count."""
+
+    uidvalidity: int | None
+    uidnext: int | None
+    highestmodseq: int | None
+    stored_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxPlan:
+    """What one sync pass over a selected mailbox does."""
+
+    reset: bool
+    fetch_from_uid: int | None
+    flags_changed_since: int | None
+    full_flag_scan: bool
+    vanished: tuple[int, ...]
+    search_for_deletions: bool
+    initial: bool
+
+    @property
+    def idle(self) -> bool:
+        return not (
+            self.reset
+            or self.fetch_from_uid is not None
+            or self.flags_changed_since is not None
+            or self.full_flag_scan
+            or self.vanished
+            or self.search_for_deletions
+        )
+
+
+def plan_mailbox(local: LocalMailbox, server: SelectedState, *, qresync: bool) -> MailboxPlan:
+    """Decide one pass (see the module docstring for the table)."""
+    initial = local.uidvalidity is None
+    reset = not initial and local.uidvalidity != server.uidvalidity
+    if initial or reset:
+        return MailboxPlan(
+            reset=reset,
+            fetch_from_uid=1 if server.exists else None,
+            flags_changed_since=None,
+            full_flag_scan=False,
+            vanished=(),
+            search_for_deletions=False,
+            initial=True,
+        )
+    stored_next = local.uidnext or 1
+    has_new = server.exists > 0 and (server.uidnext is None or server.uidnext > stored_next)
+    condstore = server.highestmodseq is not None and not server.nomodseq
+    flags_since: int | None = None
+    full_scan = False
+    if condstore and local.highestmodseq is not None:
+        if server.highestmodseq != local.highestmodseq:
+            flags_since = local.highestmodseq
+    elif local.stored_count:
+        # Without CONDSTORE there is no cheap way to know; list every flag.
+        full_scan = True
+    vanished = tuple(server.vanished) if qresync else ()
+    # Counts disagreeing after the new ones arrive means something was expunged.
+    search = (
+        not qresync
+        and local.stored_count > 0
+        and (
+            server.exists < local.stored_count
+            or (not has_new and server.exists != local.stored_count)
+        )
+    )
+    return MailboxPlan(
+        reset=False,
+        fetch_from_uid=stored_next if has_new else None,
+        flags_changed_since=flags_since,
+        full_flag_scan=full_scan,
+        vanished=vanished,
+        search_for_deletions=search,
+        initial=False,
+    )
+
+
+def deleted_uids(stored: Iterable[int], on_server: Iterable[int], *, below: int) -> list[int]:
+    """UIDs stored but no longer on the server (only those below `below`, the UIDs
+    the server listing covers)."""
+    present = set(on_server)
+    return sorted(uid for uid in stored if uid < below and uid not in present)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    uid: int
+    size: int
+
+
+def batches(
+    candidates: Sequence[Candidate], *, max_count: int, max_bytes: int
+) -> list[list[Candidate]]:
+    """Split UIDs into fetch batches bounded by count and by total size.
+
+    A message larger than `max_bytes` gets a batch of its own.
+    """
+    result: list[list[Candidate]] = []
+    current: list[Candidate] = []
+    current_bytes = 0
+    for candidate in candidates:
+        if current and (len(current) >= max_count or current_bytes + candidate.size > max_bytes):
+            result.append(current)
+            current, current_bytes = [], 0
+        current.append(candidate)
+        current_bytes += candidate.size
+    if current:
+        result.append(current)
+    return result
+
+
+def limit_initial(uids: Sequence[int], *, newest: int | None) -> list[int]:
+    """The UIDs an initial sync fetches when only the newest N are wanted."""
+    ordered = sorted(uids)
+    if newest is not None and newest >= 0:
+        return ordered[-newest:] if newest else []
+    return ordered

@@ -1,0 +1,1 @@
+"""Conversations: grouping messages into threads, and reading them."""

@@ -1,0 +1,175 @@
+"""SQL for threads: lookups by Message-ID, merges, and the per-thread summary."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Text,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    literal_column,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.sql.expression import ColumnElement
+
+from mailsvc.kit.repository import TenantRepository
+from mailsvc.models import Message, Thread
+
+_EMPTY_JSON_ARRAY: ColumnElement[Any] = literal_column("'[]'::jsonb")
+
+
+class ThreadRepository(TenantRepository):
+    async def threads_by_message_ids(
+        self, account_id: uuid.UUID, message_ids: Collection[str], *, exclude: Collection[uuid.UUID]
+    ) -> list[tuple[str, uuid.UUID]]:
+        """(Message-ID, thread) of stored messages carrying any of `message_ids`."""
+        if not message_ids:
+            return []
+        result = await self.session.execute(
+            select(Message.message_id_header, Message.thread_id).where(
+                Message.tenant_id == self.tenant_id,
+                Message.account_id == account_id,
+                Message.message_id_header.in_(list(message_ids)),
+                Message.thread_id.is_not(None),
+                Message.id.not_in(list(exclude)) if exclude else Message.id.is_not(None),
+            )
+        )
+        return [(str(mid), tid) for mid, tid in result.all() if tid is not None]
+
+    async def threads_referencing(
+        self, account_id: uuid.UUID, message_ids: Collection[str], *, exclude: Collection[uuid.UUID]
+    ) -> list[tuple[list[str], str | None, uuid.UUID]]:
+        """Stored messages that reply to any of `message_ids` (their parent arrived late)."""
+        if not message_ids:
+            return []
+        wanted = list(message_ids)
+        result = await self.session.execute(
+            select(Message.references, Message.in_reply_to, Message.thread_id).where(
+                Message.tenant_id == self.tenant_id,
+                Message.account_id == account_id,
+                or_(
+                    Message.references.overlap(bindparam("wanted", wanted, type_=ARRAY(Text))),
+                    Message.in_reply_to.in_(wanted),
+                ),
+                Message.thread_id.is_not(None),
+                Message.id.not_in(list(exclude)) if exclude else Message.id.is_not(None),
+            )
+        )
+        return [(list(refs or []), irt, tid) for refs, irt, tid in result.all() if tid is not None]
+
+    async def thread_for_gmail_id(self, account_id: uuid.UUID, gm_thread_id: int) -> uuid.UUID:
+        """The thread of a Gmail X-GM-THRID, created on first sight."""
+        statement = (
+            pg_insert(Thread)
+            .values(
+                tenant_id=self.tenant_id,
+                account_id=account_id,
+                gm_thread_id=gm_thread_id,
+                last_message_at=func.now(),
+            )
+            .on_conflict_do_update(
+                index_elements=["tenant_id", "account_id", "gm_thread_id"],
+                set_={"gm_thread_id": gm_thread_id},
+            )
+            .returning(Thread.id)
+        )
+        thread_id: uuid.UUID = (await self.session.execute(statement)).scalar_one()
+        return thread_id
+
+    async def create(self, account_id: uuid.UUID, subject: str | None) -> uuid.UUID:
+        thread = Thread(
+            tenant_id=self.tenant_id,
+            account_id=account_id,
+            subject=subject,
+            last_message_at=func.now(),
+        )
+        self.session.add(thread)
+        await self.session.flush()
+        return thread.id
+
+    async def assign(self, thread_by_message: dict[uuid.UUID, uuid.UUID]) -> None:
+        by_thread: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for message_id, thread_id in thread_by_message.items():
+            by_thread.setdefault(thread_id, []).append(message_id)
+        for thread_id, message_ids in by_thread.items():
+            await self.session.execute(
+                update(Message)
+                .where(Message.tenant_id == self.tenant_id, Message.id.in_(message_ids))
+                .values(thread_id=thread_id)
+            )
+
+    async def merge(self, target: uuid.UUID, sources: Collection[uuid.UUID]) -> None:
+        """Move every message of `sources` into `target` and drop the emptied threads."""
+        if not sources:
+            return
+        await self.session.execute(
+            update(Message)
+            .where(Message.tenant_id == self.tenant_id, Message.thread_id.in_(list(sources)))
+            .values(thread_id=target)
+        )
+        await self.session.execute(
+            delete(Thread).where(Thread.tenant_id == self.tenant_id, Thread.id.in_(list(sources)))
+        )
+
+    async def refresh_summaries(self, thread_ids: Sequence[uuid.UUID]) -> None:
+        """Recompute counts, last activity and participants; drop threads left empty."""
+        ids = list(set(thread_ids))
+        if not ids:
+            return
+        member = Message.__table__.alias("member")
+        unseen = not_(literal("\\Seen", Text) == any_(member.c.flags))
+        stats = (
+            select(
+                member.c.thread_id,
+                func.count().label("message_count"),
+                func.count().filter(unseen).label("unread_count"),
+                func.max(member.c.internal_date).label("last_message_at"),
+            )
+            .where(member.c.tenant_id == self.tenant_id, member.c.thread_id.in_(ids))
+            .group_by(member.c.thread_id)
+            .subquery()
+        )
+        sender = func.jsonb_array_elements(member.c.from_).table_valued("value").alias("sender")
+        participants = (
+            select(
+                func.coalesce(
+                    func.jsonb_agg(sender.c.value.distinct()), literal_column("'[]'::jsonb")
+                )
+            )
+            .select_from(member)
+            .join(sender, true())
+            .where(member.c.tenant_id == self.tenant_id, member.c.thread_id == Thread.id)
+            .scalar_subquery()
+        )
+        await self.session.execute(
+            update(Thread)
+            .where(Thread.tenant_id == self.tenant_id, Thread.id == stats.c.thread_id)
+            .values(
+                message_count=stats.c.message_count,
+                unread_count=stats.c.unread_count,
+                last_message_at=stats.c.last_message_at,
+                participants=participants,
+            )
+        )
+        still_used = select(Message.thread_id).where(
+            Message.tenant_id == self.tenant_id, Message.thread_id.in_(ids)
+        )
+        await self.session.execute(
+            delete(Thread).where(
+                Thread.tenant_id == self.tenant_id,
+                Thread.id.in_(ids),
+                Thread.id.not_in(still_used),
+            )
+        )
