@@ -7,9 +7,11 @@ from fastapi import FastAPI
 from mailsvc.account.endpoints import router as account_router
 from mailsvc.auth.endpoints import router as auth_router
 from mailsvc.ops.endpoints import router as ops_router
+from mailsvc.sync.endpoints import router as sync_router
 
 
 def include_routers(app: FastAPI) -> None:
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(account_router)
+    app.include_router(sync_router)

@@ -8,10 +8,14 @@ this module never needs settings.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
+from arq.connections import ArqRedis
 from fastapi import FastAPI
 
 from mailsvc import __version__
@@ -25,6 +29,9 @@ from mailsvc.kit.redis import create_redis
 from mailsvc.logging import configure_logging
 from mailsvc.middleware import RequestContextMiddleware
 from mailsvc.state import AppState, build_secret_box
+from mailsvc.sync.engine import SyncEngine
+from mailsvc.sync.idle import IdleSupervisor
+from mailsvc.sync.parser import ParserPool
 
 log = structlog.get_logger("mailsvc.app")
 
@@ -41,6 +48,7 @@ TAGS = [
     {"name": "operations", "description": "Liveness, readiness and metrics."},
     {"name": "auth", "description": "Exchange API keys for access tokens."},
     {"name": "accounts", "description": "Mailbox accounts (IMAP + SMTP)."},
+    {"name": "sync", "description": "Mirroring mailboxes: trigger a sync, follow progress."},
 ]
 
 
@@ -53,7 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
         redis = create_redis(settings.required_redis_url)
-        app.state.mailsvc = AppState(
+        # On our pool, not arq's create_pool: that one blocks startup while Redis is
+        # down, and a service must come up and say so on /ready instead.
+        arq = ArqRedis(connection_pool=redis.connection_pool)
+        state = AppState(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
@@ -66,11 +77,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 per_minute=settings.rate_limit_requests_per_minute,
                 per_hour=settings.rate_limit_requests_per_hour,
             ),
+            arq=arq,
         )
+        app.state.mailsvc = state
+        parser: ParserPool | None = None
+        if settings.idle_enabled:
+            parser = ParserPool(processes=settings.sync_parse_processes or None)
+            state.idle = IdleSupervisor(
+                sessionmaker=state.sessionmaker,
+                redis=redis,
+                engine=SyncEngine(
+                    sessionmaker=state.sessionmaker,
+                    secrets=state.secrets,
+                    settings=settings,
+                    parser=parser,
+                ),
+                secrets=state.secrets,
+                settings=settings,
+                # Unique per process, also across `--workers N` and a restart reusing a pid.
+                owner_id=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
+            )
+            state.idle.start()
         log.info("app.started", environment=settings.environment.value)
         try:
             yield
         finally:
+            if state.idle is not None:
+                await state.idle.stop()
+            if parser is not None:
+                parser.close()
             await redis.aclose()
             await engine.dispose()
             log.info("app.stopped")

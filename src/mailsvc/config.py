@@ -89,6 +89,20 @@ class Settings(BaseSettings):
     mail_connect_timeout_seconds: float = Field(default=15.0, gt=0)
     max_request_body_bytes: int = Field(default=30 * 1024 * 1024, gt=0)
 
+    sync_batch_messages: int = Field(default=250, ge=1, le=5000)
+    sync_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    sync_max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024)
+    sync_parse_processes: int = Field(default=0, ge=0)
+    sync_resync_interval_minutes: int = Field(default=15, ge=0)
+
+    idle_enabled: bool = True
+    idle_lease_ttl_seconds: float = Field(default=30.0, gt=0)
+    idle_scan_interval_seconds: float = Field(default=5.0, gt=0)
+    # RFC 2177: servers may drop an IDLE after 30 minutes of silence.
+    idle_reissue_seconds: float = Field(default=29 * 60, gt=0, le=29 * 60)
+    idle_poll_seconds: float = Field(default=60.0, gt=0)
+    idle_max_connections_per_account: int = Field(default=3, ge=1)
+
     @field_validator("log_level")
     @classmethod
     def _upper_log_level(cls, value: str) -> str:

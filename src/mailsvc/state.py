@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
+from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from mailsvc.auth.tokens import TokenCodec
 from mailsvc.config import Settings
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.ratelimit import TenantRateLimiter
+
+if TYPE_CHECKING:
+    # The supervisor imports the account and sync packages, which import this module.
+    from mailsvc.sync.idle import IdleSupervisor
 
 
 @dataclass
@@ -22,6 +28,9 @@ class AppState:
     tokens: TokenCodec
     secrets: SecretBox
     rate_limiter: TenantRateLimiter
+    arq: ArqRedis
+    # None when IDLE_ENABLED is false (and in the test suite's app).
+    idle: IdleSupervisor | None = None
 
 
 def build_secret_box(settings: Settings) -> SecretBox:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, distinct, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,3 +62,39 @@ async def tenants_with_accounts(session: AsyncSession) -> list[str]:
     """Operator use only (key rotation walks every tenant); never behind an endpoint."""
     result = await session.scalars(select(distinct(Account.tenant_id)))
     return sorted(result.all())
+
+
+class AccountToWatch(NamedTuple):
+    """What the IDLE supervisor needs to decide about an account (no credentials)."""
+
+    tenant_id: str
+    id: uuid.UUID
+    state: str
+    credentials_version: int
+    sync_options: dict[str, Any]
+
+
+# An account parked in one of these states waits for a person (new credentials,
+# re-enabling) before anything connects to it again.
+UNWATCHED_STATES = ("disabled", "auth_error")
+
+
+async def accounts_to_watch(
+    session: AsyncSession, *, tenant_ids: Collection[str] | None = None
+) -> list[AccountToWatch]:
+    """Operator use only (the IDLE supervisor spans every tenant); never behind an endpoint.
+
+    Every account that should have a live IMAP connection, of all tenants, or of
+    `tenant_ids` only (a supervisor limited to some tenants).
+    """
+    statement = select(
+        Account.tenant_id,
+        Account.id,
+        Account.state,
+        Account.credentials_version,
+        Account.sync_options,
+    ).where(Account.state.not_in(UNWATCHED_STATES))
+    if tenant_ids is not None:
+        statement = statement.where(Account.tenant_id.in_(list(tenant_ids)))
+    rows = await session.execute(statement.order_by(Account.tenant_id, Account.id))
+    return [AccountToWatch(*row) for row in rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
@@ -70,6 +70,36 @@ class ServerOut(BaseModel):
     username: str
 
 
+MailboxName = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_check_printable)]
+
+
+class SyncOptions(BaseModel):
+    """What of the account to mirror. Mailboxes are named by path or by role
+    (`inbox`, `sent`, `drafts`, `trash`, `junk`, `archive`, `all`, `flagged`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: date | None = Field(
+        default=None, description="Initial sync: only messages received on or after this day."
+    )
+    max_messages_per_mailbox: int | None = Field(
+        default=None, ge=0, description="Initial sync: only the newest N messages per mailbox."
+    )
+    include_mailboxes: list[MailboxName] | None = Field(
+        default=None, max_length=1000, description="Only these mailboxes (all when null)."
+    )
+    exclude_mailboxes: list[MailboxName] = Field(default_factory=list, max_length=1000)
+    idle_mailboxes: list[MailboxName] | None = Field(
+        default=None,
+        max_length=15,
+        description="Mailboxes watched in real time with IMAP IDLE (default: inbox and sent).",
+    )
+    events_for_existing: bool = Field(
+        default=False,
+        description="Raise `message.created` for mail already there at the first sync.",
+    )
+
+
 class AccountCreate(BaseModel):
     """Register a mailbox account; its IMAP and SMTP logins are checked first."""
 
@@ -105,6 +135,7 @@ class AccountCreate(BaseModel):
     )
     imap: ServerIn
     smtp: ServerIn
+    sync_options: SyncOptions = Field(default_factory=SyncOptions)
 
 
 class AccountUpdate(BaseModel):
@@ -118,6 +149,7 @@ class AccountUpdate(BaseModel):
     )
     imap: ServerUpdate
     smtp: ServerUpdate
+    sync_options: SyncOptions = Field(default_factory=SyncOptions)
 
 
 AccountState = Literal["connecting", "connected", "auth_error", "connect_error", "disabled"]
@@ -133,6 +165,7 @@ class AccountOut(BaseModel):
     display_name: str | None
     imap: ServerOut
     smtp: ServerOut
+    sync_options: SyncOptions
     state: AccountState = Field(description="Connection state of the account's IMAP session.")
     last_error: str | None = Field(description="Why the last connection attempt failed.")
     last_error_at: datetime | None

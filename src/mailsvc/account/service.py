@@ -21,6 +21,7 @@ from mailsvc.kit.mailserver import MailServer, Security
 from mailsvc.kit.pagination import InvalidCursorError, decode_cursor, encode_cursor
 from mailsvc.models import Account
 from mailsvc.state import AppState
+from mailsvc.sync.queue import enqueue_sync
 
 
 def to_out(account: Account) -> schemas.AccountOut:
@@ -40,6 +41,7 @@ def to_out(account: Account) -> schemas.AccountOut:
             security=Security(account.smtp_security),
             username=account.smtp_username,
         ),
+        sync_options=schemas.SyncOptions.model_validate(account.sync_options or {}),
         state=account.state,  # type: ignore[arg-type]  # guarded by a check constraint
         last_error=account.last_error,
         last_error_at=account.last_error_at,
@@ -104,6 +106,7 @@ class AccountService:
             id=account_id,
             email=body.email,
             display_name=body.display_name,
+            sync_options=body.sync_options.model_dump(mode="json", exclude_defaults=True),
             state="connecting",
             state_changed_at=utcnow(),
             **self._server_columns("imap", imap, account_id),
@@ -112,6 +115,7 @@ class AccountService:
         await self._accounts.add(account)
         await self._session.refresh(account)
         await self._changes.append(account.id, "account.created", _public_fields(account))
+        self._sync_after_commit(account.id)
         return account
 
     async def update(
@@ -142,6 +146,7 @@ class AccountService:
             await verify_logins(imap, smtp, self._state.settings)
         account.email = body.email
         account.display_name = body.display_name
+        account.sync_options = body.sync_options.model_dump(mode="json", exclude_defaults=True)
         for column, value in {
             **self._server_columns("imap", imap, account.id),
             **self._server_columns("smtp", smtp, account.id),
@@ -163,6 +168,7 @@ class AccountService:
                     action="reconnect",
                 ),
             )
+            self._sync_after_commit(account.id)
         await self._session.flush()
         await self._session.refresh(account)
         await self._changes.append(account.id, "account.updated", _public_fields(account))
@@ -183,6 +189,15 @@ class AccountService:
                 tenant_id=self._tenant_id,
                 account_id=account.id,
                 action="stop",
+            ),
+        )
+
+    def _sync_after_commit(self, account_id: uuid.UUID) -> None:
+        """Start mirroring as soon as the account (or its new settings) is visible."""
+        after_commit(
+            self._session,
+            functools.partial(
+                enqueue_sync, self._state.arq, tenant_id=self._tenant_id, account_id=account_id
             ),
         )
 

@@ -18,6 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from mailsvc.config import Settings, get_settings
 from mailsvc.kit.db import create_engine, create_sessionmaker
 from mailsvc.logging import configure_logging
+from mailsvc.state import build_secret_box
+from mailsvc.sync.engine import SyncEngine
+from mailsvc.sync.parser import ParserPool
+from mailsvc.sync.tasks import resync_all, sync_job_function
 
 log = structlog.get_logger("mailsvc.worker")
 
@@ -31,6 +35,8 @@ class WorkerContext(TypedDict, total=False):
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    parser: ParserPool
+    sync_engine: SyncEngine
     redis: Any  # arq's ArqRedis, a redis.asyncio.Redis subclass
     worker_name: str
 
@@ -38,10 +44,19 @@ class WorkerContext(TypedDict, total=False):
 async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
     engine = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
+    sessionmaker = create_sessionmaker(engine)
+    parser = ParserPool(processes=settings.sync_parse_processes or None)
     ctx.update(
         settings=settings,
         engine=engine,
-        sessionmaker=create_sessionmaker(engine),
+        sessionmaker=sessionmaker,
+        parser=parser,
+        sync_engine=SyncEngine(
+            sessionmaker=sessionmaker,
+            secrets=build_secret_box(settings),
+            settings=settings,
+            parser=parser,
+        ),
         worker_name=f"{socket.gethostname()}:{os.getpid()}",
     )
     await record_heartbeat(ctx)
@@ -49,6 +64,9 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    parser: ParserPool | None = ctx.get("parser")
+    if parser is not None:
+        parser.close()
     engine: AsyncEngine | None = ctx.get("engine")
     if engine is not None:
         await engine.dispose()
@@ -67,10 +85,18 @@ def worker_settings(settings: Settings | None = None) -> type:
     resolved = settings or get_settings()
     configure_logging(resolved.log_level)
 
+    interval = resolved.sync_resync_interval_minutes
+    resync_cron = (
+        [cron(resync_all, minute=set(range(0, 60, interval)), second=30)] if interval else []
+    )
+
     class WorkerSettings:
         redis_settings = RedisSettings.from_dsn(resolved.required_redis_url)
-        functions: list[Any] = []  # noqa: RUF012 - arq reads class attributes
-        cron_jobs = [cron(record_heartbeat, second=0, run_at_startup=False)]  # noqa: RUF012
+        functions = [sync_job_function()]  # noqa: RUF012
+        cron_jobs = [  # noqa: RUF012 - arq reads class attributes
+            cron(record_heartbeat, second=0, run_at_startup=False),
+            *resync_cron,
+        ]
         on_startup = startup
         on_shutdown = shutdown
         handle_signals = True

@@ -1,0 +1,68 @@
+"""`/api/sync/...` and `/api/accounts/{id}/mailboxes`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+
+from mailsvc.auth.scopes import Scope
+from mailsvc.dependencies import Principal, SessionDep, StateDep, scoped
+from mailsvc.errors import problems
+from mailsvc.sync.schemas import MailboxList, SyncRequested, SyncStatus
+from mailsvc.sync.service import SyncService
+
+router = APIRouter(tags=["sync"])
+
+AccountsReader = Annotated[Principal, Depends(scoped(Scope.ACCOUNTS_READ))]
+AccountsWriter = Annotated[Principal, Depends(scoped(Scope.ACCOUNTS_WRITE))]
+MailReader = Annotated[Principal, Depends(scoped(Scope.MAIL_READ))]
+_PROBLEMS = problems(400, 401, 403, 404, 422, 429)
+
+
+@router.post(
+    "/api/sync/imap/{account_id}",
+    operation_id="request_sync",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SyncRequested,
+    responses=_PROBLEMS,
+)
+async def request_sync(
+    account_id: uuid.UUID,
+    principal: AccountsWriter,
+    session: SessionDep,
+    state: StateDep,
+    full: Annotated[
+        bool, Query(description="Drop what is stored and fetch every mailbox again.")
+    ] = False,
+) -> SyncRequested:
+    """Queue a sync of the account; poll the status URL for progress."""
+    return await SyncService(session, principal.tenant_id, state).request(account_id, full=full)
+
+
+@router.get(
+    "/api/sync/status/{account_id}",
+    operation_id="get_sync_status",
+    response_model=SyncStatus,
+    responses=_PROBLEMS,
+)
+async def get_sync_status(
+    account_id: uuid.UUID, principal: AccountsReader, session: SessionDep, state: StateDep
+) -> SyncStatus:
+    """Connection state, last error, per-mailbox progress and IDLE status of an account."""
+    return await SyncService(session, principal.tenant_id, state).status(account_id)
+
+
+@router.get(
+    "/api/accounts/{account_id}/mailboxes",
+    operation_id="list_mailboxes",
+    response_model=MailboxList,
+    responses=_PROBLEMS,
+    tags=["accounts"],
+)
+async def list_mailboxes(
+    account_id: uuid.UUID, principal: MailReader, session: SessionDep, state: StateDep
+) -> MailboxList:
+    """The account's mailboxes with their roles and sync progress, INBOX first."""
+    return await SyncService(session, principal.tenant_id, state).mailboxes(account_id)

@@ -1,0 +1,87 @@
+"""Sync behaviour behind the API: queue a pass, report progress, list mailboxes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailsvc.account.service import AccountService
+from mailsvc.models import Mailbox
+from mailsvc.state import AppState
+from mailsvc.sync import schemas
+from mailsvc.sync.idle import idle_status
+from mailsvc.sync.queue import enqueue_sync
+from mailsvc.sync.repository import MailboxRepository
+
+
+def mailbox_out(mailbox: Mailbox) -> schemas.MailboxOut:
+    return schemas.MailboxOut(
+        id=mailbox.id,
+        name=mailbox.name,
+        delimiter=mailbox.delimiter,
+        role=mailbox.special_use,  # type: ignore[arg-type]  # check constraint
+        attributes=list(mailbox.attributes),
+        selectable=mailbox.selectable,
+        messages_total=mailbox.messages_total,
+        messages_unseen=mailbox.messages_unseen,
+        messages_synced=mailbox.messages_synced,
+        sync_state=mailbox.sync_state,  # type: ignore[arg-type]  # check constraint
+        last_synced_at=mailbox.last_synced_at,
+        sync_error=mailbox.sync_error,
+    )
+
+
+def _inbox_first(mailboxes: list[Mailbox]) -> list[Mailbox]:
+    return sorted(mailboxes, key=lambda m: (m.special_use != "inbox", m.name))
+
+
+class SyncService:
+    def __init__(self, session: AsyncSession, tenant_id: str, state: AppState) -> None:
+        self._session = session
+        self._tenant_id = tenant_id
+        self._state = state
+        self._accounts = AccountService(session, tenant_id, state)
+
+    async def request(self, account_id: uuid.UUID, *, full: bool) -> schemas.SyncRequested:
+        account = await self._accounts.get(account_id)
+        enqueued = await enqueue_sync(
+            self._state.arq, tenant_id=self._tenant_id, account_id=account.id, full=full
+        )
+        return schemas.SyncRequested(
+            account_id=account.id,
+            job_id=enqueued.job_id,
+            queued=enqueued.queued,
+            full=full,
+            status_url=f"/api/sync/status/{account.id}",
+        )
+
+    async def mailboxes(self, account_id: uuid.UUID) -> schemas.MailboxList:
+        account = await self._accounts.get(account_id)
+        rows = await MailboxRepository(self._session, self._tenant_id).for_account(account.id)
+        return schemas.MailboxList(items=[mailbox_out(m) for m in _inbox_first(rows)])
+
+    async def status(self, account_id: uuid.UUID) -> schemas.SyncStatus:
+        account = await self._accounts.get(account_id)
+        rows = await MailboxRepository(self._session, self._tenant_id).for_account(account.id)
+        watched = await idle_status(self._state.redis, account.id)
+        idle = schemas.IdleStatus(connected=False)
+        if watched is not None:
+            since = watched.get("connected_at")
+            idle = schemas.IdleStatus(
+                connected=True,
+                mailboxes=list(watched.get("mailboxes", [])),
+                since=datetime.fromisoformat(since) if isinstance(since, str) else None,
+            )
+        selectable = [m for m in rows if m.selectable]
+        return schemas.SyncStatus(
+            account_id=account.id,
+            state=account.state,  # type: ignore[arg-type]  # check constraint
+            last_error=account.last_error,
+            last_error_at=account.last_error_at,
+            messages_total=sum(m.messages_total for m in selectable),
+            messages_synced=sum(m.messages_synced for m in selectable),
+            idle=idle,
+            mailboxes=[mailbox_out(m) for m in _inbox_first(rows)],
+        )
