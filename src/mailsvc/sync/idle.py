@@ -80,6 +80,7 @@ from mailsvc.account.repository import (
 from mailsvc.config import Settings
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.mailserver import MailServer, tls_context
+from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.ops.metrics import count_idle_connections
 from mailsvc.sync import plan
 from mailsvc.sync.engine import AccountGoneError, SyncEngine
@@ -232,9 +233,7 @@ async def _until_first_ends(coroutines: Iterable[Coroutine[Any, Any, None]]) -> 
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
     for task in done:
         if not task.cancelled() and (error := task.exception()) is not None:
             raise error
@@ -301,9 +300,7 @@ class IdleSupervisor:
 
     async def stop(self) -> None:
         """Stop every watcher and close its connections, release the leases, leave."""
-        for loop in self._loops:
-            loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await cancel_and_wait(self._loops)
         self._loops = []
         for watch in list(self._watches.values()):
             self._retire(watch, release=True, reason="shutdown")
@@ -528,7 +525,7 @@ class IdleSupervisor:
 
     async def _release_after(self, watch: _Watch) -> None:
         if watch.task is not None:
-            await asyncio.wait([watch.task])
+            await cancel_and_wait([watch.task])
         await self._release(watch)
 
     async def _release(self, watch: _Watch) -> None:

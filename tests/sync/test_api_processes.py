@@ -1,0 +1,179 @@
+"""Two real `mailsvc serve` processes sharing one Redis and one database: every account
+is watched by exactly one of them, and stopping one hands its accounts to the other."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy.engine import make_url
+
+from mailsvc.auth.tokens import TokenCodec
+from mailsvc.config import Settings
+from mailsvc.kit.redis import create_redis
+from mailsvc.ops.migrations import upgrade_to_head
+from mailsvc.sync.idle import idle_status
+from mailsvc.sync.lease import account_lease_key
+from tests.fixtures.app import account_body
+from tests.fixtures.dovecot import DovecotServer
+from tests.fixtures.net import free_port
+from tests.fixtures.processes import MAILSVC
+from tests.fixtures.smtp_server import SmtpRelay
+
+LEASE_TTL_SECONDS = 3
+
+
+@pytest.fixture
+async def isolated_database(postgres_server_url: str) -> AsyncIterator[str]:
+    """A database of its own: these servers watch every account they can see."""
+    name = f"mailsvc_procs_{uuid.uuid4().hex[:10]}"
+    dsn = make_url(postgres_server_url).set(drivername="postgresql")
+    admin = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = dsn.set(drivername="postgresql+asyncpg", database=name).render_as_string(
+        hide_password=False
+    )
+    await asyncio.to_thread(upgrade_to_head, url)
+    yield url
+    admin = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture
+async def isolated_redis(redis_url: str) -> str:
+    """Another database of the run's Redis, emptied."""
+    separate = redis_url.rsplit("/", 1)[0] + "/7"
+    client = create_redis(separate)
+    await client.flushdb()
+    await client.aclose()
+    return separate
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"{what}: not reached in {within} s"
+        await asyncio.sleep(0.1)
+
+
+async def test_two_api_processes_split_the_accounts_and_hand_them_over(
+    settings: Settings,
+    isolated_database: str,
+    isolated_redis: str,
+    dovecot: DovecotServer,
+    smtp_relay: SmtpRelay,
+    tmp_path: Path,
+) -> None:
+    assert settings.jwt_secret is not None
+    assert settings.encryption_key is not None
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/"),
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": isolated_database,
+        "REDIS_URL": isolated_redis,
+        "JWT_SECRET": settings.jwt_secret.get_secret_value(),
+        "ENCRYPTION_KEY": settings.encryption_key.get_secret_value(),
+        "ALLOW_PRIVATE_HOSTS": "true",
+        "MAIL_TLS_CA_FILE": str(dovecot.ca_cert_path),
+        "IDLE_LEASE_TTL_SECONDS": str(LEASE_TTL_SECONDS),
+        "IDLE_SCAN_INTERVAL_SECONDS": "0.5",
+        "LOG_LEVEL": "WARNING",
+        "DATA_DIR": str(tmp_path),
+    }
+    ports = [free_port(), free_port()]
+    processes: list[asyncio.subprocess.Process] = []
+    redis: aioredis.Redis = create_redis(isolated_redis)
+    try:
+        for port in ports:
+            processes.append(
+                await asyncio.create_subprocess_exec(
+                    MAILSVC,
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    env=env,
+                    cwd=tmp_path,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+            )
+        token = TokenCodec(settings).issue(
+            subject="test", tenants=["procs"], scopes=["accounts:write"], expires_in=600
+        )
+        account_ids: list[uuid.UUID] = []
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{ports[0]}", headers={"Authorization": f"Bearer {token}"}
+        ) as client:
+
+            async def up() -> bool:
+                try:
+                    return (await client.get("/health")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await _eventually(up, within=60, what="first api process up")
+            for _ in range(4):
+                user = dovecot.add_user(f"procs-{secrets.token_hex(4)}", secrets.token_urlsafe(10))
+                created = await client.post(
+                    "/api/accounts",
+                    json=account_body(dovecot, smtp_relay, user),
+                    params={"verify": "false"},
+                )
+                assert created.status_code == 201, created.text
+                account_ids.append(uuid.UUID(created.json()["id"]))
+
+        pids = {str(process.pid) for process in processes}
+
+        async def owners() -> dict[uuid.UUID, str | None]:
+            found: dict[uuid.UUID, str | None] = {}
+            for account_id in account_ids:
+                status = await idle_status(redis, account_id)
+                lease = await redis.get(account_lease_key(account_id))
+                # Watched means: leased, and the lease holder reports a live connection.
+                if status is None or lease is None or status["owner"] != lease.decode():
+                    found[account_id] = None
+                else:
+                    found[account_id] = status["owner"].split(":")[-2]
+            return found
+
+        async def shared() -> bool:
+            current = await owners()
+            return None not in current.values() and set(current.values()) == pids
+
+        await _eventually(shared, within=30, what="both processes watching, each account once")
+
+        survivor, stopped = processes
+        stopped.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(stopped.wait(), 30)
+
+        async def handed_over() -> bool:
+            return set((await owners()).values()) == {str(survivor.pid)}
+
+        await _eventually(
+            handed_over, within=LEASE_TTL_SECONDS * 3, what="survivor watching every account"
+        )
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), 30)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+        await redis.aclose()
