@@ -27,23 +27,22 @@ def open_password(box: SecretBox, account: Account, purpose: Purpose) -> str:
     return box.open(sealed, context=secret_context(account.tenant_id, account.id, purpose))
 
 
+def mail_server(box: SecretBox, account: Account, purpose: Purpose) -> MailServer:
+    """The account's IMAP or SMTP endpoint with its decrypted password."""
+    return MailServer(
+        host=getattr(account, f"{purpose}_host"),
+        port=getattr(account, f"{purpose}_port"),
+        security=Security(getattr(account, f"{purpose}_security")),
+        username=getattr(account, f"{purpose}_username"),
+        password=open_password(box, account, purpose),
+    )
+
+
 def imap_server(box: SecretBox, account: Account) -> MailServer:
     """The account's IMAP endpoint with its decrypted password."""
-    return MailServer(
-        host=account.imap_host,
-        port=account.imap_port,
-        security=Security(account.imap_security),
-        username=account.imap_username,
-        password=open_password(box, account, "imap"),
-    )
+    return mail_server(box, account, "imap")
 
 
 def smtp_server(box: SecretBox, account: Account) -> MailServer:
     """The account's SMTP endpoint with its decrypted password."""
-    return MailServer(
-        host=account.smtp_host,
-        port=account.smtp_port,
-        security=Security(account.smtp_security),
-        username=account.smtp_username,
-        password=open_password(box, account, "smtp"),
-    )
+    return mail_server(box, account, "smtp")

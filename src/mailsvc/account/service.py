@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.account import schemas
-from mailsvc.account.control import publish_account_control
+from mailsvc.account.control import ControlAction, publish_account_control
 from mailsvc.account.credentials import imap_server, seal_password, smtp_server
 from mailsvc.account.repository import AccountRepository
 from mailsvc.account.verify import ensure_hosts_allowed, verify_logins
@@ -158,16 +158,7 @@ class AccountService:
             if account.state in ("auth_error", "connect_error"):
                 account.state = "connecting"
                 account.state_changed_at = utcnow()
-            after_commit(
-                self._session,
-                functools.partial(
-                    publish_account_control,
-                    self._state.redis,
-                    tenant_id=self._tenant_id,
-                    account_id=account.id,
-                    action="reconnect",
-                ),
-            )
+            self._control_after_commit(account.id, "reconnect")
             self._sync_after_commit(account.id)
         await self._session.flush()
         await self._session.refresh(account)
@@ -181,14 +172,18 @@ class AccountService:
             raise NotFoundError("account not found", code="account_not_found")
         await self._changes.append(account.id, "account.deleted", _public_fields(account))
         await self._accounts.delete(account.id)
+        self._control_after_commit(account.id, "stop")
+
+    def _control_after_commit(self, account_id: uuid.UUID, action: ControlAction) -> None:
+        """Tell the process watching the account, once the change is visible."""
         after_commit(
             self._session,
             functools.partial(
                 publish_account_control,
                 self._state.redis,
                 tenant_id=self._tenant_id,
-                account_id=account.id,
-                action="stop",
+                account_id=account_id,
+                action=action,
             ),
         )
 

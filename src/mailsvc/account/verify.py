@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from mailsvc.config import Settings
 from mailsvc.errors import FieldError, UnprocessableError
@@ -27,38 +28,33 @@ async def ensure_hosts_allowed(imap: MailServer, smtp: MailServer, settings: Set
             ) from exc
 
 
-async def _imap_problem(server: MailServer, settings: Settings) -> tuple[str, str] | None:
+async def _login_problem(
+    protocol: str,
+    check: Callable[..., Awaitable[None]],
+    auth_error: type[Exception],
+    connect_error: type[Exception],
+    server: MailServer,
+    settings: Settings,
+) -> tuple[str, str] | None:
+    """(code, message) when the login to `server` fails, else None."""
     try:
-        await check_imap_login(
+        await check(
             server,
             io_timeout=settings.mail_connect_timeout_seconds,
             tls=tls_context(settings.mail_tls_ca_file),
         )
-    except ImapAuthError as exc:
-        return "imap_login_failed", f"IMAP login failed: {exc}"
-    except ImapError as exc:
-        return "imap_connect_failed", f"IMAP connection failed: {exc}"
-    return None
-
-
-async def _smtp_problem(server: MailServer, settings: Settings) -> tuple[str, str] | None:
-    try:
-        await check_smtp_login(
-            server,
-            io_timeout=settings.mail_connect_timeout_seconds,
-            tls=tls_context(settings.mail_tls_ca_file),
-        )
-    except SmtpAuthError as exc:
-        return "smtp_login_failed", f"SMTP login failed: {exc}"
-    except SmtpError as exc:
-        return "smtp_connect_failed", f"SMTP connection failed: {exc}"
+    except auth_error as exc:
+        return f"{protocol.lower()}_login_failed", f"{protocol} login failed: {exc}"
+    except connect_error as exc:
+        return f"{protocol.lower()}_connect_failed", f"{protocol} connection failed: {exc}"
     return None
 
 
 async def verify_logins(imap: MailServer, smtp: MailServer, settings: Settings) -> None:
     """Log in to both servers concurrently; 422 naming each server that failed and why."""
     imap_result, smtp_result = await asyncio.gather(
-        _imap_problem(imap, settings), _smtp_problem(smtp, settings)
+        _login_problem("IMAP", check_imap_login, ImapAuthError, ImapError, imap, settings),
+        _login_problem("SMTP", check_smtp_login, SmtpAuthError, SmtpError, smtp, settings),
     )
     failures = [
         (field, result)
