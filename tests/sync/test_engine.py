@@ -146,3 +146,50 @@ async def test_account_deleted_mid_way_is_reported(engine: SyncEngine, target: S
         pass
     else:
         raise AssertionError("expected AccountGoneError")
+
+
+async def test_created_renamed_and_deleted_mailboxes_are_followed(
+    engine: SyncEngine, target: SyncTarget, dovecot: DovecotServer
+) -> None:
+    def create_folders() -> None:
+        with imap_client.imap_session(dovecot, target.user) as client:
+            assert client.create("Projects")[0] == "OK"
+            assert client.create("Scratch")[0] == "OK"
+        imap_client.append(dovecot, target.user, "Projects", [make_message(i)[1] for i in range(3)])
+
+    await asyncio.to_thread(create_folders)
+    await engine.sync_account(target.tenant_id, target.account_id)
+
+    async def rows() -> dict[str, list[uuid.UUID]]:
+        async with engine.sessionmaker() as session:
+            result = await session.execute(
+                select(Mailbox.name, Message.id)
+                .outerjoin(Message, Message.mailbox_id == Mailbox.id)
+                .where(Mailbox.account_id == target.account_id)
+            )
+            found: dict[str, list[uuid.UUID]] = {}
+            for name, message_id in result.all():
+                found.setdefault(name, [])
+                if message_id is not None:
+                    found[name].append(message_id)
+            return found
+
+    before = await rows()
+    assert len(before["Projects"]) == 3
+    assert "Scratch" in before
+
+    def reorganize() -> None:
+        with imap_client.imap_session(dovecot, target.user) as client:
+            assert client.rename("Projects", "Work")[0] == "OK"
+            assert client.delete("Scratch")[0] == "OK"
+            assert client.create("Later")[0] == "OK"
+
+    await asyncio.to_thread(reorganize)
+    await engine.sync_account(target.tenant_id, target.account_id)
+
+    after = await rows()
+    assert "Projects" not in after
+    assert "Scratch" not in after
+    assert "Later" in after
+    # A rename keeps the stored messages (same rows), rather than refetching them.
+    assert sorted(after["Work"]) == sorted(before["Projects"])
