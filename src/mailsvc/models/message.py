@@ -64,7 +64,12 @@ class Message(TimestampMixin, Base):
         Index("ix_messages_message_id_header", "tenant_id", "account_id", "message_id_header"),
         Index("ix_messages_search_vector", "search_vector", postgresql_using="gin"),
         # Threading finds the replies that arrived before their parent (sync/engine.py).
-        Index("ix_messages_references", "references", postgresql_using="gin"),
+        Index(
+            "ix_messages_references",
+            "references",
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        ),
         Index("ix_messages_in_reply_to", "tenant_id", "account_id", "in_reply_to"),
     )
 

@@ -42,7 +42,9 @@ from mailsvc.config import Settings
 from mailsvc.event.repository import ChangeRepository
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.db import ModSeq, Uid, utcnow
+from mailsvc.kit.ids import uuid7
 from mailsvc.kit.mailserver import tls_context
+from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.mime import ParsedMessage
 from mailsvc.mime.bodystructure import parse_bodystructure, text_sections
 from mailsvc.models import Mailbox
@@ -57,13 +59,16 @@ from mailsvc.sync.imap import (
     connect_imap,
 )
 from mailsvc.sync.parser import ParserPool, PartialSource
-from mailsvc.sync.repository import MailboxRepository, MessageRepository, search_document
+from mailsvc.sync.repository import MailboxRepository, MessageRepository
 from mailsvc.thread.repository import ThreadRepository
-from mailsvc.thread.service import ThreadingInput, assign_threads
+from mailsvc.thread.service import ThreadingInput, thread_new_messages
 
 log = structlog.get_logger("mailsvc.sync")
 
 _MESSAGE_ITEMS = "UID FLAGS INTERNALDATE RFC822.SIZE"
+# A first mirror re-analyzes the messages table after these batches (see
+# `MessageRepository.refresh_statistics`): early, then once the table is sizeable.
+_ANALYZE_AFTER_BATCHES = frozenset({2, 8, 32})
 _STATUS_ITEMS = "MESSAGES UIDNEXT UIDVALIDITY UNSEEN"
 
 
@@ -453,32 +458,43 @@ class SyncEngine:
         groups = planning.batches(
             candidates, max_count=settings.sync_batch_messages, max_bytes=settings.sync_batch_bytes
         )
+        announce = not step.initial or options.events_for_existing
         stored = 0
-        pending = (
+        # Three stages overlap: batch N+1 streams in and is parsed (worker processes)
+        # while batch N is stored (PostgreSQL). Stores stay in UID order, one at a time,
+        # because each advances the mailbox's `uidnext`.
+        fetching: asyncio.Future[list[tuple[wire.FetchedItem, bytes | PartialSource]]] | None
+        fetching = (
             asyncio.ensure_future(self._fetch_batch(connection, groups[0])) if groups else None
         )
-        for index in range(len(groups)):
-            assert pending is not None
-            items = await pending
-            # Overlap: the next batch streams in while this one is parsed and stored.
-            pending = (
-                asyncio.ensure_future(self._fetch_batch(connection, groups[index + 1]))
-                if index + 1 < len(groups)
-                else None
-            )
-            try:
-                sources = [source for _, source in items]
-                parsed = await self._parser.parse(sources)
-                stored += await writer.store_batch(
-                    [item for item, _ in items],
-                    parsed,
-                    next_uid=groups[index][-1].uid + 1,
-                    announce=not step.initial or options.events_for_existing,
+        storing: asyncio.Future[int] | None = None
+        try:
+            for index, group in enumerate(groups):
+                assert fetching is not None
+                items = await fetching
+                fetching = (
+                    asyncio.ensure_future(self._fetch_batch(connection, groups[index + 1]))
+                    if index + 1 < len(groups)
+                    else None
                 )
-            except BaseException:
-                if pending is not None:
-                    pending.cancel()
-                raise
+                parsed = await self._parser.parse([source for _, source in items])
+                if storing is not None:
+                    stored += await storing
+                if index in _ANALYZE_AFTER_BATCHES and step.initial:
+                    await writer.refresh_statistics()
+                storing = asyncio.ensure_future(  # noqa: RUF006 - awaited on the next batch
+                    writer.store_batch(
+                        [item for item, _ in items],
+                        parsed,
+                        next_uid=group[-1].uid + 1,
+                        announce=announce,
+                    )
+                )
+            if storing is not None:
+                stored += await storing
+        except BaseException:
+            await cancel_and_wait([task for task in (fetching, storing) if task is not None])
+            raise
         last_uid = candidates[-1].uid if candidates else 0
         await writer.finish_new(max(selected.uidnext or 0, last_uid + 1))
         return stored
@@ -609,6 +625,10 @@ class MailboxWriter:
             {"message_id": str(message_id), "mailbox_id": str(self._mailbox.id), "uid": uid},
         )
 
+    async def refresh_statistics(self) -> None:
+        async with self._sessionmaker.begin() as session:
+            await MessageRepository(session, self._tenant_id).refresh_statistics()
+
     async def stored_uids(self) -> list[int]:
         async with self._sessionmaker() as session:
             return await MessageRepository(session, self._tenant_id).uids(self._mailbox.id)
@@ -623,24 +643,41 @@ class MailboxWriter:
     ) -> int:
         """Store one fetched batch and advance `uidnext` in the same transaction."""
         uidvalidity = self._mailbox.uidvalidity
-        rows: list[dict[str, Any]] = []
-        by_uid: dict[int, ParsedMessage] = {}
-        gmail_threads: dict[int, int | None] = {}
+        by_uid: dict[int, tuple[uuid.UUID, wire.FetchedItem, ParsedMessage]] = {}
         for item, message in zip(items, parsed, strict=True):
             assert item.uid is not None
-            by_uid[item.uid] = message
-            gmail_threads[item.uid] = item.gm_thrid
-            rows.append(self._row(item, message, uidvalidity))
+            by_uid[item.uid] = (uuid7(), item, message)
         async with self._sessionmaker.begin() as session:
             mailbox = await MailboxRepository(session, self._tenant_id).lock(self._mailbox.id)
             if mailbox is None or mailbox.uidvalidity != uidvalidity:
                 return 0  # deleted or reset meanwhile; the next pass starts over
+            thread_of = await thread_new_messages(
+                session,
+                self._tenant_id,
+                self._account_id,
+                [
+                    ThreadingInput(
+                        id=message_id,
+                        message_id=message.message_id,
+                        in_reply_to=message.in_reply_to,
+                        references=tuple(message.references),
+                        gm_thread_id=item.gm_thrid,
+                        subject=message.subject,
+                    )
+                    for message_id, item, message in by_uid.values()
+                ],
+            )
             messages = MessageRepository(session, self._tenant_id)
-            ids = await messages.insert_many(rows)
+            ids = await messages.insert_many(
+                [
+                    self._row(message_id, item, message, uidvalidity, thread_of.get(message_id))
+                    for message_id, item, message in by_uid.values()
+                ]
+            )
             await messages.insert_attachments(
                 [
                     {
-                        "message_id": ids[uid],
+                        "message_id": message_id,
                         "section": a.section,
                         "filename": a.filename,
                         "content_type": a.content_type[:255],
@@ -650,25 +687,12 @@ class MailboxWriter:
                         "is_inline": a.is_inline,
                     }
                     for uid, message_id in ids.items()
-                    for a in by_uid[uid].attachments
+                    for a in by_uid[uid][2].attachments
                 ]
             )
-            threads = await assign_threads(
-                session,
-                self._tenant_id,
-                self._account_id,
-                [
-                    ThreadingInput(
-                        id=ids[uid],
-                        message_id=by_uid[uid].message_id,
-                        in_reply_to=by_uid[uid].in_reply_to,
-                        references=tuple(by_uid[uid].references),
-                        gm_thread_id=gmail_threads[uid],
-                        subject=by_uid[uid].subject,
-                    )
-                    for uid in sorted(ids)
-                ],
-            )
+            # Threads made for messages that turned out to be stored already end up
+            # empty; refreshing the summaries drops them.
+            threads = set(thread_of.values())
             await ThreadRepository(session, self._tenant_id).refresh_summaries(list(threads))
             if announce:
                 await ChangeRepository(session, self._tenant_id).append_many(
@@ -680,7 +704,7 @@ class MailboxWriter:
                                 "message_id": str(ids[uid]),
                                 "mailbox_id": str(self._mailbox.id),
                                 "uid": uid,
-                                "subject": by_uid[uid].subject,
+                                "subject": by_uid[uid][2].subject,
                             },
                         )
                         for uid in sorted(ids)
@@ -693,11 +717,18 @@ class MailboxWriter:
         return len(ids)
 
     def _row(
-        self, item: wire.FetchedItem, message: ParsedMessage, uidvalidity: int | None
+        self,
+        message_id: uuid.UUID,
+        item: wire.FetchedItem,
+        message: ParsedMessage,
+        uidvalidity: int | None,
+        thread_id: uuid.UUID | None,
     ) -> dict[str, Any]:
+        """A JSON-ready row for `MessageRepository.insert_many`."""
         return {
-            "account_id": self._account_id,
-            "mailbox_id": self._mailbox.id,
+            "id": str(message_id),
+            "account_id": str(self._account_id),
+            "mailbox_id": str(self._mailbox.id),
             "uid": item.uid,
             "uidvalidity": uidvalidity,
             "modseq": item.modseq,
@@ -711,19 +742,18 @@ class MailboxWriter:
             "cc": _address_json(message.cc),
             "bcc": _address_json(message.bcc),
             "reply_to": _address_json(message.reply_to),
-            "date": message.date,
-            "internal_date": item.internal_date or utcnow(),
+            "date": message.date.isoformat() if message.date else None,
+            "internal_date": (item.internal_date or utcnow()).isoformat(),
             "size": item.size or 0,
             "flags": session_free_flags(item.flags),
+            "thread_id": str(thread_id) if thread_id else None,
             "gm_thread_id": item.gm_thrid,
             "snippet": message.snippet,
             "text_body": message.text_body,
             "html_body": message.html_body,
             "has_attachments": message.has_attachments,
             "parse_error": "; ".join(message.parse_errors)[:2000] or None,
-            "search_vector": search_document(
-                message.subject, _addresses_text(message), message.text_body
-            ),
+            "search_addresses": _addresses_text(message),
         }
 
     async def finish_new(self, uidnext: int) -> None:

@@ -138,6 +138,8 @@ def parse_internal_date(text: str) -> datetime | None:
 
 
 def _payload(value: object) -> bytes | None:
+    if isinstance(value, Literal):
+        return value  # already an immutable copy; a 25 MB body must not be copied again
     if isinstance(value, bytes):
         return bytes(value)
     if isinstance(value, str):

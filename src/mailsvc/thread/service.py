@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailsvc.kit.ids import uuid7
 from mailsvc.thread.repository import ThreadRepository
 
 
@@ -48,15 +49,18 @@ class _UnionFind:
         self.parent[self.find(a)] = self.find(b)
 
 
-async def assign_threads(
+async def thread_new_messages(
     session: AsyncSession,
     tenant_id: str,
     account_id: uuid.UUID,
     messages: Sequence[ThreadingInput],
-) -> set[uuid.UUID]:
-    """Give each new message a thread, merging threads it connects; returns threads touched."""
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The thread of each message about to be stored, by message id.
+
+    Called before the messages are inserted (they carry their thread id in the same
+    INSERT): threads they need are created here, and threads they connect are merged.
+    """
     repository = ThreadRepository(session, tenant_id)
-    touched: set[uuid.UUID] = set()
     assignment: dict[uuid.UUID, uuid.UUID] = {}
     plain = []
     for message in messages:
@@ -65,48 +69,49 @@ async def assign_threads(
             assignment[message.id] = thread
         else:
             plain.append(message)
+    if not plain:
+        return assignment
 
-    if plain:
-        new_ids = {m.id for m in plain}
-        own = {m.message_id for m in plain if m.message_id}
-        linked = {ref for m in plain for ref in (*m.references, m.in_reply_to) if ref}
-        known = await repository.threads_by_message_ids(account_id, own | linked, exclude=new_ids)
-        children = await repository.threads_referencing(account_id, own, exclude=new_ids)
+    own = {m.message_id for m in plain if m.message_id}
+    linked = {ref for m in plain for ref in (*m.references, m.in_reply_to) if ref}
+    known = await repository.threads_by_message_ids(account_id, own | linked, exclude=())
+    children = await repository.threads_referencing(account_id, own, exclude=())
 
-        groups = _UnionFind()
-        for message in plain:
-            node = ("msg", message.id)
-            groups.find(node)
-            for key in (message.message_id, message.in_reply_to, *message.references):
-                if key:
-                    groups.union(node, ("mid", key))
-        for message_id, thread in known:
-            groups.union(("mid", message_id), ("thread", thread))
-        for references, in_reply_to, thread in children:
-            for key in (*references, in_reply_to):
-                if key and key in own:
-                    groups.union(("mid", key), ("thread", thread))
+    groups = _UnionFind()
+    for message in plain:
+        node = ("msg", message.id)
+        groups.find(node)
+        for key in (message.message_id, message.in_reply_to, *message.references):
+            if key:
+                groups.union(node, ("mid", key))
+    for message_id, thread in known:
+        groups.union(("mid", message_id), ("thread", thread))
+    for references, in_reply_to, thread in children:
+        for key in (*references, in_reply_to):
+            if key and key in own:
+                groups.union(("mid", key), ("thread", thread))
 
-        members: dict[object, list[ThreadingInput]] = {}
-        existing: dict[object, set[uuid.UUID]] = {}
-        for message in plain:
-            members.setdefault(groups.find(("msg", message.id)), []).append(message)
-        for candidate in list(groups.parent):
-            if isinstance(candidate, tuple) and candidate[0] == "thread":
-                thread_id = candidate[1]
-                assert isinstance(thread_id, uuid.UUID)
-                existing.setdefault(groups.find(candidate), set()).add(thread_id)
+    members: dict[object, list[ThreadingInput]] = {}
+    existing: dict[object, set[uuid.UUID]] = {}
+    for message in plain:
+        members.setdefault(groups.find(("msg", message.id)), []).append(message)
+    for candidate in list(groups.parent):
+        if isinstance(candidate, tuple) and candidate[0] == "thread":
+            thread_id = candidate[1]
+            assert isinstance(thread_id, uuid.UUID)
+            existing.setdefault(groups.find(candidate), set()).add(thread_id)
 
-        for root, group in members.items():
-            threads = existing.get(root, set())
-            if threads:
-                # uuid7 ids sort by creation: the oldest thread absorbs the others.
-                target = min(threads)
-                await repository.merge(target, threads - {target})
-            else:
-                target = await repository.create(account_id, group[0].subject)
-            for message in group:
-                assignment[message.id] = target
-    await repository.assign(assignment)
-    touched.update(assignment.values())
-    return touched
+    created: list[tuple[uuid.UUID, str | None]] = []
+    for root, group in members.items():
+        threads = existing.get(root, set())
+        if threads:
+            # uuid7 ids sort by creation: the oldest thread absorbs the others.
+            target = min(threads)
+            await repository.merge(target, threads - {target})
+        else:
+            target = uuid7()
+            created.append((target, group[0].subject))
+        for message in group:
+            assignment[message.id] = target
+    await repository.create_many(account_id, created)
+    return assignment
