@@ -1,0 +1,1184 @@
+"""Sync benchmark (issue 3): mailsvc's IMAP mirror against mbsync, on one private Dovecot.
+
+One run, everything on loopback and started here (and stopped again, also on Ctrl-C):
+
+1. a private Dovecot (tests/fixtures/dovecot.py), PostgreSQL and Redis (embedded, or
+   the servers of DATABASE_URL / REDIS_URL; a fresh database either way, migrated);
+   one user whose INBOX gets the deterministic corpus of bench/corpus.py (10,000
+   messages by default) written straight into its Maildir, then indexed by Dovecot
+   (`doveadm index` plus one metadata FETCH) so neither contender pays for that;
+2. mailsvc's initial sync of that INBOX, in a child process (bench/sync_child.py)
+   built like a sync worker with default settings: elapsed time and peak RSS;
+3. `mbsync` pulling the same INBOX into a local Maildir: elapsed time;
+4. an incremental sync with nothing changed (in this process);
+5. 100 messages delivered over LMTP, then an incremental sync;
+6. delivery-to-visible latency: an `IdleSupervisor` watches the account; 50 times a
+   message with a unique Message-ID is delivered over LMTP and PostgreSQL is polled
+   every 10 ms until its row exists;
+7. peak RSS of a child syncing one message with a 25 MiB attachment, with the default
+   `SYNC_MAX_MESSAGE_BYTES` (header + BODYSTRUCTURE + text parts fetched) and with
+   the cap raised above the message (whole message fetched).
+
+Settings are mailsvc's defaults: any SYNC_* / IDLE_* / DATABASE_POOL_SIZE variable in
+the environment is ignored (and reported). `--profile DIR` adds one more initial sync
+of the same mailbox (a second account, so it starts from scratch) under
+`py-spy record --subprocesses`, writing collapsed stacks to DIR; it is not timed.
+
+Run: `.venv/bin/python bench/sync.py [--messages 10000] [--seed 1] [--json FILE]
+[--profile DIR]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import imaplib
+import json
+import math
+import os
+import platform
+import random
+import resource
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+from typing import Any
+
+# bench/ is not a package and tests/ is not installed: make both importable however
+# this script is started (spawned parser workers inherit sys.path).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import asyncpg
+from corpus import generate_corpus
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tests.fixtures.dovecot import DOVEADM_BINARY, MAIL_GID, MAIL_UID, DovecotServer, TestMailUser
+
+from mailsvc.account.credentials import seal_password
+from mailsvc.config import Settings, generate_encryption_key
+from mailsvc.embedded import EmbeddedPostgres, EmbeddedRedis
+from mailsvc.kit.crypto import SecretBox
+from mailsvc.kit.db import create_engine, create_sessionmaker
+from mailsvc.kit.ids import uuid7
+from mailsvc.kit.redis import create_redis
+from mailsvc.logging import configure_logging
+from mailsvc.models import Account, Attachment, Change, Message
+from mailsvc.ops.migrations import upgrade_to_head
+from mailsvc.state import build_secret_box
+from mailsvc.sync.engine import SyncEngine, SyncReport
+from mailsvc.sync.idle import IdleSupervisor, idle_status
+from mailsvc.sync.parser import ParserPool
+
+BENCH_DIR = Path(__file__).resolve().parent
+CHILD_SCRIPT = BENCH_DIR / "sync_child.py"
+MBSYNC = shutil.which("mbsync") or "/usr/bin/mbsync"
+TENANT = "bench"
+BIG_TENANT = "bench-big"
+PROFILE_TENANT = "bench-profile"
+NEW_MESSAGES = 100
+LATENCY_SAMPLES = 50
+POLL_SECONDS = 0.01
+LATENCY_TIMEOUT_SECONDS = 15.0
+ATTACHMENT_BYTES = 25 * 1024 * 1024
+RAISED_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHILD_TIMEOUT_SECONDS = 1800
+# Settings the bench must leave at their defaults (the env would override them).
+_PINNED_SETTINGS = tuple(
+    name.upper()
+    for name in Settings.model_fields
+    if name.startswith(("sync_", "idle_", "database_pool", "mail_")) or name == "log_level"
+)
+
+# Children started by this process; killed (and reaped) on any exit path.
+_LIVE_CHILDREN: set[subprocess.Popen[bytes]] = set()
+
+
+# -- targets ----------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the final table."""
+
+    what: str
+    value: str
+    target: str = ""
+    met: bool | None = None
+
+
+@dataclass
+class Results:
+    rows: list[Row] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, what: str, value: str, target: str = "", met: bool | None = None) -> None:
+        self.rows.append(Row(what, value, target, met))
+        print(f"  {what}: {value}" + (f"  [target {target}: {_verdict(met)}]" if target else ""))
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "MISSED", None: ""}[met]
+
+
+# -- process hygiene --------------------------------------------------------------------
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _kill_children() -> None:
+    for child in list(_LIVE_CHILDREN):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError, subprocess.TimeoutExpired):
+            child.wait(timeout=10)
+        _LIVE_CHILDREN.discard(child)
+
+
+@dataclass
+class ChildRun:
+    returncode: int
+    wall_seconds: float
+    cpu_seconds: float
+    # VmHWM of the process itself, sampled every 20 ms while it runs. Not ru_maxrss:
+    # Linux carries the parent's high-water mark into a child at exec, so a small
+    # program started by this (large) process would report this process' size.
+    peak_rss_mb: float
+    stdout: str
+    stderr: str
+
+
+class _HighWaterSampler(threading.Thread):
+    """Follows `VmHWM` of one process until it exits (or `stop` is set)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(name=f"hwm-{pid}", daemon=True)
+        self.pid = pid
+        self.peak_kib = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        status = Path(f"/proc/{self.pid}/status")
+        while not self.stop.is_set():
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+            except (OSError, ValueError):
+                return
+            self.stop.wait(0.02)
+
+
+def run_child(command: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path) -> ChildRun:
+    """Run `command` in its own process group; its own rusage comes from wait4()."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            list(command), stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True
+        )
+        _LIVE_CHILDREN.add(child)
+        sampler = _HighWaterSampler(child.pid)
+        sampler.start()
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+            # wait4 reaped it: tell Popen, so it never waits for the pid again.
+            child.returncode = os.waitstatus_to_exitcode(status)
+        finally:
+            wall = time.perf_counter() - started
+            sampler.stop.set()
+            sampler.join()
+            # Anything left in its group (nothing, normally; everything on Ctrl-C).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+            if child.returncode is None:
+                child.wait()
+            _LIVE_CHILDREN.discard(child)
+        out.seek(0)
+        err.seek(0)
+        return ChildRun(
+            returncode=child.returncode,
+            wall_seconds=wall,
+            cpu_seconds=usage.ru_utime + usage.ru_stime,
+            peak_rss_mb=sampler.peak_kib / 1024,
+            stdout=out.read().decode(errors="replace"),
+            stderr=err.read().decode(errors="replace"),
+        )
+
+
+# -- who used the CPU ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Proc:
+    ppid: int
+    cpu: float  # seconds, its own and its reaped children's
+    cmdline: str
+
+
+def _processes() -> dict[int, _Proc]:
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, _Proc] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            cmdline = (
+                (entry / "cmdline").read_bytes()[:300].replace(b"\0", b" ").decode(errors="replace")
+            )
+        except (OSError, IndexError):
+            continue
+        cpu = sum(int(value) for value in fields[11:15]) / tick  # utime stime cutime cstime
+        found[int(entry.name)] = _Proc(int(fields[1]), cpu, cmdline)
+    return found
+
+
+def _idle_seconds() -> float:
+    """Idle + iowait time of all CPUs together, from /proc/stat."""
+    values = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return (int(values[3]) + int(values[4])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWindow:
+    """CPU seconds used during a `with` block, split by who used them.
+
+    Groups: `bench` (this process and its children: the sync child and its parser
+    workers, mbsync), `postgres` (the embedded server's processes, or the backends of
+    the bench database), `dovecot` (the private instance), `other` (everything else
+    on the machine: other people's work on a shared host shows up here), and `idle`
+    (CPU time nobody used). Processes that ended inside the window are counted in
+    their parent's children time (less what they had used before it), and one that
+    started and ended inside it is only seen if its parent reaped it: the split is
+    close, not exact.
+    """
+
+    def __init__(self, *, dovecot_marker: str, postgres_markers: Sequence[str]) -> None:
+        self._dovecot = dovecot_marker
+        self._postgres = tuple(postgres_markers)
+        self.split: dict[str, float] = {}
+        self.seconds = 0.0
+
+    def __enter__(self) -> CpuWindow:
+        self._before = _processes()
+        self._idle = _idle_seconds()
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.seconds = time.perf_counter() - self._started
+        after = _processes()
+        idle = _idle_seconds() - self._idle
+        me = os.getpid()
+        postmasters = {
+            pid for pid, proc in after.items() if any(m in proc.cmdline for m in self._postgres)
+        }
+
+        def group(pid: int) -> str:
+            proc = after[pid]
+            if self._dovecot in proc.cmdline:
+                return "dovecot"
+            if pid in postmasters or proc.ppid in postmasters:
+                return "postgres"
+            seen = set()
+            while pid not in seen and pid > 1:
+                if pid == me:
+                    return "bench"
+                seen.add(pid)
+                pid = after[pid].ppid if pid in after else 0
+            return "other"
+
+        used = {
+            pid: proc.cpu - (self._before[pid].cpu if pid in self._before else 0.0)
+            for pid, proc in after.items()
+        }
+        # A process that ended inside the window lands in its parent's children time
+        # with all it ever used; take back what it had used before the window.
+        for pid, proc in self._before.items():
+            if pid in after:
+                continue
+            ancestor, seen = proc.ppid, set()
+            while ancestor not in after and ancestor in self._before and ancestor not in seen:
+                seen.add(ancestor)
+                ancestor = self._before[ancestor].ppid
+            if ancestor in used:
+                used[ancestor] -= proc.cpu
+        split = dict.fromkeys(("bench", "postgres", "dovecot", "other"), 0.0)
+        for pid, seconds in used.items():
+            if seconds > 0:
+                split[group(pid)] += seconds
+        split["idle"] = idle
+        self.split = {name: round(value, 1) for name, value in split.items()}
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} {value:.1f}" for name, value in self.split.items())
+
+
+# -- servers and data ----------------------------------------------------------------------
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def create_database(server_url: str) -> tuple[str, str]:
+    """A fresh database on `server_url`, migrated to head; (SQLAlchemy URL, name)."""
+    name = f"mailsvc_bench_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(_asyncpg_dsn(server_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = make_url(server_url).set(drivername="postgresql+asyncpg", database=name)
+    rendered = url.render_as_string(hide_password=False)
+    await asyncio.to_thread(upgrade_to_head, rendered)
+    return rendered, name
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    admin = await asyncpg.connect(_asyncpg_dsn(server_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def create_account(
+    database_url: str, box: SecretBox, tenant_id: str, dovecot: DovecotServer, user: TestMailUser
+) -> uuid.UUID:
+    """An account row for `user` on Dovecot's plain IMAP port, as the API would store it."""
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        account_id = uuid7()
+
+        def sealed(purpose: Any) -> str:
+            return seal_password(
+                box,
+                tenant_id=tenant_id,
+                account_id=account_id,
+                purpose=purpose,
+                password=user.password,
+            )
+
+        async with create_sessionmaker(engine).begin() as session:
+            session.add(
+                Account(
+                    id=account_id,
+                    tenant_id=tenant_id,
+                    email=user.email,
+                    display_name="Bench",
+                    imap_host=dovecot.host,
+                    imap_port=dovecot.imap_port,
+                    imap_security="none",
+                    imap_username=user.username,
+                    imap_secret=sealed("imap"),
+                    smtp_host=dovecot.host,
+                    smtp_port=dovecot.lmtp_port,  # never used: the bench sends nothing
+                    smtp_security="none",
+                    smtp_username=user.username,
+                    smtp_secret=sealed("smtp"),
+                    state="connecting",
+                    sync_options={},
+                )
+            )
+        return account_id
+    finally:
+        await engine.dispose()
+
+
+async def count_rows(database_url: str, tenant_id: str, account_id: uuid.UUID) -> dict[str, int]:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            messages = await session.scalar(
+                select(func.count()).where(
+                    Message.tenant_id == tenant_id, Message.account_id == account_id
+                )
+            )
+            errors = await session.scalar(
+                select(func.count()).where(
+                    Message.tenant_id == tenant_id,
+                    Message.account_id == account_id,
+                    Message.parse_error.is_not(None),
+                )
+            )
+            threads = await session.scalar(
+                select(func.count(func.distinct(Message.thread_id))).where(
+                    Message.tenant_id == tenant_id, Message.account_id == account_id
+                )
+            )
+            attachment_bytes = await session.scalar(
+                select(func.coalesce(func.sum(Attachment.size), 0))
+                .join(Message, Message.id == Attachment.message_id)
+                .where(Message.tenant_id == tenant_id, Message.account_id == account_id)
+            )
+            text_chars = await session.scalar(
+                select(func.coalesce(func.sum(func.length(Message.text_body)), 0)).where(
+                    Message.tenant_id == tenant_id, Message.account_id == account_id
+                )
+            )
+        return {
+            "messages": int(messages or 0),
+            "parse_errors": int(errors or 0),
+            "threads": int(threads or 0),
+            "attachment_bytes": int(attachment_bytes or 0),
+            "text_chars": int(text_chars or 0),
+        }
+    finally:
+        await engine.dispose()
+
+
+def _owned_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.chown(path, MAIL_UID, MAIL_GID)
+
+
+def load_maildir(dovecot: DovecotServer, user: TestMailUser, raws: Iterator[bytes]) -> int:
+    """Write messages straight into the user's Maildir `new/`, as Dovecot's uid would.
+
+    The names carry `S=` (file size) and `W=` (size with CRLF line ends) like the
+    ones Dovecot writes, so neither contender makes Dovecot read a file for its size.
+    INTERNALDATE is the file's mtime: one message a minute from 2023-11-14 on.
+    """
+    home = dovecot.mail_root / user.username
+    maildir = home / "Maildir"
+    for directory in (home, maildir, maildir / "new", maildir / "cur", maildir / "tmp"):
+        _owned_dir(directory)
+    base = 1_700_000_000
+    total = 0
+    for index, raw in enumerate(raws):
+        virtual = len(raw) + raw.count(b"\n") - raw.count(b"\r\n")
+        name = f"{base + index}.M{index}P{os.getpid()}.bench,S={len(raw)},W={virtual}"
+        path = maildir / "new" / name
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(descriptor, raw)
+            os.fchown(descriptor, MAIL_UID, MAIL_GID)
+        finally:
+            os.close(descriptor)
+        os.utime(path, (base + index * 60, base + index * 60))
+        total += len(raw)
+    return total
+
+
+def index_mailbox(dovecot: DovecotServer, user: TestMailUser) -> None:
+    """Let Dovecot index the INBOX and cache what both contenders ask for first."""
+    subprocess.run(
+        [DOVEADM_BINARY, "-c", str(dovecot.config_path), "index", "-u", user.username, "INBOX"],
+        check=True,
+        capture_output=True,
+    )
+    imap = imaplib.IMAP4(dovecot.host, dovecot.imap_port)
+    try:
+        imap.login(user.username, user.password)
+        imap.select("INBOX", readonly=True)
+        # MODSEQ enables CONDSTORE in the index once, for good.
+        imap.uid("FETCH", "1:*", "(UID FLAGS INTERNALDATE RFC822.SIZE MODSEQ)")
+        imap.close()
+    finally:
+        imap.logout()
+
+
+def latency_message(index: int, message_id: str) -> bytes:
+    message = EmailMessage(policy=SMTP)
+    message["From"] = "Latency Probe <probe@example.test>"
+    message["To"] = "Bench <bench@example.test>"
+    message["Subject"] = f"Latency probe {index}"
+    message["Message-ID"] = f"<{message_id}>"
+    message["Date"] = "Tue, 14 Nov 2023 22:13:20 +0000"
+    message.set_content(f"Delivered while mailsvc was watching (probe {index}).\n")
+    return message.as_bytes()
+
+
+def big_message(seed: int) -> bytes:
+    """A short text message with a 25 MiB incompressible attachment (base64 on the wire)."""
+    message = EmailMessage(policy=SMTP)
+    message["From"] = "Big Sender <big@example.test>"
+    message["To"] = "Bench <bench@example.test>"
+    message["Subject"] = "The 25 MB attachment"
+    message["Message-ID"] = "<big-attachment@bench.example.test>"
+    message["Date"] = "Tue, 14 Nov 2023 22:13:20 +0000"
+    message.set_content("Here is the archive you asked for.\n")
+    message.add_attachment(
+        random.Random(seed).randbytes(ATTACHMENT_BYTES),
+        maintype="application",
+        subtype="octet-stream",
+        filename="archive.bin",
+    )
+    return message.as_bytes()
+
+
+# -- the contenders --------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    workdir: Path
+    dovecot: DovecotServer
+    database_url: str
+    redis_url: str
+    encryption_key: str
+    results: Results
+    profile_dir: Path | None = None
+
+    def child_env(self, **overrides: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k.upper() not in _PINNED_SETTINGS}
+        env.update(
+            DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_url,
+            ENCRYPTION_KEY=self.encryption_key,
+            LOG_LEVEL="WARNING",
+            ALLOW_PRIVATE_HOSTS="true",
+            **overrides,
+        )
+        return env
+
+    def settings(self) -> Settings:
+        return Settings(
+            _env_file=None,
+            database_url=self.database_url,
+            redis_url=self.redis_url,
+            encryption_key=SecretStr(self.encryption_key),
+            allow_private_hosts=True,
+            log_level="WARNING",
+        )
+
+
+def mailsvc_child_sync(
+    ctx: Context,
+    tenant_id: str,
+    account_id: uuid.UUID,
+    *,
+    overrides: dict[str, str] | None = None,
+    profile_to: Path | None = None,
+) -> tuple[dict[str, Any], ChildRun]:
+    """One `sync_account` in a fresh child process; its JSON report and rusage."""
+    result_path = ctx.workdir / f"child-{secrets.token_hex(4)}.json"
+    command = [
+        sys.executable,
+        str(CHILD_SCRIPT),
+        "--tenant",
+        tenant_id,
+        "--account",
+        str(account_id),
+        "--result",
+        str(result_path),
+    ]
+    if profile_to is not None:
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        command = [
+            py_spy, "record", "--subprocesses", "--rate", "250", "--format", "raw",
+            "--output", str(profile_to), "--", *command,
+        ]  # fmt: skip
+    run = run_child(command, env=ctx.child_env(**(overrides or {})), cwd=ctx.workdir)
+    if run.returncode != 0 or not result_path.exists():
+        raise RuntimeError(
+            f"sync child failed (exit {run.returncode}):\n{run.stdout}\n{run.stderr[-4000:]}"
+        )
+    return json.loads(result_path.read_text()), run
+
+
+def mbsync_config(ctx: Context, user: TestMailUser, near: Path) -> Path:
+    """An mbsyncrc pulling the user's INBOX over plain IMAP into a Maildir under `near`."""
+    version = subprocess.run([MBSYNC, "--version"], capture_output=True, text=True).stdout
+    # isync 1.4 renamed Master/Slave to Far/Near; 1.5 renamed SSLType to TLSType.
+    numbers = [int(part) for part in version.split()[-1].split(".")[:2] if part.isdigit()]
+    new_names = numbers >= [1, 4]
+    tls_keyword = "TLSType" if numbers >= [1, 5] else "SSLType"
+    far, near_word = ("Far", "Near") if new_names else ("Master", "Slave")
+    config = textwrap.dedent(
+        f"""\
+        IMAPAccount bench
+        Host {ctx.dovecot.host}
+        Port {ctx.dovecot.imap_port}
+        User {user.username}
+        Pass {user.password}
+        {tls_keyword} None
+        AuthMechs LOGIN
+
+        IMAPStore bench-far
+        Account bench
+
+        MaildirStore bench-near
+        Path {near}/
+        Inbox {near}/INBOX
+
+        Channel bench
+        {far} :bench-far:
+        {near_word} :bench-near:
+        Patterns INBOX
+        Create {near_word}
+        Sync Pull
+        SyncState *
+        """
+    )
+    path = ctx.workdir / "mbsyncrc"
+    path.write_text(config)
+    path.chmod(0o600)
+    return path
+
+
+def mbsync_sync(ctx: Context, user: TestMailUser) -> tuple[ChildRun, int]:
+    near = ctx.workdir / "mbsync-maildir"
+    near.mkdir()
+    config = mbsync_config(ctx, user, near)
+    run = run_child([MBSYNC, "-c", str(config), "-a"], cwd=ctx.workdir)
+    if run.returncode != 0:
+        raise RuntimeError(f"mbsync failed (exit {run.returncode}):\n{run.stdout}\n{run.stderr}")
+    copied = sum(
+        1 for sub in ("cur", "new") for entry in (near / "INBOX" / sub).iterdir() if entry.is_file()
+    )
+    return run, copied
+
+
+# -- in-process steps (4, 5, 6) ------------------------------------------------------------
+
+
+class TimedEngine(SyncEngine):
+    """Records when each pass starts, to split the push latency into its parts."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.starts: list[float] = []
+
+    async def sync_account(self, *args: Any, **kwargs: Any) -> SyncReport:
+        self.starts.append(time.monotonic())
+        return await super().sync_account(*args, **kwargs)
+
+
+async def _wait_for(check: Callable[[], Any], *, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not reached within {within} s")
+        await asyncio.sleep(0.05)
+
+
+def _percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile: p95 of 50 samples is the 48th smallest."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+async def in_process_steps(
+    ctx: Context, account_id: uuid.UUID, user: TestMailUser, seed: int
+) -> None:
+    results = ctx.results
+    settings = ctx.settings()
+    database = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
+    sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(database)
+    parser = ParserPool(processes=settings.sync_parse_processes or None)
+    box = build_secret_box(settings)
+    engine = TimedEngine(sessionmaker=sessionmaker, secrets=box, settings=settings, parser=parser)
+    try:
+        processes = settings.sync_parse_processes or os.cpu_count() or 1
+        await parser.parse([b"Subject: warm-up\r\n\r\nwarm\r\n"] * processes)
+
+        # 4. Nothing changed.
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            report = await engine.sync_account(TENANT, account_id)
+            times.append(time.perf_counter() - started)
+            if report.new_messages:
+                raise RuntimeError(f"nothing changed, yet the pass reports {report}")
+        median = statistics.median(times)
+        results.data["no_change"] = {"seconds": times, "median": median}
+        results.add(
+            "incremental sync, no change (median of 5)",
+            f"{median * 1000:.0f} ms (first {times[0] * 1000:.0f} ms, max {max(times) * 1000:.0f})",
+            "< 1 s",
+            max(times) < 1.0,
+        )
+
+        # 5. 100 new messages over LMTP.
+        started = time.perf_counter()
+        new_raws = list(generate_corpus(NEW_MESSAGES, seed + 1000))
+        for raw in new_raws:
+            await ctx.dovecot.adeliver(user.username, raw)
+        delivered_in = time.perf_counter() - started
+        started = time.perf_counter()
+        report = await engine.sync_account(TENANT, account_id)
+        seconds = time.perf_counter() - started
+        results.data["incremental_100"] = {
+            "seconds": seconds,
+            "new_messages": report.new_messages,
+            "lmtp_seconds": delivered_in,
+            "bytes": sum(len(raw) for raw in new_raws),
+        }
+        results.add(
+            f"incremental sync, {report.new_messages} new messages",
+            f"{seconds:.2f} s ({report.new_messages / seconds:,.0f} msg/s; "
+            f"LMTP delivery took {delivered_in:.1f} s)",
+        )
+        if report.new_messages != NEW_MESSAGES:
+            raise RuntimeError(f"expected {NEW_MESSAGES} new messages, synced {report}")
+
+        # 6. Delivery to visible, through the IDLE supervisor.
+        await latency_step(ctx, settings, sessionmaker, engine, box, account_id, user)
+    finally:
+        parser.close()
+        await database.dispose()
+
+
+# "Task exception was never retrieved" for aioimaplib's IDLE task, counted not printed.
+_IDLE_ABORTS: list[str] = []
+
+
+def _quiet_idle_aborts(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """When the supervisor closes a connection inside IDLE, aioimaplib's idle() task ends
+    with `Abort('connection lost')` that nobody retrieves; asyncio logs it when the task
+    is collected. Counted and reported once instead of a traceback per connection."""
+    error = context.get("exception")
+    message = str(context.get("message", ""))
+    if message.startswith("Task exception was never retrieved") and (
+        type(error).__name__ == "Abort" and "idle" in repr(context.get("future"))
+    ):
+        _IDLE_ABORTS.append(str(error))
+        return
+    loop.default_exception_handler(context)
+
+
+async def latency_step(
+    ctx: Context,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: TimedEngine,
+    box: SecretBox,
+    account_id: uuid.UUID,
+    user: TestMailUser,
+) -> None:
+    results = ctx.results
+    asyncio.get_running_loop().set_exception_handler(_quiet_idle_aborts)
+    redis = create_redis(ctx.redis_url)
+    supervisor = IdleSupervisor(
+        sessionmaker=sessionmaker,
+        redis=redis,
+        engine=engine,
+        secrets=box,
+        settings=settings.model_copy(update={"idle_scan_interval_seconds": 0.2}),
+        owner_id=f"bench-{secrets.token_hex(4)}",
+        tenant_ids={TENANT},
+    )
+    probe = await asyncpg.connect(_asyncpg_dsn(ctx.database_url))
+
+    async def completed_passes() -> int:
+        async with sessionmaker() as session:
+            found = await session.scalar(
+                select(func.count()).where(
+                    Change.tenant_id == TENANT,
+                    Change.account_id == account_id,
+                    Change.type == "sync.completed",
+                )
+            )
+        return int(found or 0)
+
+    before = await completed_passes()
+    supervisor.start()
+    try:
+
+        async def watching() -> bool:
+            return await idle_status(redis, account_id) is not None
+
+        async def first_pass_done() -> bool:
+            return await completed_passes() > before
+
+        await _wait_for(watching, within=30, what="IDLE watcher connected")
+        await _wait_for(first_pass_done, within=30, what="watcher's first sync")
+        await asyncio.sleep(0.5)
+
+        latencies: list[float] = []
+        to_pass_start: list[float] = []
+        missed = 0
+        lmtp: list[float] = []
+        for index in range(LATENCY_SAMPLES):
+            message_id = f"latency-{index}-{secrets.token_hex(6)}@bench.example.test"
+            raw = latency_message(index, message_id)
+            started = time.monotonic()
+            await ctx.dovecot.adeliver(user.username, raw)
+            delivered = time.monotonic()
+            lmtp.append(delivered - started)
+            passes_before = len(engine.starts)
+            visible = None
+            while time.monotonic() - delivered < LATENCY_TIMEOUT_SECONDS:
+                row = await probe.fetchval(
+                    "SELECT 1 FROM messages WHERE tenant_id = $1 AND account_id = $2 "
+                    "AND message_id_header = $3",
+                    TENANT,
+                    account_id,
+                    message_id,
+                )
+                if row is not None:
+                    visible = time.monotonic()
+                    break
+                await asyncio.sleep(POLL_SECONDS)
+            if visible is None:
+                missed += 1
+                continue
+            latencies.append(visible - delivered)
+            # The pass that stored it may have started before LMTP returned.
+            starts = [s for s in engine.starts[passes_before:] if s >= delivered]
+            if starts:
+                to_pass_start.append(starts[0] - delivered)
+            # Let the pass finish (its sync.completed) before the next probe.
+            await asyncio.sleep(0.2)
+    finally:
+        await supervisor.stop()
+        await redis.aclose()
+        await probe.close()
+
+    if not latencies:
+        raise RuntimeError("no delivered message became visible")
+    p50 = statistics.median(latencies)
+    p95 = _percentile(latencies, 0.95)
+    results.data["latency"] = {
+        "samples": latencies,
+        "p50": p50,
+        "p95": p95,
+        "max": max(latencies),
+        "missed": missed,
+        "lmtp_p50": statistics.median(lmtp),
+        "push_p50": statistics.median(to_pass_start) if to_pass_start else None,
+        "how": "IdleSupervisor",
+    }
+    results.add(
+        f"delivery-to-visible ({len(latencies)} samples, IdleSupervisor)",
+        f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+        + (f", {missed} never seen" if missed else ""),
+        "p95 < 1 s",
+        p95 < 1.0 and not missed,
+    )
+    if to_pass_start:
+        results.add(
+            "  of which: delivered -> sync pass starts (p50)",
+            f"{statistics.median(to_pass_start) * 1000:.0f} ms "
+            f"(Dovecot's IDLE notify delay + the watcher); LMTP itself "
+            f"{statistics.median(lmtp) * 1000:.0f} ms",
+        )
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+def machine_description() -> dict[str, Any]:
+    memory_kib = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_kib = int(line.split()[1])
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = {
+        "python": platform.python_version(),
+        "mbsync": subprocess.run(
+            [MBSYNC, "--version"], capture_output=True, text=True
+        ).stdout.strip(),
+        "dovecot": subprocess.run(
+            ["dovecot", "--version"], capture_output=True, text=True
+        ).stdout.strip(),
+    }
+    revision = subprocess.run(
+        ["git", "-C", str(BENCH_DIR), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "code": revision or "unknown",
+        "nproc": os.cpu_count(),
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        **versions,
+    }
+
+
+def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
+    results = Results()
+    results.data["command"] = " ".join([".venv/bin/python", "bench/sync.py", *sys.argv[1:]])
+    results.data["machine"] = machine_description()
+    ignored = sorted(k for k in os.environ if k.upper() in _PINNED_SETTINGS)
+    if ignored:
+        print(f"ignoring {', '.join(ignored)} from the environment: the bench uses the defaults")
+        for name in ignored:
+            del os.environ[name]
+    machine = results.data["machine"]
+    print(
+        f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB; "
+        f"{machine['mbsync']}; Dovecot {machine['dovecot']}; code {machine['code']}"
+    )
+
+    workdir = Path(tempfile.mkdtemp(prefix="mailsvc-bench-sync-"))
+    stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+    workdir.chmod(0o755)
+
+    # 1. Servers.
+    started = time.perf_counter()
+    dovecot = DovecotServer()
+    dovecot.start()
+    stack.callback(dovecot.stop)
+    server_url = os.environ.get("DATABASE_URL")
+    postgres_markers: list[str] = []
+    if not server_url:
+        postgres_markers.append(str(workdir / "postgres"))
+        postgres = EmbeddedPostgres(workdir / "postgres")
+        server_url = postgres.start()
+        stack.callback(_quietly(postgres.stop))
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        redis_server = EmbeddedRedis(workdir / "redis", persist=False)
+        redis_url = redis_server.start()
+        stack.callback(redis_server.stop)
+    database_url, database_name = asyncio.run(create_database(server_url))
+    stack.callback(_quietly(lambda: asyncio.run(drop_database(server_url, database_name))))
+    postgres_markers.append(database_name)
+    print(f"servers up and database migrated in {time.perf_counter() - started:.1f} s")
+
+    key = generate_encryption_key()
+    ctx = Context(
+        args=args,
+        workdir=workdir,
+        dovecot=dovecot,
+        database_url=database_url,
+        redis_url=redis_url,
+        encryption_key=key,
+        results=results,
+    )
+    box = build_secret_box(ctx.settings())
+
+    user = dovecot.add_user("bench", secrets.token_urlsafe(12))
+    started = time.perf_counter()
+    corpus_bytes = load_maildir(dovecot, user, generate_corpus(args.messages, args.seed))
+    loaded_in = time.perf_counter() - started
+    started = time.perf_counter()
+    index_mailbox(dovecot, user)
+    print(
+        f"corpus: {args.messages:,} messages, {corpus_bytes / 1e6:,.0f} MB written to the "
+        f"Maildir in {loaded_in:.1f} s, indexed by Dovecot in {time.perf_counter() - started:.1f} s"
+    )
+    results.data["corpus"] = {"messages": args.messages, "bytes": corpus_bytes, "seed": args.seed}
+    account_id = asyncio.run(create_account(database_url, box, TENANT, dovecot, user))
+
+    def cpu_window() -> CpuWindow:
+        return CpuWindow(dovecot_marker=dovecot.root.name, postgres_markers=postgres_markers)
+
+    # 2. mailsvc initial sync, in a child process.
+    print("mailsvc initial sync (child process) ...")
+    load_before = os.getloadavg()[0]
+    with cpu_window() as mailsvc_cpu:
+        child, run = mailsvc_child_sync(ctx, TENANT, account_id)
+    counts = asyncio.run(count_rows(database_url, TENANT, account_id))
+    if counts["messages"] != args.messages:
+        raise RuntimeError(f"expected {args.messages} stored messages, found {counts}")
+    mailsvc_rate = args.messages / child["seconds"]
+    results.data["mailsvc_initial"] = {
+        **child,
+        "process_wall_seconds": run.wall_seconds,
+        "process_cpu_seconds": run.cpu_seconds,
+        "stored": counts,
+        "cpu_split": mailsvc_cpu.split,
+        "loadavg_before": load_before,
+    }
+    results.add(
+        f"mailsvc initial sync, {args.messages:,} messages",
+        f"{child['seconds']:.1f} s = {mailsvc_rate:,.0f} msg/s "
+        f"({corpus_bytes / child['seconds'] / 1e6:.0f} MB/s; process incl. start-up "
+        f"{run.wall_seconds:.1f} s, CPU {run.cpu_seconds:.1f} s with workers)",
+    )
+    print(
+        f"    stored {counts['messages']:,} messages in {counts['threads']:,} threads, "
+        f"{counts['parse_errors']} with parse notes"
+    )
+    results.add(
+        "  CPU-s during it (2 cores = 2 CPU-s per s)",
+        f"{mailsvc_cpu.describe()} (load average before: {load_before:.2f})",
+    )
+
+    # 3. mbsync.
+    print("mbsync ...")
+    load_before = os.getloadavg()[0]
+    with cpu_window() as mbsync_cpu:
+        mbsync_run, copied = mbsync_sync(ctx, user)
+    if copied != args.messages:
+        raise RuntimeError(f"mbsync copied {copied} messages, expected {args.messages}")
+    mbsync_rate = args.messages / mbsync_run.wall_seconds
+    results.data["mbsync"] = {
+        "seconds": mbsync_run.wall_seconds,
+        "cpu_seconds": mbsync_run.cpu_seconds,
+        "peak_rss_mb": mbsync_run.peak_rss_mb,
+        "copied": copied,
+        "cpu_split": mbsync_cpu.split,
+        "loadavg_before": load_before,
+    }
+    results.add(
+        f"mbsync, same {args.messages:,} messages",
+        f"{mbsync_run.wall_seconds:.1f} s = {mbsync_rate:,.0f} msg/s "
+        f"(CPU {mbsync_run.cpu_seconds:.1f} s, peak RSS {mbsync_run.peak_rss_mb:.0f} MiB)",
+    )
+    results.add(
+        "  CPU-s during it",
+        f"{mbsync_cpu.describe()} (load average before: {load_before:.2f})",
+    )
+    ratio = mailsvc_rate / mbsync_rate
+    wall_ratio = run.wall_seconds and mbsync_run.wall_seconds / run.wall_seconds
+    results.data["ratio"] = ratio
+    results.data["ratio_process_wall"] = wall_ratio
+    results.add(
+        "mailsvc / mbsync msg/s",
+        f"{ratio:.2f}x (whole processes incl. Python start-up: {wall_ratio:.2f}x)",
+        ">= 0.5x (aim 1x)",
+        ratio >= 0.5,
+    )
+
+    # 7a. Peak RSS of the big initial sync.
+    results.add(
+        f"peak RSS, {args.messages:,}-message initial sync (sync process)",
+        f"{child['peak_rss_mb']:.0f} MiB (baseline {child['rss_baseline_mb']:.0f} MiB; largest "
+        f"parser process {child['worker_peak_rss_mb']:.0f} MiB; process tree sampled "
+        f"{child['sampled_total_peak_mb']:.0f} MiB)",
+        "< 300 MB",
+        child["peak_rss_mb"] < 300,
+    )
+
+    # 4-6. In this process.
+    print("incremental syncs and delivery-to-visible latency ...")
+    asyncio.run(in_process_steps(ctx, account_id, user, args.seed))
+
+    # 7b. One message with a 25 MiB attachment, in fresh children.
+    print("one message with a 25 MiB attachment ...")
+    raw = big_message(args.seed)
+    results.data["big_message_bytes"] = len(raw)
+    for label, overrides in (
+        ("default cap: header + structure + text", {}),
+        ("cap raised: whole message", {"SYNC_MAX_MESSAGE_BYTES": str(RAISED_MAX_MESSAGE_BYTES)}),
+    ):
+        big_user = dovecot.add_user(f"big-{secrets.token_hex(3)}", secrets.token_urlsafe(12))
+        dovecot.deliver(big_user.username, raw)
+        big_account = asyncio.run(create_account(database_url, box, BIG_TENANT, dovecot, big_user))
+        child, run = mailsvc_child_sync(ctx, BIG_TENANT, big_account, overrides=overrides)
+        counts = asyncio.run(count_rows(database_url, BIG_TENANT, big_account))
+        if counts["messages"] != 1:
+            raise RuntimeError(f"the 25 MiB message was not stored: {counts}")
+        key_name = "big_partial" if not overrides else "big_whole"
+        results.data[key_name] = {**child, "stored": counts, "process_cpu": run.cpu_seconds}
+        increase = child["rss_increase_mb"]
+        results.add(
+            f"25 MiB attachment ({len(raw) / 1e6:.1f} MB message), {label}",
+            f"peak {child['peak_rss_mb']:.0f} MiB = baseline {child['rss_baseline_mb']:.0f} MiB "
+            f"+ {increase:.0f} MiB ({increase / (ATTACHMENT_BYTES / 2**20):.1f}x 25 MiB, "
+            f"{increase / (len(raw) / 2**20):.1f}x the message); "
+            f"parser process {child['worker_peak_rss_mb']:.0f} MiB; {child['seconds']:.1f} s",
+            "increase <= ~3x 25 MiB",
+            increase <= 3 * ATTACHMENT_BYTES / 2**20,
+        )
+
+    # Optional: the initial sync again, under py-spy.
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        output = args.profile / "initial-sync.txt"
+        print(f"profiling another initial sync with py-spy into {output} ...")
+        profile_account = asyncio.run(
+            create_account(database_url, box, PROFILE_TENANT, dovecot, user)
+        )
+        child, _ = mailsvc_child_sync(ctx, PROFILE_TENANT, profile_account, profile_to=output)
+        results.data["profiled_initial_seconds"] = child["seconds"]
+        print(f"    profiled pass took {child['seconds']:.1f} s (not a benchmark figure)")
+    return results
+
+
+def _quietly(function: Callable[[], object]) -> Callable[[], None]:
+    """A clean-up step that must not stop the ones after it."""
+
+    def call() -> None:
+        try:
+            function()
+        except Exception as exc:
+            print(f"clean-up step failed: {exc!r}", file=sys.stderr)
+
+    return call
+
+
+def print_table(results: Results) -> None:
+    width = max(len(row.what) for row in results.rows)
+    print()
+    print(f"{'what':<{width}}  result")
+    print("-" * (width + 100))
+    for row in results.rows:
+        line = f"{row.what:<{width}}  {row.value}"
+        if row.target:
+            line += f"  => target {row.target}: {_verdict(row.met)}"
+        print(line)
+    print()
+    print(f"command: {results.data['command']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=10_000, help="corpus size")
+    parser.add_argument("--seed", type=int, default=1, help="corpus seed")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--profile", type=Path, help="py-spy an extra initial sync into DIR")
+    args = parser.parse_args()
+
+    configure_logging("WARNING")
+    # Ctrl-C, kill and a closed terminal all stop the run at once, wherever it is (also
+    # inside asyncio.run, whose own SIGINT handling only cancels the main task), and
+    # the ExitStack below then stops everything that was started.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        # Registered first, so it runs last: children die before their servers go.
+        stack.callback(_kill_children)
+        try:
+            results = run_bench(args, stack)
+        except KeyboardInterrupt as interrupt:
+            print(f"interrupted ({interrupt}); stopping everything started ...", file=sys.stderr)
+            _kill_children()
+            stack.close()
+            sys.exit(130)
+        finally:
+            _kill_children()
+            print("cleaning up ...", file=sys.stderr)
+    gc.collect()  # let asyncio report (to _quiet_idle_aborts) what it still holds
+    if _IDLE_ABORTS:
+        results.data["idle_tasks_never_retrieved"] = len(_IDLE_ABORTS)
+        print(
+            f"note: {len(_IDLE_ABORTS)} aioimaplib idle() task(s) ended with "
+            f"{_IDLE_ABORTS[0]!r} that nobody retrieved after IdleSupervisor.stop() "
+            "(mailsvc/sync/idle.py closes connections inside IDLE)"
+        )
+    print_table(results)
+    if args.json is not None:
+        results.data["rows"] = [row.__dict__ for row in results.rows]
+        args.json.write_text(json.dumps(results.data, indent=2, default=str))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"bench took {time.perf_counter() - started:.0f} s (bench process peak RSS "
+          f"{usage.ru_maxrss / 1024:.0f} MB)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Child process of bench/sync.py: one `SyncEngine.sync_account` pass, timed and measured.
+
+It builds what a sync worker builds (settings from the environment, database engine,
+secret box, `ParserPool`, `SyncEngine`), starts the parser processes, then runs one
+pass over the account that bench/sync.py created and writes a JSON report to
+`--result`:
+
+- `seconds`: the `sync_account` call alone (connect, LIST, fetch, parse, store);
+- `rss_baseline_mb`: this process' resident set right before that call;
+- `peak_rss_mb`: its peak resident set (`VmHWM`, the kernel's high-water mark of
+  this process' own memory);
+- `worker_peak_rss_mb`: the largest `VmHWM` of one parser process, read just before
+  the pool is shut down;
+- `sampled_total_peak_mb`: the largest sum of this process' and all its children's
+  resident sets, sampled every 50 ms (what the whole sync costs the machine);
+- `ru_maxrss_self_mb` / `ru_maxrss_children_mb`: `getrusage(RUSAGE_SELF)` and, after
+  the pool's workers are reaped, `getrusage(RUSAGE_CHILDREN)`. Only for the record:
+  Linux carries the parent's high-water mark into a process at exec (the parent's
+  `signal->maxrss` survives `execve`, and `vfork`-based spawning shares the
+  parent's memory until then), so these are at least the RSS of whoever started
+  the process and overstate a small process started by a big one. `VmHWM` belongs
+  to the new address space and has no such floor.
+
+Settings come from the environment only (never from a `.env` file), so the bench
+decides exactly what differs from the defaults. Imports of mailsvc happen inside
+`main()`: the parser pool starts its workers with `spawn`, which re-imports this
+module in every worker, and a worker should not carry the database stack.
+
+Run by bench/sync.py; alone it only explains itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+SAMPLE_SECONDS = 0.05
+WARM_MESSAGE = b"Subject: warm-up\r\nMessage-ID: <warm@bench.invalid>\r\n\r\nwarm\r\n"
+
+
+def _kib_of(status: str, field: str) -> int:
+    for line in status.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def current_rss_kib(pid: int | str = "self", field: str = "VmRSS") -> int:
+    """Resident set (or, with `VmHWM`, its peak) of `pid` in KiB; 0 if it is gone."""
+    try:
+        return _kib_of(Path(f"/proc/{pid}/status").read_text(), field)
+    except (OSError, ValueError):
+        return 0
+
+
+def _descendants(root: int) -> list[int]:
+    """Pids of every live process below `root` (parser workers, resource tracker)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
+    return found
+
+
+class TreeRssSampler:
+    """Samples the resident set of this process plus all its descendants in a thread."""
+
+    def __init__(self) -> None:
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        me = os.getpid()
+        children: list[int] = []
+        for sample in range(sys.maxsize):
+            if self._stop.is_set():
+                break
+            if sample % 20 == 0:  # the pool's workers stay; rescan /proc once a second
+                children = _descendants(me)
+            total = current_rss_kib() + sum(current_rss_kib(pid) for pid in children)
+            self.peak_kib = max(self.peak_kib, total)
+            self._stop.wait(SAMPLE_SECONDS)
+
+    def __enter__(self) -> TreeRssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _mb(kib: int) -> float:
+    """KiB to MiB (every `*_mb` figure of the report is in MiB)."""
+    return round(kib / 1024, 1)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    import uuid
+
+    from mailsvc.config import Settings
+    from mailsvc.kit.db import create_engine, create_sessionmaker
+    from mailsvc.logging import configure_logging
+    from mailsvc.state import build_secret_box
+    from mailsvc.sync.engine import SyncEngine
+    from mailsvc.sync.parser import ParserPool
+
+    settings = Settings(_env_file=None)
+    configure_logging(settings.log_level)
+    database = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
+    parser = ParserPool(processes=settings.sync_parse_processes or None)
+    processes = settings.sync_parse_processes or os.cpu_count() or 1
+    try:
+        engine = SyncEngine(
+            sessionmaker=create_sessionmaker(database),
+            secrets=build_secret_box(settings),
+            settings=settings,
+            parser=parser,
+        )
+        # A worker's pool lives as long as the worker: start its processes before the
+        # clock (one tiny message per process makes the executor spawn all of them).
+        started = time.perf_counter()
+        await parser.parse([WARM_MESSAGE] * processes)
+        pool_start_seconds = time.perf_counter() - started
+
+        baseline_kib = current_rss_kib()
+        with TreeRssSampler() as sampler:
+            started = time.perf_counter()
+            report = await engine.sync_account(args.tenant, uuid.UUID(args.account))
+            seconds = time.perf_counter() - started
+        peak_self_kib = current_rss_kib(field="VmHWM")
+        worker_peaks = [current_rss_kib(pid, "VmHWM") for pid in _descendants(os.getpid())]
+        ru_self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    finally:
+        parser.close()  # waits for the workers, so RUSAGE_CHILDREN covers them
+        await database.dispose()
+    return {
+        "seconds": round(seconds, 3),
+        "new_messages": report.new_messages,
+        "mailboxes": report.mailboxes,
+        "updated": report.updated,
+        "deleted": report.deleted,
+        "parse_processes": processes,
+        "pool_start_seconds": round(pool_start_seconds, 3),
+        "rss_baseline_mb": _mb(baseline_kib),
+        "peak_rss_mb": _mb(peak_self_kib),
+        "rss_increase_mb": _mb(peak_self_kib - baseline_kib),
+        "worker_peak_rss_mb": _mb(max(worker_peaks, default=0)),
+        "worker_peaks_mb": [_mb(kib) for kib in worker_peaks],
+        "sampled_total_peak_mb": _mb(sampler.peak_kib),
+        "ru_maxrss_self_mb": _mb(ru_self_kib),
+        "ru_maxrss_children_mb": _mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss),
+        "settings": {
+            "sync_batch_messages": settings.sync_batch_messages,
+            "sync_batch_bytes": settings.sync_batch_bytes,
+            "sync_max_message_bytes": settings.sync_max_message_bytes,
+            "sync_parse_processes": settings.sync_parse_processes,
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tenant", help="tenant id of the account")
+    parser.add_argument("--account", help="account id (UUID)")
+    parser.add_argument("--result", type=Path, help="where to write the JSON report")
+    args = parser.parse_args()
+    if not (args.tenant and args.account and args.result):
+        print("bench/sync_child.py is a helper of bench/sync.py; run that instead.")
+        return
+    result = asyncio.run(run(args))
+    args.result.write_text(json.dumps(result, indent=2))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
