@@ -10,12 +10,25 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from mailsvc.mime import ParsedMessage, parse_message
 from mailsvc.mime.bodystructure import parse_bodystructure, parse_partial
+
+# Messages at least this large reach the parser through a temporary file instead of the
+# executor's pipe: pickling would hold one more copy of the message in the sync process.
+SPOOL_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledSource:
+    """A large raw message waiting in a temporary file; the parser deletes the file."""
+
+    path: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +40,14 @@ class PartialSource:
     text_sections: dict[str, bytes]
 
 
-def _parse_one(source: bytes | PartialSource, max_text_chars: int) -> ParsedMessage:
+def _parse_one(source: bytes | PartialSource | SpooledSource, max_text_chars: int) -> ParsedMessage:
+    if isinstance(source, SpooledSource):
+        path = Path(source.path)
+        try:
+            raw = path.read_bytes()
+        finally:
+            path.unlink(missing_ok=True)
+        return parse_message(raw, max_text_chars=max_text_chars)
     if isinstance(source, PartialSource):
         structure = parse_bodystructure(source.bodystructure)
         return parse_partial(source.header, structure, source.text_sections)
@@ -35,9 +55,22 @@ def _parse_one(source: bytes | PartialSource, max_text_chars: int) -> ParsedMess
 
 
 def _parse_chunk(
-    sources: Sequence[bytes | PartialSource], max_text_chars: int
+    sources: Sequence[bytes | PartialSource | SpooledSource], max_text_chars: int
 ) -> list[ParsedMessage]:
     return [_parse_one(source, max_text_chars) for source in sources]
+
+
+def _remove_spooled(sources: Sequence[bytes | PartialSource | SpooledSource]) -> None:
+    for source in sources:
+        if isinstance(source, SpooledSource):
+            Path(source.path).unlink(missing_ok=True)
+
+
+def _write_temporary(data: bytes) -> str:
+    handle, path = tempfile.mkstemp(prefix="mailsvc-parse-", suffix=".eml")
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+    return path
 
 
 class ParserPool:
@@ -61,15 +94,26 @@ class ParserPool:
             return []
         loop = asyncio.get_running_loop()
         pool = self._pool()
-        size = max(1, -(-len(sources) // self._processes))
-        chunks = [sources[i : i + size] for i in range(0, len(sources), size)]
-        results = await asyncio.gather(
-            *(
-                loop.run_in_executor(pool, _parse_chunk, chunk, self._max_text_chars)
-                for chunk in chunks
+        shipped = [await self._spool(source) for source in sources]
+        size = max(1, -(-len(shipped) // self._processes))
+        chunks = [shipped[i : i + size] for i in range(0, len(shipped), size)]
+        try:
+            results = await asyncio.gather(
+                *(
+                    loop.run_in_executor(pool, _parse_chunk, chunk, self._max_text_chars)
+                    for chunk in chunks
+                )
             )
-        )
+        finally:
+            # The parser deletes what it read; this covers a chunk that never ran.
+            _remove_spooled(shipped)
         return [parsed for chunk in results for parsed in chunk]
+
+    @staticmethod
+    async def _spool(source: bytes | PartialSource) -> bytes | PartialSource | SpooledSource:
+        if not isinstance(source, bytes) or len(source) < SPOOL_BYTES:
+            return source
+        return SpooledSource(await asyncio.to_thread(_write_temporary, source))
 
     def close(self) -> None:
         if self._executor is not None:
