@@ -58,7 +58,7 @@ from mailsvc.sync.imap import (
     ImapConnection,
     connect_imap,
 )
-from mailsvc.sync.parser import ParserPool, PartialSource
+from mailsvc.sync.parser import Fetched, ParserPool, PartialSource
 from mailsvc.sync.repository import MailboxRepository, MessageRepository
 from mailsvc.thread.repository import ThreadRepository
 from mailsvc.thread.service import ThreadingInput, thread_new_messages
@@ -117,7 +117,7 @@ def _parse_status(lines: Sequence[bytes | bytearray]) -> dict[str, _Status]:
         if len(tokens) < 3 or not isinstance(tokens[2], list):
             continue
         name = tokens[1]
-        if isinstance(name, bytes):
+        if isinstance(name, bytes | bytearray):
             name = name.decode("utf-8", "replace")
         if not isinstance(name, str):
             continue
@@ -463,7 +463,7 @@ class SyncEngine:
         # Three stages overlap: batch N+1 streams in and is parsed (worker processes)
         # while batch N is stored (PostgreSQL). Stores stay in UID order, one at a time,
         # because each advances the mailbox's `uidnext`.
-        fetching: asyncio.Future[list[tuple[wire.FetchedItem, bytes | PartialSource]]] | None
+        fetching: asyncio.Future[list[tuple[wire.FetchedItem, Fetched]]] | None
         fetching = (
             asyncio.ensure_future(self._fetch_batch(connection, groups[0])) if groups else None
         )
@@ -501,11 +501,11 @@ class SyncEngine:
 
     async def _fetch_batch(
         self, connection: ImapConnection, batch: list[planning.Candidate]
-    ) -> list[tuple[wire.FetchedItem, bytes | PartialSource]]:
+    ) -> list[tuple[wire.FetchedItem, Fetched]]:
         cap = self._settings.sync_max_message_bytes
         small = [c.uid for c in batch if c.size <= cap]
         large = [c.uid for c in batch if c.size > cap]
-        fetched: list[tuple[wire.FetchedItem, bytes | PartialSource]] = []
+        fetched: list[tuple[wire.FetchedItem, Fetched]] = []
         if small:
             items, _ = await connection.uid_fetch(
                 wire.compress_uid_set(small), f"{_MESSAGE_ITEMS} MODSEQ BODY.PEEK[]"
@@ -519,7 +519,7 @@ class SyncEngine:
 
     async def _fetch_partial(
         self, connection: ImapConnection, uid: int
-    ) -> list[tuple[wire.FetchedItem, bytes | PartialSource]]:
+    ) -> list[tuple[wire.FetchedItem, Fetched]]:
         """A message above the size cap: header, structure and text parts only."""
         items, _ = await connection.uid_fetch(
             str(uid), f"{_MESSAGE_ITEMS} BODY.PEEK[HEADER] BODYSTRUCTURE"
@@ -530,13 +530,13 @@ class SyncEngine:
         structure_text = wire.to_sexpr(item.bodystructure) if item.bodystructure else ""
         structure = parse_bodystructure(structure_text) if structure_text else None
         wanted = [section for section, *_ in text_sections(structure)] if structure else []
-        sections: dict[str, bytes] = {}
+        sections: dict[str, bytes | bytearray] = {}
         if wanted:
             parts = " ".join(f"BODY.PEEK[{section}]" for section in wanted)
             text_items, _ = await connection.uid_fetch(str(uid), f"UID {parts}")
             if text_items:
                 sections = text_items[0].sections
-        header = item.sections.get("HEADER", b"")
+        header = bytes(item.sections.get("HEADER", b""))
         return [(item, PartialSource(header, structure_text, sections))]
 
     async def _set_state(

@@ -114,9 +114,33 @@ class _RawCommand(aioimaplib.Command):  # type: ignore[misc]
         # authenticated or selected); the wire text is `text`.
         super().__init__("SELECT", tag, loop=loop, timeout=timeout)
         self._text = text
+        self._literal = bytearray()
+        self._filled = 0
 
     def __repr__(self) -> str:
         return f"{self.tag} {self._text}"
+
+    # Literals are read into a buffer allocated once from the announced `{size}` and
+    # handed on as is: aioimaplib grows a bytearray chunk by chunk (each reallocation
+    # briefly holds two copies) and then copies it again.
+    def begin_literal_data(self, expected_size: int, literal_data: bytes = b"") -> bytes:
+        self._expected_size = expected_size
+        self._literal = bytearray(expected_size)
+        self._filled = 0
+        return self.append_literal_data(literal_data)
+
+    def wait_literal_data(self) -> bool:
+        return bool(self._expected_size) and self._filled != self._expected_size
+
+    def append_literal_data(self, data: bytes) -> bytes:
+        take = min(len(data), self._expected_size - self._filled)
+        self._literal[self._filled : self._filled + take] = memoryview(data)[:take]
+        self._filled += take
+        if self._filled == self._expected_size:
+            self.append_to_resp(self._literal)
+            self._expected_size, self._literal, self._filled = 0, bytearray(), 0
+        self._reset_timer()
+        return data[take:]
 
 
 def _retrieve_result(task: asyncio.Future[object]) -> None:

@@ -24,6 +24,10 @@ from mailsvc.mime.bodystructure import parse_bodystructure, parse_partial
 SPOOL_BYTES = 4 * 1024 * 1024
 
 
+RawMessage = bytes | bytearray
+"""A raw message as fetched: literals stay the buffer they were read into."""
+
+
 @dataclass(frozen=True, slots=True)
 class SpooledSource:
     """A large raw message waiting in a temporary file; the parser deletes the file."""
@@ -37,10 +41,15 @@ class PartialSource:
 
     header: bytes
     bodystructure: str
-    text_sections: dict[str, bytes]
+    text_sections: dict[str, bytes | bytearray]
 
 
-def _parse_one(source: bytes | PartialSource | SpooledSource, max_text_chars: int) -> ParsedMessage:
+Fetched = RawMessage | PartialSource
+"""What the sync engine hands to `ParserPool.parse`."""
+Source = Fetched | SpooledSource
+
+
+def _parse_one(source: Source, max_text_chars: int) -> ParsedMessage:
     if isinstance(source, SpooledSource):
         path = Path(source.path)
         try:
@@ -50,23 +59,24 @@ def _parse_one(source: bytes | PartialSource | SpooledSource, max_text_chars: in
         return parse_message(raw, max_text_chars=max_text_chars)
     if isinstance(source, PartialSource):
         structure = parse_bodystructure(source.bodystructure)
-        return parse_partial(source.header, structure, source.text_sections)
-    return parse_message(source, max_text_chars=max_text_chars)
+        sections = {section: bytes(data) for section, data in source.text_sections.items()}
+        return parse_partial(source.header, structure, sections)
+    # Literals arrive as bytearrays (see sync/imap.py); the copy is made here, in the
+    # worker process, not in the syncing one.
+    return parse_message(bytes(source), max_text_chars=max_text_chars)
 
 
-def _parse_chunk(
-    sources: Sequence[bytes | PartialSource | SpooledSource], max_text_chars: int
-) -> list[ParsedMessage]:
+def _parse_chunk(sources: Sequence[Source], max_text_chars: int) -> list[ParsedMessage]:
     return [_parse_one(source, max_text_chars) for source in sources]
 
 
-def _remove_spooled(sources: Sequence[bytes | PartialSource | SpooledSource]) -> None:
+def _remove_spooled(sources: Sequence[Source]) -> None:
     for source in sources:
         if isinstance(source, SpooledSource):
             Path(source.path).unlink(missing_ok=True)
 
 
-def _write_temporary(data: bytes) -> str:
+def _write_temporary(data: bytes | bytearray) -> str:
     handle, path = tempfile.mkstemp(prefix="mailsvc-parse-", suffix=".eml")
     with os.fdopen(handle, "wb") as file:
         file.write(data)
@@ -88,7 +98,7 @@ class ParserPool:
             )
         return self._executor
 
-    async def parse(self, sources: Sequence[bytes | PartialSource]) -> list[ParsedMessage]:
+    async def parse(self, sources: Sequence[Fetched]) -> list[ParsedMessage]:
         """Parse `sources`, spread over the workers in contiguous chunks."""
         if not sources:
             return []
@@ -110,8 +120,10 @@ class ParserPool:
         return [parsed for chunk in results for parsed in chunk]
 
     @staticmethod
-    async def _spool(source: bytes | PartialSource) -> bytes | PartialSource | SpooledSource:
-        if not isinstance(source, bytes) or len(source) < SPOOL_BYTES:
+    async def _spool(
+        source: Fetched,
+    ) -> Source:
+        if not isinstance(source, bytes | bytearray) or len(source) < SPOOL_BYTES:
             return source
         return SpooledSource(await asyncio.to_thread(_write_temporary, source))
 

@@ -19,17 +19,14 @@ class WireError(ValueError):
     """The server sent something this parser cannot read."""
 
 
-class Literal(bytes):
-    """A literal payload (as opposed to an atom or a quoted string)."""
-
-
 _ATOM_END = set(b' ()[]{}"\r\n')
 
 
 def _tokens(segments: Sequence[bytes | bytearray]) -> list[object]:
     """Tokenize text lines and literal payloads into nested lists.
 
-    Atoms become `str`, quoted strings `str`, literals `Literal` (bytes), NIL `None`,
+    Atoms become `str`, quoted strings `str`, literals stay the `bytearray` they
+    arrived in (a 25 MB message body is not copied here), NIL `None`,
     parenthesized lists `list`. A `BODY[...]`-style atom keeps its bracket section as
     part of the atom (`"BODY[1.2]"`), which is what callers match on.
     """
@@ -37,7 +34,7 @@ def _tokens(segments: Sequence[bytes | bytearray]) -> list[object]:
     stack: list[list[object]] = [root]
     for segment in segments:
         if isinstance(segment, bytearray):
-            stack[-1].append(Literal(segment))
+            stack[-1].append(segment)
             continue
         data = bytes(segment)
         length = len(data)
@@ -95,8 +92,9 @@ class FetchedItem:
     modseq: int | None = None
     internal_date: datetime | None = None
     size: int | None = None
-    body: bytes | None = None
-    sections: dict[str, bytes] = field(default_factory=dict)
+    # Literal payloads are the buffers they were read into (bytearray), not copies.
+    body: bytes | bytearray | None = None
+    sections: dict[str, bytes | bytearray] = field(default_factory=dict)
     bodystructure: list[object] | None = None
     gm_thrid: int | None = None
 
@@ -137,11 +135,9 @@ def parse_internal_date(text: str) -> datetime | None:
     return datetime.fromtimestamp(timestamp, UTC)
 
 
-def _payload(value: object) -> bytes | None:
-    if isinstance(value, Literal):
-        return value  # already an immutable copy; a 25 MB body must not be copied again
-    if isinstance(value, bytes):
-        return bytes(value)
+def _payload(value: object) -> bytes | bytearray | None:
+    if isinstance(value, bytes | bytearray):
+        return value
     if isinstance(value, str):
         return value.encode()
     return None
@@ -237,7 +233,7 @@ def parse_list(lines: Iterable[bytes | bytearray]) -> list[ListedMailbox]:
         attributes = frozenset(a for a in tokens[0] if isinstance(a, str))
         delimiter = tokens[1] if isinstance(tokens[1], str) else None
         raw = tokens[2]
-        raw_name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        raw_name = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw
         if not isinstance(raw_name, str):
             return
         mailboxes.append(
@@ -426,7 +422,6 @@ def tokens(segments: Sequence[bytes | bytearray]) -> list[object]:
 __all__ = [
     "FetchedItem",
     "ListedMailbox",
-    "Literal",
     "SelectedState",
     "WireError",
     "compress_uid_set",
@@ -452,7 +447,7 @@ def to_sexpr(value: object) -> str:
         return "NIL"
     if isinstance(value, list):
         return "(" + " ".join(to_sexpr(item) for item in value) + ")"
-    if isinstance(value, bytes):
+    if isinstance(value, bytes | bytearray):
         value = value.decode("utf-8", errors="replace")
     text = str(value)
     if text.isdigit():
