@@ -120,10 +120,6 @@ class RateLimitedError(MailsvcError):
     status, code, title = 429, "rate_limited", "Too Many Requests"
 
 
-class ServiceUnavailableError(MailsvcError):
-    status, code, title = 503, "unavailable", "Service Unavailable"
-
-
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         problem.model_dump(exclude_none=True),

@@ -46,10 +46,6 @@ class TokenCodec:
             assert settings.jwt_public_key is not None
             self._verify_key = settings.jwt_public_key
 
-    @property
-    def can_issue(self) -> bool:
-        return self._signing_key is not None
-
     def issue(self, *, subject: str, tenants: list[str], scopes: list[str], expires_in: int) -> str:
         """A signed token; `tenant` is a string for one tenant, a list for several."""
         if self._signing_key is None:

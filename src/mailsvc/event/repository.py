@@ -16,7 +16,12 @@ class ChangeRepository(TenantRepository):
     async def append_many(
         self, account_id: uuid.UUID, events: Sequence[tuple[str, dict[str, Any]]]
     ) -> None:
-        """Append several changes with one sequence reservation (a sync batch)."""
+        """Append changes in the caller's transaction, with consecutive sequence numbers.
+
+        The numbers come from the account row, which the UPDATE locks until commit: an
+        account's changes therefore commit in sequence order, and a reader that has seen
+        seq N can never later find a change < N appearing.
+        """
         if not events:
             return
         last = await self.session.scalar(
@@ -43,24 +48,6 @@ class ChangeRepository(TenantRepository):
             )
         )
 
-    async def append(self, account_id: uuid.UUID, type_: str, payload: dict[str, Any]) -> Change:
-        """Append one change in the caller's transaction.
-
-        The sequence number comes from the account row, which the UPDATE locks until
-        commit: an account's changes therefore commit in sequence order, and a reader
-        that has seen seq N can never later find a change < N appearing.
-        """
-        seq = await self.session.scalar(
-            update(Account)
-            .where(Account.tenant_id == self.tenant_id, Account.id == account_id)
-            .values(change_seq=Account.change_seq + 1)
-            .returning(Account.change_seq)
-        )
-        if seq is None:
-            raise LookupError(f"account {account_id} does not exist in this tenant")
-        change = Change(
-            tenant_id=self.tenant_id, account_id=account_id, seq=seq, type=type_, payload=payload
-        )
-        self.session.add(change)
-        await self.session.flush()
-        return change
+    async def append(self, account_id: uuid.UUID, type_: str, payload: dict[str, Any]) -> None:
+        """Append one change in the caller's transaction (see `append_many`)."""
+        await self.append_many(account_id, [(type_, payload)])

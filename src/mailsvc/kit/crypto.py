@@ -41,10 +41,6 @@ class SecretBox:
         self._current_id = key_id(current)
         self._keys = {key_id(k): AESGCM(k) for k in [*(old or []), current]}
 
-    @property
-    def current_key_id(self) -> str:
-        return self._current_id
-
     def seal(self, plaintext: str, *, context: bytes) -> str:
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._keys[self._current_id].encrypt(nonce, plaintext.encode(), context)

@@ -35,8 +35,6 @@ ModSeq = NewType("ModSeq", int)
 
 UuidPk = Annotated[uuid.UUID, mapped_column(primary_key=True, default=uuid7)]
 TenantId = Annotated[str, mapped_column(String(64), nullable=False)]
-Timestamp = Annotated[datetime, mapped_column(DateTime(timezone=True))]
-BigInt = Annotated[int, mapped_column(BigInteger)]
 
 
 def utcnow() -> datetime:

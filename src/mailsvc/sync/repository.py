@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -127,16 +126,6 @@ class MailboxRepository(TenantRepository):
             .limit(1)
         )
         return found is not None
-
-    async def get(self, account_id: uuid.UUID, mailbox_id: uuid.UUID) -> Mailbox | None:
-        found: Mailbox | None = await self.session.scalar(
-            select(Mailbox).where(
-                Mailbox.tenant_id == self.tenant_id,
-                Mailbox.account_id == account_id,
-                Mailbox.id == mailbox_id,
-            )
-        )
-        return found
 
     async def lock(self, mailbox_id: uuid.UUID) -> Mailbox | None:
         """The mailbox row, locked until commit (one writer per mailbox at a time)."""
@@ -271,11 +260,3 @@ class MessageRepository(TenantRepository):
             .returning(Message.id, Message.uid, Message.thread_id)
         )
         return [(row[0], int(row[1]), row[2]) for row in result.all()]
-
-    async def newest_internal_date(self, mailbox_id: uuid.UUID) -> datetime | None:
-        value: datetime | None = await self.session.scalar(
-            select(func.max(Message.internal_date)).where(
-                Message.tenant_id == self.tenant_id, Message.mailbox_id == mailbox_id
-            )
-        )
-        return value

@@ -33,7 +33,7 @@ _EMPTY_JSON_ARRAY: ColumnElement[Any] = literal_column("'[]'::jsonb")
 
 class ThreadRepository(TenantRepository):
     async def threads_by_message_ids(
-        self, account_id: uuid.UUID, message_ids: Collection[str], *, exclude: Collection[uuid.UUID]
+        self, account_id: uuid.UUID, message_ids: Collection[str]
     ) -> list[tuple[str, uuid.UUID]]:
         """(Message-ID, thread) of stored messages carrying any of `message_ids`."""
         if not message_ids:
@@ -44,13 +44,12 @@ class ThreadRepository(TenantRepository):
                 Message.account_id == account_id,
                 Message.message_id_header.in_(list(message_ids)),
                 Message.thread_id.is_not(None),
-                Message.id.not_in(list(exclude)) if exclude else Message.id.is_not(None),
             )
         )
         return [(str(mid), tid) for mid, tid in result.all() if tid is not None]
 
     async def threads_referencing(
-        self, account_id: uuid.UUID, message_ids: Collection[str], *, exclude: Collection[uuid.UUID]
+        self, account_id: uuid.UUID, message_ids: Collection[str]
     ) -> list[tuple[list[str], str | None, uuid.UUID]]:
         """Stored messages that reply to any of `message_ids` (their parent arrived late).
 
@@ -66,7 +65,6 @@ class ThreadRepository(TenantRepository):
             Message.tenant_id == self.tenant_id,
             Message.account_id == account_id,
             Message.thread_id.is_not(None),
-            Message.id.not_in(list(exclude)) if exclude else Message.id.is_not(None),
         )
         probe = (
             func.unnest(bindparam("wanted", wanted, type_=ARRAY(Text)))

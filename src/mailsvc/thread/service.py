@@ -74,8 +74,8 @@ async def thread_new_messages(
 
     own = {m.message_id for m in plain if m.message_id}
     linked = {ref for m in plain for ref in (*m.references, m.in_reply_to) if ref}
-    known = await repository.threads_by_message_ids(account_id, own | linked, exclude=())
-    children = await repository.threads_referencing(account_id, own, exclude=())
+    known = await repository.threads_by_message_ids(account_id, own | linked)
+    children = await repository.threads_referencing(account_id, own)
 
     groups = _UnionFind()
     for message in plain:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, TypedDict
+from typing import Any
 
 import structlog
 from arq import cron
 from arq.connections import RedisSettings
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsvc.config import Settings, get_settings
 from mailsvc.kit.db import create_engine, create_sessionmaker
@@ -27,18 +27,6 @@ log = structlog.get_logger("mailsvc.worker")
 
 HEARTBEAT_KEY_PREFIX = "mailsvc:worker:heartbeat:"
 HEARTBEAT_TTL_SECONDS = 180
-
-
-class WorkerContext(TypedDict, total=False):
-    """What every job finds in `ctx` besides arq's own keys."""
-
-    settings: Settings
-    engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
-    parser: ParserPool
-    sync_engine: SyncEngine
-    redis: Any  # arq's ArqRedis, a redis.asyncio.Redis subclass
-    worker_name: str
 
 
 async def startup(ctx: dict[str, Any]) -> None:
