@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -27,8 +28,13 @@ class MailServer:
     password: str = field(repr=False)
 
 
+@lru_cache(maxsize=8)
 def tls_context(extra_ca_file: Path | None = None) -> ssl.SSLContext:
-    """A verifying client context; `extra_ca_file` adds a private CA (MAIL_TLS_CA_FILE)."""
+    """A verifying client context; `extra_ca_file` adds a private CA (MAIL_TLS_CA_FILE).
+
+    Built once per CA file and shared: building one reads the system CA bundle from
+    disk, which must not happen on the event loop for every connection.
+    """
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if extra_ca_file is not None:
         context.load_verify_locations(cafile=str(extra_ca_file))
