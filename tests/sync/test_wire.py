@@ -3,6 +3,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from mailsvc.sync.wire import (
+    MailboxStatus,
     WireError,
     compress_uid_set,
     decode_mailbox_name,
@@ -14,6 +15,7 @@ from mailsvc.sync.wire import (
     parse_list,
     parse_search,
     parse_select,
+    parse_status,
     quote,
     to_sexpr,
     tokens,
@@ -118,3 +120,18 @@ def test_dates() -> None:
 def test_tokenizer_survives_unbalanced_input() -> None:
     assert tokens([b"(a (b c) d"]) == [["a", ["b", "c"], "d"]]
     assert tokens([b"a) b"]) == ["a", "b"]
+
+
+def test_status_answers_from_list_status() -> None:
+    statuses = parse_status(
+        [
+            b'LIST () "." "Entw&APw-rfe"',
+            b'STATUS "Entw&APw-rfe" (MESSAGES 3 UIDNEXT 9 UIDVALIDITY 77 UNSEEN 1'
+            b" HIGHESTMODSEQ 12)",
+            b"* STATUS INBOX (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 5)",
+            b"STATUS broken",
+        ]
+    )
+    assert statuses["Entwürfe"] == MailboxStatus(3, 9, 77, 1, 12)
+    assert statuses["INBOX"] == MailboxStatus(0, 1, 5, None, None)
+    assert set(statuses) == {"Entwürfe", "INBOX"}

@@ -86,15 +86,6 @@ class SyncReport:
     deleted: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Status:
-    messages: int | None = None
-    uidnext: int | None = None
-    uidvalidity: int | None = None
-    unseen: int | None = None
-    highestmodseq: int | None = None
-
-
 def _options(raw: dict[str, Any]) -> planning.SyncOptions:
     since = raw.get("since")
     include = raw.get("include_mailboxes")
@@ -105,36 +96,6 @@ def _options(raw: dict[str, Any]) -> planning.SyncOptions:
         max_messages_per_mailbox=raw.get("max_messages_per_mailbox"),
         events_for_existing=bool(raw.get("events_for_existing", False)),
     )
-
-
-def _parse_status(lines: Sequence[bytes | bytearray]) -> dict[str, _Status]:
-    """STATUS answers (from LIST-STATUS) by decoded mailbox name."""
-    statuses: dict[str, _Status] = {}
-    for line in lines:
-        if not isinstance(line, bytes) or not line.upper().startswith((b"STATUS ", b"* STATUS ")):
-            continue
-        tokens = wire.tokens([line.removeprefix(b"* ")])
-        if len(tokens) < 3 or not isinstance(tokens[2], list):
-            continue
-        name = tokens[1]
-        if isinstance(name, bytes | bytearray):
-            name = name.decode("utf-8", "replace")
-        if not isinstance(name, str):
-            continue
-        values = tokens[2]
-        fields = {
-            str(values[i]).upper(): int(str(values[i + 1]))
-            for i in range(0, len(values) - 1, 2)
-            if str(values[i + 1]).isdigit()
-        }
-        statuses[wire.decode_mailbox_name(name)] = _Status(
-            messages=fields.get("MESSAGES"),
-            uidnext=fields.get("UIDNEXT"),
-            uidvalidity=fields.get("UIDVALIDITY"),
-            unseen=fields.get("UNSEEN"),
-            highestmodseq=fields.get("HIGHESTMODSEQ"),
-        )
-    return statuses
 
 
 def _addresses_text(parsed: ParsedMessage) -> str:
@@ -249,10 +210,10 @@ class SyncEngine:
         await connection.enable("QRESYNC")
         qresync = connection.has("QRESYNC") and connection.has("ENABLE")
         listed = await connection.list_mailboxes()
-        statuses: dict[str, _Status] = {}
+        statuses: dict[str, wire.MailboxStatus] = {}
         if connection.has("LIST-STATUS"):
             items = _STATUS_ITEMS + (" HIGHESTMODSEQ" if connection.has("CONDSTORE") else "")
-            statuses = _parse_status(
+            statuses = wire.parse_status(
                 await connection.command(f'LIST "" "*" RETURN (STATUS ({items}))')
             )
         rows = await self._reconcile(tenant_id, account_id, listed, statuses, options)
@@ -286,7 +247,7 @@ class SyncEngine:
             )
 
     @staticmethod
-    def _unchanged(mailbox: Mailbox, status: _Status) -> bool:
+    def _unchanged(mailbox: Mailbox, status: wire.MailboxStatus) -> bool:
         return (
             mailbox.uidvalidity is not None
             and status.uidvalidity == mailbox.uidvalidity
@@ -300,7 +261,7 @@ class SyncEngine:
         tenant_id: str,
         account_id: uuid.UUID,
         listed: list[wire.ListedMailbox],
-        statuses: dict[str, _Status],
+        statuses: dict[str, wire.MailboxStatus],
         options: planning.SyncOptions,
     ) -> list[Mailbox]:
         wanted = [m for m in listed if options.wants(m, planning.mailbox_role(m))]

@@ -301,6 +301,47 @@ def parse_select(lines: Sequence[bytes | bytearray]) -> SelectedState:
     return state
 
 
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    """A mailbox's STATUS answer (absent items are None)."""
+
+    messages: int | None = None
+    uidnext: int | None = None
+    uidvalidity: int | None = None
+    unseen: int | None = None
+    highestmodseq: int | None = None
+
+
+def parse_status(lines: Sequence[bytes | bytearray]) -> dict[str, MailboxStatus]:
+    """STATUS answers (from LIST-STATUS) by decoded mailbox name."""
+    statuses: dict[str, MailboxStatus] = {}
+    for line in lines:
+        if not isinstance(line, bytes) or not line.upper().startswith((b"STATUS ", b"* STATUS ")):
+            continue
+        tokens = _tokens([line.removeprefix(b"* ")])
+        if len(tokens) < 3 or not isinstance(tokens[2], list):
+            continue
+        name = tokens[1]
+        if isinstance(name, bytes | bytearray):
+            name = name.decode("utf-8", "replace")
+        if not isinstance(name, str):
+            continue
+        values = tokens[2]
+        fields = {
+            str(values[i]).upper(): int(str(values[i + 1]))
+            for i in range(0, len(values) - 1, 2)
+            if str(values[i + 1]).isdigit()
+        }
+        statuses[decode_mailbox_name(name)] = MailboxStatus(
+            messages=fields.get("MESSAGES"),
+            uidnext=fields.get("UIDNEXT"),
+            uidvalidity=fields.get("UIDVALIDITY"),
+            unseen=fields.get("UNSEEN"),
+            highestmodseq=fields.get("HIGHESTMODSEQ"),
+        )
+    return statuses
+
+
 def parse_vanished(lines: Iterable[bytes | bytearray]) -> list[int]:
     uids: list[int] = []
     for line in lines:
@@ -422,6 +463,7 @@ def tokens(segments: Sequence[bytes | bytearray]) -> list[object]:
 __all__ = [
     "FetchedItem",
     "ListedMailbox",
+    "MailboxStatus",
     "SelectedState",
     "WireError",
     "compress_uid_set",
@@ -434,6 +476,7 @@ __all__ = [
     "parse_list",
     "parse_search",
     "parse_select",
+    "parse_status",
     "parse_vanished",
     "quote",
     "to_sexpr",
