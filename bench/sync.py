@@ -68,8 +68,8 @@ import asyncpg
 from corpus import generate_corpus
 from pydantic import SecretStr
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tests.fixtures.databases import asyncpg_dsn, create_database, drop_database
 from tests.fixtures.dovecot import DOVEADM_BINARY, MAIL_GID, MAIL_UID, DovecotServer, TestMailUser
 
 from mailsvc.account.credentials import seal_password
@@ -81,7 +81,6 @@ from mailsvc.kit.ids import uuid7
 from mailsvc.kit.redis import create_redis
 from mailsvc.logging import configure_logging
 from mailsvc.models import Account, Attachment, Change, Message
-from mailsvc.ops.migrations import upgrade_to_head
 from mailsvc.state import build_secret_box
 from mailsvc.sync.engine import SyncEngine, SyncReport
 from mailsvc.sync.idle import IdleSupervisor, idle_status
@@ -333,32 +332,6 @@ class CpuWindow:
 
 
 # -- servers and data ----------------------------------------------------------------------
-
-
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def create_database(server_url: str) -> tuple[str, str]:
-    """A fresh database on `server_url`, migrated to head; (SQLAlchemy URL, name)."""
-    name = f"mailsvc_bench_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(_asyncpg_dsn(server_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = make_url(server_url).set(drivername="postgresql+asyncpg", database=name)
-    rendered = url.render_as_string(hide_password=False)
-    await asyncio.to_thread(upgrade_to_head, rendered)
-    return rendered, name
-
-
-async def drop_database(server_url: str, name: str) -> None:
-    admin = await asyncpg.connect(_asyncpg_dsn(server_url))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 async def create_account(
@@ -779,7 +752,7 @@ async def latency_step(
         owner_id=f"bench-{secrets.token_hex(4)}",
         tenant_ids={TENANT},
     )
-    probe = await asyncpg.connect(_asyncpg_dsn(ctx.database_url))
+    probe = await asyncpg.connect(asyncpg_dsn(ctx.database_url))
 
     async def completed_passes() -> int:
         async with sessionmaker() as session:
@@ -952,7 +925,7 @@ def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
         redis_server = EmbeddedRedis(workdir / "redis", persist=False)
         redis_url = redis_server.start()
         stack.callback(redis_server.stop)
-    database_url, database_name = asyncio.run(create_database(server_url))
+    database_url, database_name = asyncio.run(create_database(server_url, prefix="mailsvc_bench"))
     stack.callback(_quietly(lambda: asyncio.run(drop_database(server_url, database_name))))
     postgres_markers.append(database_name)
     print(f"servers up and database migrated in {time.perf_counter() - started:.1f} s")

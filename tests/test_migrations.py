@@ -9,13 +9,12 @@ from datetime import UTC, datetime
 from pprint import pformat
 from typing import Any
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -31,6 +30,7 @@ from mailsvc.models import (
     Thread,
 )
 from mailsvc.ops.migrations import alembic_config, head_revision
+from tests.fixtures.databases import create_database, drop_database
 
 
 def _revision_and_diff(connection: Connection) -> tuple[str | None, list[Any]]:
@@ -56,24 +56,11 @@ async def _table_names(database_url: str) -> set[str]:
 @pytest.fixture
 async def scratch_database_url(postgres_server_url: str) -> AsyncIterator[str]:
     """An empty database of its own, so the shared one stays at head."""
-    name = f"mailsvc_migrations_{uuid.uuid4().hex[:12]}"
-    admin_dsn = (
-        make_url(postgres_server_url)
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False)
+    url, name = await create_database(
+        postgres_server_url, prefix="mailsvc_migrations", migrate=False
     )
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = make_url(postgres_server_url).set(drivername="postgresql+asyncpg", database=name)
-    yield url.render_as_string(hide_password=False)
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    yield url
+    await drop_database(postgres_server_url, name)
 
 
 async def test_head_matches_the_models(database_url: str) -> None:

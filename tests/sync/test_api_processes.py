@@ -7,28 +7,26 @@ import asyncio
 import os
 import secrets
 import signal
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy.engine import make_url
 
 from mailsvc.auth.tokens import TokenCodec
 from mailsvc.config import Settings
 from mailsvc.kit.redis import create_redis
-from mailsvc.ops.migrations import upgrade_to_head
 from mailsvc.sync.idle import idle_status
 from mailsvc.sync.lease import account_lease_key
 from tests.fixtures.app import account_body
+from tests.fixtures.databases import create_database, drop_database
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.net import free_port
 from tests.fixtures.processes import MAILSVC
 from tests.fixtures.smtp_server import SmtpRelay
+from tests.fixtures.waiting import eventually
 
 LEASE_TTL_SECONDS = 3
 
@@ -36,19 +34,9 @@ LEASE_TTL_SECONDS = 3
 @pytest.fixture
 async def isolated_database(postgres_server_url: str) -> AsyncIterator[str]:
     """A database of its own: these servers watch every account they can see."""
-    name = f"mailsvc_procs_{uuid.uuid4().hex[:10]}"
-    dsn = make_url(postgres_server_url).set(drivername="postgresql")
-    admin = await asyncpg.connect(dsn.render_as_string(hide_password=False))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = dsn.set(drivername="postgresql+asyncpg", database=name).render_as_string(
-        hide_password=False
-    )
-    await asyncio.to_thread(upgrade_to_head, url)
+    url, name = await create_database(postgres_server_url, prefix="mailsvc_procs")
     yield url
-    admin = await asyncpg.connect(dsn.render_as_string(hide_password=False))
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    await drop_database(postgres_server_url, name)
 
 
 @pytest.fixture
@@ -59,13 +47,6 @@ async def isolated_redis(redis_url: str) -> str:
     await client.flushdb()
     await client.aclose()
     return separate
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, f"{what}: not reached in {within} s"
-        await asyncio.sleep(0.1)
 
 
 async def test_two_api_processes_split_the_accounts_and_hand_them_over(
@@ -126,7 +107,7 @@ async def test_two_api_processes_split_the_accounts_and_hand_them_over(
                 except httpx.TransportError:
                     return False
 
-            await _eventually(up, within=60, what="first api process up")
+            await eventually(up, within=60, what="first api process up")
             for _ in range(4):
                 user = dovecot.add_user(f"procs-{secrets.token_hex(4)}", secrets.token_urlsafe(10))
                 created = await client.post(
@@ -155,7 +136,7 @@ async def test_two_api_processes_split_the_accounts_and_hand_them_over(
             current = await owners()
             return None not in current.values() and set(current.values()) == pids
 
-        await _eventually(shared, within=30, what="both processes watching, each account once")
+        await eventually(shared, within=30, what="both processes watching, each account once")
 
         survivor, stopped = processes
         stopped.send_signal(signal.SIGTERM)
@@ -164,7 +145,7 @@ async def test_two_api_processes_split_the_accounts_and_hand_them_over(
         async def handed_over() -> bool:
             return set((await owners()).values()) == {str(survivor.pid)}
 
-        await _eventually(
+        await eventually(
             handed_over, within=LEASE_TTL_SECONDS * 3, what="survivor watching every account"
         )
     finally:

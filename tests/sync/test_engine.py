@@ -1,10 +1,11 @@
 import asyncio
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from mailsvc.models import Attachment, Mailbox, Message, Thread
-from mailsvc.sync.engine import SyncEngine
+from mailsvc.sync.engine import AccountGoneError, SyncEngine
 from tests.fixtures import imap_client
 from tests.fixtures.dovecot import DovecotServer
 from tests.sync.conftest import SyncTarget
@@ -137,15 +138,9 @@ async def test_replies_share_a_thread_even_when_the_parent_arrives_late(
     assert thread.subject == "Re: Plans"
 
 
-async def test_account_deleted_mid_way_is_reported(engine: SyncEngine, target: SyncTarget) -> None:
-    from mailsvc.sync.engine import AccountGoneError
-
-    try:
+async def test_an_unknown_account_is_reported_gone(engine: SyncEngine, target: SyncTarget) -> None:
+    with pytest.raises(AccountGoneError):
         await engine.sync_account(target.tenant_id, uuid.uuid4())
-    except AccountGoneError:
-        pass
-    else:
-        raise AssertionError("expected AccountGoneError")
 
 
 async def test_created_renamed_and_deleted_mailboxes_are_followed(

@@ -9,7 +9,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.message import EmailMessage
@@ -45,6 +44,7 @@ from mailsvc.sync.wire import ListedMailbox
 from tests.fixtures.app import account_body, remember_secret
 from tests.fixtures.dovecot import DovecotServer, TestMailUser
 from tests.fixtures.smtp_server import SmtpRelay
+from tests.fixtures.waiting import eventually
 
 LEASE_TTL = 2.0
 SCAN_INTERVAL = 0.3
@@ -122,17 +122,6 @@ async def test_sync_requests_made_during_a_sync_become_one_follow_up() -> None:
 
 
 # -- against the real servers ---------------------------------------------------------
-
-
-async def _eventually(
-    check: Callable[[], Awaitable[bool]], *, within: float = 10.0, what: str = "condition"
-) -> float:
-    """Seconds until `check()` holds; fails the test after `within` seconds."""
-    started = time.monotonic()
-    while not await check():
-        assert time.monotonic() - started < within, f"{what}: not reached in {within} s"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
 
 
 @pytest.fixture
@@ -289,9 +278,9 @@ async def test_a_delivered_message_is_synced_by_the_idle_push(
     async def watching() -> bool:
         return await idle_status(redis, account_id) is not None
 
-    await _eventually(watching, what="watcher connected")
+    await eventually(watching, what="watcher connected")
     # Mail delivered from now on can only be found through a push.
-    await _eventually(_synced(state, account_id, times=2), what="catch-up sync")
+    await eventually(_synced(state, account_id, times=2), what="catch-up sync")
     status = await idle_status(redis, account_id)
     assert status is not None
     assert status["owner"] == supervisor.owner_id
@@ -301,7 +290,7 @@ async def test_a_delivered_message_is_synced_by_the_idle_push(
     subject = f"Pushed {secrets.token_hex(4)}"
     await dovecot.adeliver(user.username, _message(subject))
 
-    latency = await _eventually(_stored(state, account_id, subject), what="message stored")
+    latency = await eventually(_stored(state, account_id, subject), what="message stored")
     assert latency < 8.0
     assert _pushes(caplog, account_id), "the message came through an IDLE push"
     async with state.sessionmaker() as session:
@@ -338,7 +327,7 @@ async def test_two_supervisors_share_accounts_and_hand_them_over(
                 return False
         return True
 
-    await _eventually(each_watched_once, within=15.0, what="accounts shared")
+    await eventually(each_watched_once, within=15.0, what="accounts shared")
 
     await first.stop()
 
@@ -348,14 +337,14 @@ async def test_two_supervisors_share_accounts_and_hand_them_over(
             account_ids
         )
 
-    handed_over = await _eventually(all_with_second, within=15.0, what="hand-over")
+    handed_over = await eventually(all_with_second, within=15.0, what="hand-over")
     assert handed_over < LEASE_TTL + SCAN_INTERVAL + 1.0
 
     async def second_watches_all() -> bool:
         statuses = [await idle_status(redis, account_id) for account_id in account_ids]
         return all(s is not None and s["owner"] == second.owner_id for s in statuses)
 
-    await _eventually(second_watches_all, what="second supervisor connected")
+    await eventually(second_watches_all, what="second supervisor connected")
 
 
 async def test_deleting_an_account_stops_its_watcher(
@@ -374,7 +363,7 @@ async def test_deleting_an_account_stops_its_watcher(
     async def watching() -> bool:
         return await idle_status(redis, account_id) is not None
 
-    await _eventually(watching, what="watcher connected")
+    await eventually(watching, what="watcher connected")
     assert _idle_connections() == connections_before + 2
 
     response = await client.delete(f"/api/accounts/{account_id}", headers=auth)
@@ -388,7 +377,7 @@ async def test_deleting_an_account_stops_its_watcher(
             and _idle_connections() == connections_before
         )
 
-    await _eventually(stopped, within=5.0, what="watcher stopped")
+    await eventually(stopped, within=5.0, what="watcher stopped")
 
 
 async def test_a_refused_login_parks_the_account_until_new_credentials(
@@ -411,7 +400,7 @@ async def test_a_refused_login_parks_the_account_until_new_credentials(
         status = await idle_status(redis, account_id)
         return status is not None and status["owner"] == supervisor.owner_id
 
-    await _eventually(watching, what="watcher connected")
+    await eventually(watching, what="watcher connected")
 
     new_password = remember_secret(secrets.token_urlsafe(12))
     user = await asyncio.to_thread(dovecot.change_password, user.username, new_password)
@@ -432,8 +421,8 @@ async def test_a_refused_login_parks_the_account_until_new_credentials(
             and await leases.owner(account_lease_key(account_id)) is None
         )
 
-    await _eventually(kicked_or_parked, what="watcher session kicked")
-    await _eventually(parked, within=20.0, what="account parked in auth_error")
+    await eventually(kicked_or_parked, what="watcher session kicked")
+    await eventually(parked, within=20.0, what="account parked in auth_error")
 
     response = await client.put(
         f"/api/accounts/{account_id}",
@@ -442,7 +431,7 @@ async def test_a_refused_login_parks_the_account_until_new_credentials(
     )
     assert response.status_code == 200, response.text
 
-    await _eventually(watching, what="watched again after new credentials")
+    await eventually(watching, what="watched again after new credentials")
 
 
 async def test_servers_without_idle_are_polled_with_noop(
@@ -468,12 +457,12 @@ async def test_servers_without_idle_are_polled_with_noop(
     async def watching() -> bool:
         return await idle_status(redis, account_id) is not None
 
-    await _eventually(watching, what="watcher connected")
-    await _eventually(_synced(state, account_id, times=2), what="catch-up sync")
+    await eventually(watching, what="watcher connected")
+    await eventually(_synced(state, account_id, times=2), what="catch-up sync")
     subject = f"Polled {secrets.token_hex(4)}"
     await dovecot.adeliver(user.username, _message(subject))
 
-    await _eventually(_stored(state, account_id, subject), what="message stored")
+    await eventually(_stored(state, account_id, subject), what="message stored")
     pushes = _pushes(caplog, account_id)
     assert pushes
     assert all(push.get("via") == "noop" for push in pushes)
@@ -553,19 +542,19 @@ async def test_a_killed_owner_s_accounts_are_taken_over_within_the_lease_ttl(
                 status is not None and status["owner"] == owner for status in statuses
             )
 
-        await _eventually(lambda: owned_by(doomed), within=30.0, what="the other process watching")
+        await eventually(lambda: owned_by(doomed), within=30.0, what="the other process watching")
         survivor = supervisors()
 
         async def survivor_live() -> bool:
             return await redis.zscore(SUPERVISORS_KEY, survivor.owner_id) is not None
 
-        await _eventually(survivor_live, what="survivor running")
+        await eventually(survivor_live, what="survivor running")
         # Fair share: one each, but the owner keeps share + 1 rather than shuffle.
         assert not survivor.watched_accounts
 
         process.kill()
         await asyncio.to_thread(process.wait, 10)
-        taken_over = await _eventually(
+        taken_over = await eventually(
             lambda: owned_by(survivor.owner_id), within=15.0, what="take-over"
         )
         assert taken_over < LEASE_TTL + SCAN_INTERVAL + 1.5
@@ -590,4 +579,4 @@ async def test_a_first_mirror_is_left_to_the_worker(
     async def queued() -> bool:
         return bool(await redis.exists(job_key))
 
-    await _eventually(queued, what="first mirror queued for the worker")
+    await eventually(queued, what="first mirror queued for the worker")

@@ -38,6 +38,14 @@ async def _run_worker(app: FastAPI, engine: SyncEngine) -> None:
     await worker.main()
 
 
+async def _message_ids(engine: SyncEngine, target: SyncTarget) -> set[uuid.UUID]:
+    async with engine.sessionmaker() as session:
+        rows = await session.scalars(
+            select(Message.id).where(Message.account_id == target.account_id)
+        )
+        return set(rows.all())
+
+
 async def _stored(engine: SyncEngine, target: SyncTarget) -> int:
     async with engine.sessionmaker() as session:
         count = await session.scalar(
@@ -95,12 +103,17 @@ async def test_full_resync_refetches_everything(
         imap_client.append, dovecot, target.user, "INBOX", [make_message(i)[1] for i in range(4)]
     )
     await _run_worker(app, engine)
+    before = await _message_ids(engine, target)
+    assert len(before) == 4
     response = await client.post(
         f"/api/sync/imap/{target.account_id}", headers=auth, params={"full": "true"}
     )
     assert response.json()["queued"] is True
     await _run_worker(app, engine)
-    assert await _stored(engine, target) == 4
+    after = await _message_ids(engine, target)
+    # A full resync drops what was stored and fetches it again: new rows, same count.
+    assert len(after) == 4
+    assert not before & after
 
 
 async def test_sync_routes_answer_404_for_another_tenant(

@@ -4,13 +4,14 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from mailsvc.kit.redis import create_redis
 from mailsvc.sync.lease import SUPERVISORS_KEY, LeaseManager, account_lease_key
+from tests.fixtures.waiting import eventually
 
 
 @pytest.fixture
@@ -28,15 +29,6 @@ def key() -> str:
 
 def _manager(redis: aioredis.Redis, *, ttl_seconds: float = 10.0) -> LeaseManager:
     return LeaseManager(redis, owner_id=f"owner-{secrets.token_hex(4)}", ttl_seconds=ttl_seconds)
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], *, within: float = 5.0) -> float:
-    """Seconds until `check()` holds; fails the test after `within` seconds."""
-    started = time.monotonic()
-    while not await check():
-        assert time.monotonic() - started < within, "condition not reached in time"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
 
 
 def test_lease_keys_name_the_account() -> None:
@@ -96,7 +88,7 @@ async def test_an_expired_lease_passes_to_another_owner(redis: aioredis.Redis, k
     assert await first.acquire(key)
     assert not await second.acquire(key)
 
-    waited = await _eventually(lambda: second.acquire(key))
+    waited = await eventually(lambda: second.acquire(key), within=5.0, interval=0.02)
 
     assert waited < ttl + 1.0
     assert await second.owner(key) == second.owner_id
@@ -135,6 +127,6 @@ async def test_heartbeats_count_live_supervisors(redis: aioredis.Redis) -> None:
         return await redis.zscore(SUPERVISORS_KEY, short_lived.owner_id) is None
 
     # A supervisor that stops beating stops counting after one TTL.
-    await _eventually(short_lived_pruned)
+    await eventually(short_lived_pruned, within=5.0, interval=0.02)
     assert await redis.zscore(SUPERVISORS_KEY, steady.owner_id) is not None
     await steady.leave()

@@ -95,13 +95,21 @@ async def test_every_cpython_test_email_message_is_stored(
         stored = await session.scalar(
             select(func.count()).where(Message.account_id == target.account_id)
         )
-        noted = await session.scalar(
-            select(func.count()).where(
-                Message.account_id == target.account_id, Message.parse_error.is_not(None)
-            )
+        notes = dict(
+            (
+                await session.execute(
+                    select(Message.subject, Message.parse_error).where(
+                        Message.account_id == target.account_id,
+                        Message.parse_error.is_not(None),
+                    )
+                )
+            ).all()
         )
     assert stored == len(files)
-    assert noted is not None  # malformed ones carry a note instead of failing
+    # Malformed ones are stored with a note instead of failing the mailbox
+    # (17 of these 59 files have defects the parser reports).
+    assert len(notes) >= 10
+    assert "base64" in (notes.get("Bad base64") or "")
 
 
 def _append_dated(dovecot: DovecotServer, target: SyncTarget, mailbox: str, when: float) -> None:
