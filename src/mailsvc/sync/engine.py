@@ -500,6 +500,10 @@ class SyncEngine:
         header = bytes(item.sections.get("HEADER", b""))
         return [(item, PartialSource(header, structure_text, sections))]
 
+    async def record_login_refused(self, tenant_id: str, account_id: uuid.UUID, error: str) -> None:
+        """Park the account in `auth_error`: a login of someone else's was refused."""
+        await self._set_state(tenant_id, account_id, "auth_error", error)
+
     async def _set_state(
         self, tenant_id: str, account_id: uuid.UUID, state: str, error: str | None
     ) -> None:

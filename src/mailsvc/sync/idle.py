@@ -37,7 +37,7 @@ Invariants:
 - The first sync after connecting starts after the IDLE mailboxes are selected, so
   a change is seen either by that sync or by IDLE; none falls in between.
 - `account.state` is written by the engine only; a login refused to a watcher is
-  confirmed through an engine pass, which records `auth_error`.
+  handed to `SyncEngine.record_login_refused`, which records `auth_error`.
 
 On a crash (or `kill -9`) nothing is cleaned up: the leases and the heartbeat expire
 after `IDLE_LEASE_TTL_SECONDS`, the other supervisors take the accounts at their next
@@ -549,10 +549,11 @@ class IdleSupervisor:
             except _AuthRecorded:
                 self._park(watch)
                 break
-            except ImapAuthError:
-                if await self._confirm_auth_refused(watch):
-                    self._park(watch)
-                    break
+            except ImapAuthError as exc:
+                # The engine owns account.state; a refused login is definitive.
+                await self._engine.record_login_refused(watch.tenant_id, watch.account_id, str(exc))
+                self._park(watch)
+                break
             except _AccountUnwatchable:
                 watch.log.info("idle.account_unwatchable")
                 break
@@ -576,19 +577,6 @@ class IdleSupervisor:
     def _park(self, watch: _Watch) -> None:
         self._parked[watch.account_id] = watch.credentials_version
         watch.log.warning("idle.auth_refused", credentials_version=watch.credentials_version)
-
-    async def _confirm_auth_refused(self, watch: _Watch) -> bool:
-        """Let the engine log in too: it records `auth_error` (it owns account.state).
-
-        No mailbox is named, so a login that works again costs a LIST, not a sync.
-        """
-        try:
-            await self._engine.sync_account(watch.tenant_id, watch.account_id, mailboxes=[])
-        except ImapAuthError:
-            return True
-        except Exception as exc:
-            watch.log.warning("idle.auth_unconfirmed", error=str(exc))
-        return False
 
     async def _load(self, watch: _Watch) -> MailServer:
         async with self._sessionmaker() as session:
