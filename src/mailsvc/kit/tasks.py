@@ -10,7 +10,7 @@ RECANCEL_AFTER_SECONDS = 1.0
 
 
 async def cancel_and_wait(tasks: Collection[asyncio.Future[Any]]) -> None:
-    """Cancel `tasks` and return once every one has ended.
+    """Cancel `tasks` and return once every one has ended (their errors are discarded).
 
     A task that is still running a second later is cancelled again: on Python 3.11,
     `asyncio.wait_for` swallows a cancellation that lands while its inner awaitable
@@ -22,3 +22,8 @@ async def cancel_and_wait(tasks: Collection[asyncio.Future[Any]]) -> None:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=RECANCEL_AFTER_SECONDS)
+    # The caller stopped these on purpose; their errors are not news. Reading them
+    # keeps asyncio from logging "Task exception was never retrieved".
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
