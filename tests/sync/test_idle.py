@@ -10,7 +10,7 @@ import secrets
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -37,13 +37,14 @@ from mailsvc.sync.idle import (
     reports_change,
     resolve_idle_mailboxes,
 )
-from mailsvc.sync.imap import ImapConnection
 from mailsvc.sync.lease import SUPERVISORS_KEY, LeaseManager, account_lease_key
 from mailsvc.sync.queue import sync_job_id
 from mailsvc.sync.wire import ListedMailbox
+from tests.fixtures import imap_client
 from tests.fixtures.app import account_body, remember_secret
 from tests.fixtures.dovecot import DovecotServer, TestMailUser
 from tests.fixtures.smtp_server import SmtpRelay
+from tests.fixtures.tls import TlsFiles
 from tests.fixtures.waiting import eventually
 
 LEASE_TTL = 2.0
@@ -434,24 +435,52 @@ async def test_a_refused_login_parks_the_account_until_new_credentials(
     await eventually(watching, what="watched again after new credentials")
 
 
+# Dovecot's own capability list, less IDLE: a real server that does not offer it.
+_CAPABILITIES_WITHOUT_IDLE = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE SORT SORT=DISPLAY THREAD=REFERENCES "
+    "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
+    "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT "
+    "SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY "
+    "PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE"
+)
+
+
+@pytest.fixture
+def dovecot_without_idle(peer_tls: TlsFiles) -> Iterator[DovecotServer]:
+    server = DovecotServer(
+        tls=peer_tls, extra_config=f"imap_capability = {_CAPABILITIES_WITHOUT_IDLE}"
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
 async def test_servers_without_idle_are_polled_with_noop(
     app: FastAPI,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    tenant_id: str,
+    engine: SyncEngine,
+    # Before `supervisors`, so the server outlives the watcher at teardown.
+    dovecot_without_idle: DovecotServer,
     supervisors: SupervisorFactory,
-    new_account: Callable[..., Awaitable[tuple[uuid.UUID, TestMailUser]]],
-    dovecot: DovecotServer,
+    smtp_relay: SmtpRelay,
     redis: aioredis.Redis,
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Dovecot always offers IDLE; hide it, as a server without it would.
-    offered = ImapConnection.has
-    monkeypatch.setattr(
-        ImapConnection,
-        "has",
-        lambda self, capability: capability.upper() != "IDLE" and offered(self, capability),
+    server = dovecot_without_idle
+    user = server.add_user(f"noidle-{secrets.token_hex(4)}", secrets.token_urlsafe(12))
+    with imap_client.imap_session(server, user) as probe:
+        assert "IDLE" not in probe.capabilities
+    created = await client.post(
+        "/api/accounts",
+        json=account_body(server, smtp_relay, user),
+        headers=auth,
+        params={"verify": "false"},
     )
+    account_id = uuid.UUID(created.json()["id"])
+    await engine.sync_account(tenant_id, account_id)
     state: AppState = app.state.mailsvc
-    account_id, user = await new_account()
     supervisors(idle_poll_seconds=0.2)
 
     async def watching() -> bool:
@@ -460,7 +489,7 @@ async def test_servers_without_idle_are_polled_with_noop(
     await eventually(watching, what="watcher connected")
     await eventually(_synced(state, account_id, times=2), what="catch-up sync")
     subject = f"Polled {secrets.token_hex(4)}"
-    await dovecot.adeliver(user.username, _message(subject))
+    await server.adeliver(user.username, _message(subject))
 
     await eventually(_stored(state, account_id, subject), what="message stored")
     pushes = _pushes(caplog, account_id)
