@@ -71,6 +71,13 @@ class Message(TimestampMixin, Base):
             postgresql_with={"fastupdate": "off"},
         ),
         Index("ix_messages_in_reply_to", "tenant_id", "account_id", "in_reply_to"),
+        # Rows still waiting for their search document: near-empty, probed every pass.
+        Index(
+            "ix_messages_search_pending",
+            "tenant_id",
+            "account_id",
+            postgresql_where=text("search_vector IS NULL"),
+        ),
     )
 
     id: Mapped[UuidPk]
@@ -105,21 +112,23 @@ class Message(TimestampMixin, Base):
     gm_thread_id: Mapped[int | None] = mapped_column(BigInteger)
 
     snippet: Mapped[str | None] = mapped_column(Text)
+    # Bodies are TOAST-compressed with lz4 where the server has it (migration 0003):
+    # pglz cost a third of the store's time per message.
     text_body: Mapped[str | None] = mapped_column(Text)
     # As received; sanitized on output, never here.
     html_body: Mapped[str | None] = mapped_column(Text)
     has_attachments: Mapped[bool] = mapped_column(server_default=false())
     # Set when parsing failed part-way: the row holds what could be parsed.
     parse_error: Mapped[str | None] = mapped_column(Text)
-    # Not a GENERATED column: the writer caps the body text it feeds in (to_tsvector
-    # fails past 1 MB, and one huge message must not stop a mailbox's sync) and
-    # flattens the JSONB address lists, which a generation expression does badly.
-    search_vector: Mapped[str] = mapped_column(
+    # Not a GENERATED column: the document caps the body text it reads (to_tsvector
+    # fails past 1 MB) and flattens the JSONB address lists, and it is filled in a
+    # transaction after the store (mailsvc.search.repository explains why). NULL
+    # means not indexed yet.
+    search_vector: Mapped[str | None] = mapped_column(
         TSVECTOR,
-        server_default=text("''::tsvector"),
         comment=(
-            "Filled by the writer, 'simple' config: subject weight A, "
-            "names and addresses B, capped text body C"
+            "'simple' config: subject weight A, names and addresses B, capped text "
+            "body C; NULL until indexed, shortly after the row is stored"
         ),
     )
 

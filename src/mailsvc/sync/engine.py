@@ -41,14 +41,13 @@ from mailsvc.account.repository import AccountRepository
 from mailsvc.config import Settings
 from mailsvc.event.repository import ChangeRepository
 from mailsvc.kit.crypto import SecretBox
-from mailsvc.kit.db import ModSeq, Uid, utcnow
-from mailsvc.kit.ids import uuid7
+from mailsvc.kit.db import utcnow
 from mailsvc.kit.mailserver import tls_context
 from mailsvc.kit.tasks import cancel_and_wait
-from mailsvc.mime import ParsedMessage
 from mailsvc.mime.bodystructure import parse_bodystructure, text_sections
 from mailsvc.models import Mailbox
 from mailsvc.ops.metrics import observe_sync
+from mailsvc.search.repository import SearchIndexRepository
 from mailsvc.sync import plan as planning
 from mailsvc.sync import wire
 from mailsvc.sync.imap import (
@@ -60,8 +59,8 @@ from mailsvc.sync.imap import (
 )
 from mailsvc.sync.parser import Fetched, ParserPool, PartialSource
 from mailsvc.sync.repository import MailboxRepository, MessageRepository
+from mailsvc.sync.writer import MailboxWriter, session_free_flags
 from mailsvc.thread.repository import ThreadRepository
-from mailsvc.thread.service import ThreadingInput, thread_new_messages
 
 log = structlog.get_logger("mailsvc.sync")
 
@@ -96,29 +95,6 @@ def _options(raw: dict[str, Any]) -> planning.SyncOptions:
         max_messages_per_mailbox=raw.get("max_messages_per_mailbox"),
         events_for_existing=bool(raw.get("events_for_existing", False)),
     )
-
-
-def _addresses_text(parsed: ParsedMessage) -> str:
-    parts: list[str] = []
-    for group in (parsed.from_, parsed.to, parsed.cc, parsed.bcc, parsed.reply_to):
-        for address in group:
-            if address.name:
-                parts.append(address.name)
-            parts.append(address.address)
-    return " ".join(parts)
-
-
-def session_free_flags(flags: Sequence[str] | None) -> list[str]:
-    """Flags to store: `\\Recent` is per IMAP session (RFC 3501 2.3.2), not message state."""
-    return sorted({flag for flag in flags or () if flag.lower() != "\\recent"})
-
-
-def _address_json(addresses: Sequence[Any]) -> list[dict[str, str | None]]:
-    return [{"name": a.name, "address": a.address} for a in addresses]
-
-
-def _uid(value: int | None) -> Uid | None:
-    return None if value is None else Uid(value)
 
 
 class SyncEngine:
@@ -230,6 +206,7 @@ class SyncEngine:
             await self._sync_mailbox(
                 connection, tenant_id, account_id, mailbox, options, qresync, report
             )
+        await self._index_leftovers(tenant_id, account_id)
         async with self._sessionmaker.begin() as session:
             await ChangeRepository(session, tenant_id).append_many(
                 account_id,
@@ -245,6 +222,16 @@ class SyncEngine:
                     )
                 ],
             )
+
+    async def _index_leftovers(self, tenant_id: str, account_id: uuid.UUID) -> None:
+        """Search documents a cut-off pass left unfilled (usually none: one probe)."""
+        while True:
+            async with self._sessionmaker.begin() as session:
+                index = SearchIndexRepository(session, tenant_id)
+                pending = await index.pending(account_id, limit=self._settings.sync_batch_messages)
+                # Zero filled: another pass indexed them meanwhile; nothing left to do.
+                if not pending or not await index.index(pending):
+                    return
 
     @staticmethod
     def _unchanged(mailbox: Mailbox, status: wire.MailboxStatus) -> bool:
@@ -357,7 +344,7 @@ class SyncEngine:
         )
         step = planning.plan_mailbox(local, selected, qresync=resume is not None)
         log.debug("sync.mailbox_plan", mailbox=mailbox.name, plan=str(step))
-        writer = MailboxWriter(self, tenant_id, account_id, mailbox)
+        writer = MailboxWriter(self._sessionmaker, tenant_id, account_id, mailbox)
         await writer.start(selected)
         if step.reset:
             report.deleted += await writer.reset(selected.uidvalidity)
@@ -453,8 +440,10 @@ class SyncEngine:
                 )
             if storing is not None:
                 stored += await storing
+            await writer.finish_indexing()
         except BaseException:
             await cancel_and_wait([task for task in (fetching, storing) if task is not None])
+            await writer.abandon_indexing()
             raise
         last_uid = candidates[-1].uid if candidates else 0
         await writer.finish_new(max(selected.uidnext or 0, last_uid + 1))
@@ -533,246 +522,3 @@ class SyncEngine:
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
         return self._sessionmaker
-
-
-class MailboxWriter:
-    """The transactions of one mailbox's pass; each method is one transaction."""
-
-    def __init__(
-        self, engine: SyncEngine, tenant_id: str, account_id: uuid.UUID, mailbox: Mailbox
-    ) -> None:
-        self._sessionmaker = engine.sessionmaker
-        self._tenant_id = tenant_id
-        self._account_id = account_id
-        self._mailbox = mailbox
-
-    async def start(self, selected: wire.SelectedState) -> None:
-        """Mark the pass as running; a first pass adopts the server's UIDVALIDITY."""
-        values: dict[str, Any] = {
-            "messages_total": selected.exists,
-            "sync_state": "syncing",
-            "sync_started_at": utcnow(),
-        }
-        if self._mailbox.uidvalidity is None:
-            values["uidvalidity"] = selected.uidvalidity
-        async with self._sessionmaker.begin() as session:
-            await MailboxRepository(session, self._tenant_id).set_fields(self._mailbox.id, **values)
-        if self._mailbox.uidvalidity is None:
-            self._mailbox.uidvalidity = _uid(selected.uidvalidity)
-
-    async def reset(self, uidvalidity: int | None) -> int:
-        """UIDVALIDITY changed: every stored UID is meaningless now."""
-        async with self._sessionmaker.begin() as session:
-            removed = await MessageRepository(session, self._tenant_id).delete_mailbox_messages(
-                self._mailbox.id
-            )
-            await ThreadRepository(session, self._tenant_id).refresh_summaries(
-                [t for _, _, t in removed if t is not None]
-            )
-            await ChangeRepository(session, self._tenant_id).append_many(
-                self._account_id,
-                [self._deleted_event(message_id, uid) for message_id, uid, _ in removed],
-            )
-            await MailboxRepository(session, self._tenant_id).set_fields(
-                self._mailbox.id,
-                uidvalidity=uidvalidity,
-                uidnext=None,
-                highestmodseq=None,
-                messages_synced=0,
-            )
-        self._mailbox.uidvalidity = _uid(uidvalidity)
-        self._mailbox.messages_synced = 0
-        return len(removed)
-
-    def _deleted_event(self, message_id: uuid.UUID, uid: int) -> tuple[str, dict[str, Any]]:
-        return (
-            "message.deleted",
-            {"message_id": str(message_id), "mailbox_id": str(self._mailbox.id), "uid": uid},
-        )
-
-    async def refresh_statistics(self) -> None:
-        async with self._sessionmaker.begin() as session:
-            await MessageRepository(session, self._tenant_id).refresh_statistics()
-
-    async def stored_uids(self) -> list[int]:
-        async with self._sessionmaker() as session:
-            return await MessageRepository(session, self._tenant_id).uids(self._mailbox.id)
-
-    async def store_batch(
-        self,
-        items: Sequence[wire.FetchedItem],
-        parsed: Sequence[ParsedMessage],
-        *,
-        next_uid: int,
-        announce: bool,
-    ) -> int:
-        """Store one fetched batch and advance `uidnext` in the same transaction."""
-        uidvalidity = self._mailbox.uidvalidity
-        by_uid: dict[int, tuple[uuid.UUID, wire.FetchedItem, ParsedMessage]] = {}
-        for item, message in zip(items, parsed, strict=True):
-            assert item.uid is not None
-            by_uid[item.uid] = (uuid7(), item, message)
-        async with self._sessionmaker.begin() as session:
-            mailbox = await MailboxRepository(session, self._tenant_id).lock(self._mailbox.id)
-            if mailbox is None or mailbox.uidvalidity != uidvalidity:
-                return 0  # deleted or reset meanwhile; the next pass starts over
-            thread_of = await thread_new_messages(
-                session,
-                self._tenant_id,
-                self._account_id,
-                [
-                    ThreadingInput(
-                        id=message_id,
-                        message_id=message.message_id,
-                        in_reply_to=message.in_reply_to,
-                        references=tuple(message.references),
-                        gm_thread_id=item.gm_thrid,
-                        subject=message.subject,
-                    )
-                    for message_id, item, message in by_uid.values()
-                ],
-            )
-            messages = MessageRepository(session, self._tenant_id)
-            ids = await messages.insert_many(
-                [
-                    self._row(message_id, item, message, uidvalidity, thread_of.get(message_id))
-                    for message_id, item, message in by_uid.values()
-                ]
-            )
-            await messages.insert_attachments(
-                [
-                    {
-                        "message_id": message_id,
-                        "section": a.section,
-                        "filename": a.filename,
-                        "content_type": a.content_type[:255],
-                        "encoding": (a.encoding or "7bit")[:32],
-                        "size": a.size,
-                        "content_id": a.content_id,
-                        "is_inline": a.is_inline,
-                    }
-                    for uid, message_id in ids.items()
-                    for a in by_uid[uid][2].attachments
-                ]
-            )
-            # Threads made for messages that turned out to be stored already end up
-            # empty; refreshing the summaries drops them.
-            threads = set(thread_of.values())
-            await ThreadRepository(session, self._tenant_id).refresh_summaries(list(threads))
-            if announce:
-                await ChangeRepository(session, self._tenant_id).append_many(
-                    self._account_id,
-                    [
-                        (
-                            "message.created",
-                            {
-                                "message_id": str(ids[uid]),
-                                "mailbox_id": str(self._mailbox.id),
-                                "uid": uid,
-                                "subject": by_uid[uid][2].subject,
-                            },
-                        )
-                        for uid in sorted(ids)
-                    ],
-                )
-            mailbox.uidnext = Uid(max(mailbox.uidnext or 1, next_uid))
-            mailbox.messages_synced += len(ids)
-        self._mailbox.uidnext = Uid(max(self._mailbox.uidnext or 1, next_uid))
-        self._mailbox.messages_synced += len(ids)
-        return len(ids)
-
-    def _row(
-        self,
-        message_id: uuid.UUID,
-        item: wire.FetchedItem,
-        message: ParsedMessage,
-        uidvalidity: int | None,
-        thread_id: uuid.UUID | None,
-    ) -> dict[str, Any]:
-        """A JSON-ready row for `MessageRepository.insert_many`."""
-        return {
-            "id": str(message_id),
-            "account_id": str(self._account_id),
-            "mailbox_id": str(self._mailbox.id),
-            "uid": item.uid,
-            "uidvalidity": uidvalidity,
-            "modseq": item.modseq,
-            "message_id_header": message.message_id,
-            "in_reply_to": message.in_reply_to,
-            "references": list(message.references),
-            "subject": message.subject,
-            "from_": _address_json(message.from_),
-            "sender": _address_json(message.sender),
-            "to": _address_json(message.to),
-            "cc": _address_json(message.cc),
-            "bcc": _address_json(message.bcc),
-            "reply_to": _address_json(message.reply_to),
-            "date": message.date.isoformat() if message.date else None,
-            "internal_date": (item.internal_date or utcnow()).isoformat(),
-            "size": item.size or 0,
-            "flags": session_free_flags(item.flags),
-            "thread_id": str(thread_id) if thread_id else None,
-            "gm_thread_id": item.gm_thrid,
-            "snippet": message.snippet,
-            "text_body": message.text_body,
-            "html_body": message.html_body,
-            "has_attachments": message.has_attachments,
-            "parse_error": "; ".join(message.parse_errors)[:2000] or None,
-            "search_addresses": _addresses_text(message),
-        }
-
-    async def finish_new(self, uidnext: int) -> None:
-        async with self._sessionmaker.begin() as session:
-            await MailboxRepository(session, self._tenant_id).set_fields(
-                self._mailbox.id, uidnext=max(self._mailbox.uidnext or 1, uidnext)
-            )
-        self._mailbox.uidnext = Uid(max(self._mailbox.uidnext or 1, uidnext))
-
-    async def apply_changes(
-        self,
-        flag_changes: Sequence[tuple[int, list[str], int | None]],
-        vanished: Sequence[int],
-        selected: wire.SelectedState,
-    ) -> tuple[int, int]:
-        """Flag changes and deletions, then the cursor they vouch for; one transaction."""
-        async with self._sessionmaker.begin() as session:
-            messages = MessageRepository(session, self._tenant_id)
-            changed = await messages.update_flags(self._mailbox.id, flag_changes)
-            removed = await messages.delete_uids(self._mailbox.id, sorted(set(vanished)))
-            threads = [t for *_, t in changed if t is not None]
-            threads += [t for *_, t in removed if t is not None]
-            await ThreadRepository(session, self._tenant_id).refresh_summaries(threads)
-            events: list[tuple[str, dict[str, Any]]] = [
-                (
-                    "message.updated",
-                    {
-                        "message_id": str(message_id),
-                        "mailbox_id": str(self._mailbox.id),
-                        "uid": uid,
-                        "flags": flags,
-                    },
-                )
-                for message_id, uid, flags, _ in changed
-            ]
-            events += [self._deleted_event(message_id, uid) for message_id, uid, _ in removed]
-            await ChangeRepository(session, self._tenant_id).append_many(self._account_id, events)
-            count = await messages.count(self._mailbox.id)
-            # Every new UID below the server's UIDNEXT was fetched earlier in this pass.
-            uidnext = max(self._mailbox.uidnext or 1, selected.uidnext or 1)
-            await MailboxRepository(session, self._tenant_id).set_fields(
-                self._mailbox.id,
-                uidvalidity=selected.uidvalidity,
-                uidnext=uidnext,
-                highestmodseq=None if selected.nomodseq else selected.highestmodseq,
-                messages_total=selected.exists,
-                messages_synced=count,
-                sync_state="synced",
-                last_synced_at=utcnow(),
-                sync_error=None,
-            )
-        self._mailbox.messages_synced = count
-        self._mailbox.uidnext = Uid(uidnext)
-        self._mailbox.highestmodseq = (
-            None if selected.highestmodseq is None else ModSeq(selected.highestmodseq)
-        )
-        return len(changed), len(removed)

@@ -18,29 +18,18 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal_column,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.sql.expression import ColumnElement
 
 from mailsvc.kit.repository import TenantRepository
 from mailsvc.models import Attachment, Mailbox, Message
-from mailsvc.models.message import SEARCH_CONFIG
 
-# to_tsvector refuses documents past 1 MB; the body part of the search document is
-# capped well below that so one huge message can never fail a batch.
-SEARCH_BODY_CHARS = 100_000
-
-
-# A constant, never user input.
-_CONFIG: ColumnElement[Any] = literal_column(f"'{SEARCH_CONFIG}'::regconfig")
-
-# What a batch hands over per message: the stored columns (less tenant_id and the
-# search vector, which the statement fills) plus the flattened addresses to index.
+# What a batch hands over per message: the stored columns, less tenant_id (a
+# parameter) and the search vector (filled later, see mailsvc.search.repository).
 _INCOMING = (
     func.jsonb_to_recordset(bindparam("rows", type_=JSONB))
     .table_valued(
@@ -71,34 +60,21 @@ _INCOMING = (
         column("html_body", Text),
         column("has_attachments", Boolean),
         column("parse_error", Text),
-        column("search_addresses", Text),
     )
     .render_derived(name="incoming", with_types=True)
 )
-_STORED = [c.name for c in _INCOMING.c if c.name != "search_addresses"]
+_STORED = [c.name for c in _INCOMING.c]
 
 
-def _weighted(text: ColumnElement[Any], weight: str) -> ColumnElement[Any]:
-    vector = func.to_tsvector(_CONFIG, func.coalesce(text, ""))
-    return func.setweight(vector, literal_column(f"'{weight}'"))
-
-
-# One constant statement per batch, compiled once: the search document (subject A,
-# names and addresses B, capped body C) is computed by PostgreSQL from the same rows.
+# One constant statement per batch, compiled once.
 # `ON CONFLICT DO NOTHING` makes a batch replayed after a crash a no-op.
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 _INSERT_MESSAGES = (
     # Core, not ORM: the ORM's bulk path does not take INSERT ... SELECT.
     pg_insert(_MESSAGES)
     .from_select(
-        ["tenant_id", *_STORED, "search_vector"],
-        select(
-            bindparam("tenant_id", type_=Text),
-            *[_INCOMING.c[name] for name in _STORED],
-            _weighted(_INCOMING.c.subject, "A")
-            .op("||")(_weighted(_INCOMING.c.search_addresses, "B"))
-            .op("||")(_weighted(func.left(_INCOMING.c.text_body, SEARCH_BODY_CHARS), "C")),
-        ),
+        ["tenant_id", *_STORED],
+        select(bindparam("tenant_id", type_=Text), *[_INCOMING.c[name] for name in _STORED]),
     )
     .on_conflict_do_nothing(index_elements=["tenant_id", "mailbox_id", "uidvalidity", "uid"])
     .returning(_MESSAGES.c.uid, _MESSAGES.c.id)

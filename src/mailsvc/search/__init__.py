@@ -1,0 +1,1 @@
+"""Full-text search over mirrored messages: the search document and its index."""

@@ -1,0 +1,318 @@
+"""The transactions of one mailbox's sync pass: what `SyncEngine` writes, and how.
+
+Each `MailboxWriter` method is one transaction. The invariants of `engine.py` hold
+here: `uidnext` only advances in the transaction that stored the messages below it,
+and `highestmodseq` is written last, with the changes it vouches for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mailsvc.event.repository import ChangeRepository
+from mailsvc.kit.db import ModSeq, Uid, utcnow
+from mailsvc.kit.ids import uuid7
+from mailsvc.kit.tasks import cancel_and_wait
+from mailsvc.mime import ParsedMessage
+from mailsvc.models import Mailbox
+from mailsvc.search.repository import SearchIndexRepository
+from mailsvc.sync import wire
+from mailsvc.sync.repository import MailboxRepository, MessageRepository
+from mailsvc.thread.repository import ThreadRepository
+from mailsvc.thread.service import ThreadingInput, thread_new_messages
+
+
+def session_free_flags(flags: Sequence[str] | None) -> list[str]:
+    """Flags to store: `\\Recent` is per IMAP session (RFC 3501 2.3.2), not message state."""
+    return sorted({flag for flag in flags or () if flag.lower() != "\\recent"})
+
+
+def _address_json(addresses: Sequence[Any]) -> list[dict[str, str | None]]:
+    return [{"name": a.name, "address": a.address} for a in addresses]
+
+
+def as_uid(value: int | None) -> Uid | None:
+    return None if value is None else Uid(value)
+
+
+class MailboxWriter:
+    """The transactions of one mailbox's pass; each method is one transaction."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        tenant_id: str,
+        account_id: uuid.UUID,
+        mailbox: Mailbox,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._tenant_id = tenant_id
+        self._account_id = account_id
+        self._mailbox = mailbox
+        # The search documents of stored batches, filled one batch after another.
+        self._indexing: asyncio.Future[None] | None = None
+
+    async def start(self, selected: wire.SelectedState) -> None:
+        """Mark the pass as running; a first pass adopts the server's UIDVALIDITY."""
+        values: dict[str, Any] = {
+            "messages_total": selected.exists,
+            "sync_state": "syncing",
+            "sync_started_at": utcnow(),
+        }
+        if self._mailbox.uidvalidity is None:
+            values["uidvalidity"] = selected.uidvalidity
+        async with self._sessionmaker.begin() as session:
+            await MailboxRepository(session, self._tenant_id).set_fields(self._mailbox.id, **values)
+        if self._mailbox.uidvalidity is None:
+            self._mailbox.uidvalidity = as_uid(selected.uidvalidity)
+
+    async def reset(self, uidvalidity: int | None) -> int:
+        """UIDVALIDITY changed: every stored UID is meaningless now."""
+        async with self._sessionmaker.begin() as session:
+            removed = await MessageRepository(session, self._tenant_id).delete_mailbox_messages(
+                self._mailbox.id
+            )
+            await ThreadRepository(session, self._tenant_id).refresh_summaries(
+                [t for _, _, t in removed if t is not None]
+            )
+            await ChangeRepository(session, self._tenant_id).append_many(
+                self._account_id,
+                [self._deleted_event(message_id, uid) for message_id, uid, _ in removed],
+            )
+            await MailboxRepository(session, self._tenant_id).set_fields(
+                self._mailbox.id,
+                uidvalidity=uidvalidity,
+                uidnext=None,
+                highestmodseq=None,
+                messages_synced=0,
+            )
+        self._mailbox.uidvalidity = as_uid(uidvalidity)
+        self._mailbox.messages_synced = 0
+        return len(removed)
+
+    def _deleted_event(self, message_id: uuid.UUID, uid: int) -> tuple[str, dict[str, Any]]:
+        return (
+            "message.deleted",
+            {"message_id": str(message_id), "mailbox_id": str(self._mailbox.id), "uid": uid},
+        )
+
+    async def refresh_statistics(self) -> None:
+        async with self._sessionmaker.begin() as session:
+            await MessageRepository(session, self._tenant_id).refresh_statistics()
+
+    async def stored_uids(self) -> list[int]:
+        async with self._sessionmaker() as session:
+            return await MessageRepository(session, self._tenant_id).uids(self._mailbox.id)
+
+    async def store_batch(
+        self,
+        items: Sequence[wire.FetchedItem],
+        parsed: Sequence[ParsedMessage],
+        *,
+        next_uid: int,
+        announce: bool,
+    ) -> int:
+        """Store one fetched batch and advance `uidnext` in the same transaction."""
+        uidvalidity = self._mailbox.uidvalidity
+        by_uid: dict[int, tuple[uuid.UUID, wire.FetchedItem, ParsedMessage]] = {}
+        for item, message in zip(items, parsed, strict=True):
+            assert item.uid is not None
+            by_uid[item.uid] = (uuid7(), item, message)
+        async with self._sessionmaker.begin() as session:
+            mailbox = await MailboxRepository(session, self._tenant_id).lock(self._mailbox.id)
+            if mailbox is None or mailbox.uidvalidity != uidvalidity:
+                return 0  # deleted or reset meanwhile; the next pass starts over
+            thread_of = await thread_new_messages(
+                session,
+                self._tenant_id,
+                self._account_id,
+                [
+                    ThreadingInput(
+                        id=message_id,
+                        message_id=message.message_id,
+                        in_reply_to=message.in_reply_to,
+                        references=tuple(message.references),
+                        gm_thread_id=item.gm_thrid,
+                        subject=message.subject,
+                    )
+                    for message_id, item, message in by_uid.values()
+                ],
+            )
+            messages = MessageRepository(session, self._tenant_id)
+            ids = await messages.insert_many(
+                [
+                    self._row(message_id, item, message, uidvalidity, thread_of.get(message_id))
+                    for message_id, item, message in by_uid.values()
+                ]
+            )
+            await messages.insert_attachments(
+                [
+                    {
+                        "message_id": message_id,
+                        "section": a.section,
+                        "filename": a.filename,
+                        "content_type": a.content_type[:255],
+                        "encoding": (a.encoding or "7bit")[:32],
+                        "size": a.size,
+                        "content_id": a.content_id,
+                        "is_inline": a.is_inline,
+                    }
+                    for uid, message_id in ids.items()
+                    for a in by_uid[uid][2].attachments
+                ]
+            )
+            # Threads made for messages that turned out to be stored already end up
+            # empty; refreshing the summaries drops them.
+            threads = set(thread_of.values())
+            await ThreadRepository(session, self._tenant_id).refresh_summaries(list(threads))
+            if announce:
+                await ChangeRepository(session, self._tenant_id).append_many(
+                    self._account_id,
+                    [
+                        (
+                            "message.created",
+                            {
+                                "message_id": str(ids[uid]),
+                                "mailbox_id": str(self._mailbox.id),
+                                "uid": uid,
+                                "subject": by_uid[uid][2].subject,
+                            },
+                        )
+                        for uid in sorted(ids)
+                    ],
+                )
+            mailbox.uidnext = Uid(max(mailbox.uidnext or 1, next_uid))
+            mailbox.messages_synced += len(ids)
+        self._mailbox.uidnext = Uid(max(self._mailbox.uidnext or 1, next_uid))
+        self._mailbox.messages_synced += len(ids)
+        self._index_later(list(ids.values()))
+        return len(ids)
+
+    def _index_later(self, message_ids: list[uuid.UUID]) -> None:
+        """Queue the search documents of a stored batch behind those already queued.
+
+        They are computed on a connection of their own while the next batch is
+        stored: see mailsvc.search.repository for why they are not part of the store.
+        """
+        if message_ids:
+            self._indexing = asyncio.ensure_future(self._index(self._indexing, message_ids))
+
+    async def _index(
+        self, previous: asyncio.Future[None] | None, message_ids: list[uuid.UUID]
+    ) -> None:
+        if previous is not None:
+            await previous
+        async with self._sessionmaker.begin() as session:
+            await SearchIndexRepository(session, self._tenant_id).index(message_ids)
+
+    async def finish_indexing(self) -> None:
+        """Wait for every queued search document (raises the first failure)."""
+        if self._indexing is not None:
+            indexing, self._indexing = self._indexing, None
+            await indexing
+
+    async def abandon_indexing(self) -> None:
+        """Stop queued indexing; rows left without a document are filled next pass."""
+        if self._indexing is not None:
+            indexing, self._indexing = self._indexing, None
+            await cancel_and_wait([indexing])
+
+    def _row(
+        self,
+        message_id: uuid.UUID,
+        item: wire.FetchedItem,
+        message: ParsedMessage,
+        uidvalidity: int | None,
+        thread_id: uuid.UUID | None,
+    ) -> dict[str, Any]:
+        """A JSON-ready row for `MessageRepository.insert_many`."""
+        return {
+            "id": str(message_id),
+            "account_id": str(self._account_id),
+            "mailbox_id": str(self._mailbox.id),
+            "uid": item.uid,
+            "uidvalidity": uidvalidity,
+            "modseq": item.modseq,
+            "message_id_header": message.message_id,
+            "in_reply_to": message.in_reply_to,
+            "references": list(message.references),
+            "subject": message.subject,
+            "from_": _address_json(message.from_),
+            "sender": _address_json(message.sender),
+            "to": _address_json(message.to),
+            "cc": _address_json(message.cc),
+            "bcc": _address_json(message.bcc),
+            "reply_to": _address_json(message.reply_to),
+            "date": message.date.isoformat() if message.date else None,
+            "internal_date": (item.internal_date or utcnow()).isoformat(),
+            "size": item.size or 0,
+            "flags": session_free_flags(item.flags),
+            "thread_id": str(thread_id) if thread_id else None,
+            "gm_thread_id": item.gm_thrid,
+            "snippet": message.snippet,
+            "text_body": message.text_body,
+            "html_body": message.html_body,
+            "has_attachments": message.has_attachments,
+            "parse_error": "; ".join(message.parse_errors)[:2000] or None,
+        }
+
+    async def finish_new(self, uidnext: int) -> None:
+        async with self._sessionmaker.begin() as session:
+            await MailboxRepository(session, self._tenant_id).set_fields(
+                self._mailbox.id, uidnext=max(self._mailbox.uidnext or 1, uidnext)
+            )
+        self._mailbox.uidnext = Uid(max(self._mailbox.uidnext or 1, uidnext))
+
+    async def apply_changes(
+        self,
+        flag_changes: Sequence[tuple[int, list[str], int | None]],
+        vanished: Sequence[int],
+        selected: wire.SelectedState,
+    ) -> tuple[int, int]:
+        """Flag changes and deletions, then the cursor they vouch for; one transaction."""
+        async with self._sessionmaker.begin() as session:
+            messages = MessageRepository(session, self._tenant_id)
+            changed = await messages.update_flags(self._mailbox.id, flag_changes)
+            removed = await messages.delete_uids(self._mailbox.id, sorted(set(vanished)))
+            threads = [t for *_, t in changed if t is not None]
+            threads += [t for *_, t in removed if t is not None]
+            await ThreadRepository(session, self._tenant_id).refresh_summaries(threads)
+            events: list[tuple[str, dict[str, Any]]] = [
+                (
+                    "message.updated",
+                    {
+                        "message_id": str(message_id),
+                        "mailbox_id": str(self._mailbox.id),
+                        "uid": uid,
+                        "flags": flags,
+                    },
+                )
+                for message_id, uid, flags, _ in changed
+            ]
+            events += [self._deleted_event(message_id, uid) for message_id, uid, _ in removed]
+            await ChangeRepository(session, self._tenant_id).append_many(self._account_id, events)
+            count = await messages.count(self._mailbox.id)
+            # Every new UID below the server's UIDNEXT was fetched earlier in this pass.
+            uidnext = max(self._mailbox.uidnext or 1, selected.uidnext or 1)
+            await MailboxRepository(session, self._tenant_id).set_fields(
+                self._mailbox.id,
+                uidvalidity=selected.uidvalidity,
+                uidnext=uidnext,
+                highestmodseq=None if selected.nomodseq else selected.highestmodseq,
+                messages_total=selected.exists,
+                messages_synced=count,
+                sync_state="synced",
+                last_synced_at=utcnow(),
+                sync_error=None,
+            )
+        self._mailbox.messages_synced = count
+        self._mailbox.uidnext = Uid(uidnext)
+        self._mailbox.highestmodseq = (
+            None if selected.highestmodseq is None else ModSeq(selected.highestmodseq)
+        )
+        return len(changed), len(removed)
