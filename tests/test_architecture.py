@@ -16,6 +16,8 @@ LIBRARY_OWNERS = {
     "limits": "kit/ratelimit.py",
     "prometheus_client": "ops/metrics.py",
     "email_validator": "kit/addresses.py",
+    "nh3": "mime/sanitize.py",
+    "mailparser_reply": "mime/reply.py",
 }
 
 
