@@ -1,1 +1,6 @@
-pytest_plugins = ["tests.fixtures.peers", "tests.fixtures.databases", "tests.fixtures.app"]
+pytest_plugins = [
+    "tests.fixtures.peers",
+    "tests.fixtures.databases",
+    "tests.fixtures.app",
+    "tests.fixtures.mail",
+]

@@ -6,8 +6,10 @@ from fastapi import FastAPI
 
 from mailsvc.account.endpoints import router as account_router
 from mailsvc.auth.endpoints import router as auth_router
+from mailsvc.message.endpoints import router as message_router
 from mailsvc.ops.endpoints import router as ops_router
 from mailsvc.sync.endpoints import router as sync_router
+from mailsvc.thread.endpoints import router as thread_router
 
 
 def include_routers(app: FastAPI) -> None:
@@ -15,3 +17,5 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(auth_router)
     app.include_router(account_router)
     app.include_router(sync_router)
+    app.include_router(message_router)
+    app.include_router(thread_router)

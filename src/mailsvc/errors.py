@@ -120,6 +120,12 @@ class RateLimitedError(MailsvcError):
     status, code, title = 429, "rate_limited", "Too Many Requests"
 
 
+class BadGatewayError(MailsvcError):
+    """The account's mail server failed or refused; nothing was changed in mailsvc."""
+
+    status, code, title = 502, "mail_server_error", "Bad Gateway"
+
+
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         problem.model_dump(exclude_none=True),

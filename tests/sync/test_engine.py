@@ -8,7 +8,7 @@ from mailsvc.models import Attachment, Mailbox, Message, Thread
 from mailsvc.sync.engine import AccountGoneError, SyncEngine
 from tests.fixtures import imap_client
 from tests.fixtures.dovecot import DovecotServer
-from tests.sync.conftest import SyncTarget
+from tests.fixtures.mail import SyncTarget
 from tests.sync.messages import make_message
 
 FOLDERS = ["INBOX", "Archive", "Sent"]

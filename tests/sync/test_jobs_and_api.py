@@ -18,7 +18,7 @@ from mailsvc.sync.tasks import sync_job_function
 from tests.fixtures import imap_client
 from tests.fixtures.app import TokenFactory
 from tests.fixtures.dovecot import DovecotServer
-from tests.sync.conftest import SyncTarget
+from tests.fixtures.mail import SyncTarget
 from tests.sync.messages import make_message
 
 

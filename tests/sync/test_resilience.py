@@ -19,7 +19,7 @@ from mailsvc.sync.imap import ImapConnectError
 from mailsvc.sync.parser import ParserPool, PartialSource
 from tests.fixtures import imap_client
 from tests.fixtures.dovecot import DovecotServer
-from tests.sync.conftest import SyncTarget
+from tests.fixtures.mail import SyncTarget
 from tests.sync.messages import make_message
 
 CORPUS = Path(__file__).resolve().parents[1] / "mime" / "corpus"

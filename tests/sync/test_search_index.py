@@ -10,7 +10,7 @@ from mailsvc.models import Message
 from mailsvc.sync.engine import SyncEngine
 from tests.fixtures import imap_client
 from tests.fixtures.dovecot import DovecotServer
-from tests.sync.conftest import SyncTarget
+from tests.fixtures.mail import SyncTarget
 from tests.sync.messages import make_message
 
 
@@ -98,9 +98,7 @@ async def test_documents_a_cut_off_pass_left_unfilled_are_filled_by_the_next(
 async def test_filling_the_document_is_not_a_change_of_the_message(
     engine: SyncEngine, target: SyncTarget, dovecot: DovecotServer
 ) -> None:
-    await asyncio.to_thread(
-        imap_client.append, dovecot, target.user, "INBOX", [make_message(1)[1]]
-    )
+    await asyncio.to_thread(imap_client.append, dovecot, target.user, "INBOX", [make_message(1)[1]])
     await engine.sync_account(target.tenant_id, target.account_id)
     async with engine.sessionmaker() as session:
         created, updated = (

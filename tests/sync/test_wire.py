@@ -10,6 +10,7 @@ from mailsvc.sync.wire import (
     encode_mailbox_name,
     expand_uid_set,
     imap_date,
+    parse_copyuid,
     parse_fetch,
     parse_internal_date,
     parse_list,
@@ -135,3 +136,10 @@ def test_status_answers_from_list_status() -> None:
     assert statuses["Entwürfe"] == MailboxStatus(3, 9, 77, 1, 12)
     assert statuses["INBOX"] == MailboxStatus(0, 1, 5, None, None)
     assert set(statuses) == {"Entwürfe", "INBOX"}
+
+
+def test_copyuid_maps_old_to_new_uids() -> None:
+    lines = [b"OK [COPYUID 1700000000 3:5,9 101:104] Moved UIDs."]
+    assert parse_copyuid(lines) == (1700000000, {3: 101, 4: 102, 5: 103, 9: 104})
+    assert parse_copyuid([b"OK Moved."]) is None
+    assert parse_copyuid([b"OK [COPYUID 1 1:3 7:8] uneven"]) is None

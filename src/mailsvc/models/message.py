@@ -51,6 +51,13 @@ class Message(TimestampMixin, Base):
             text("internal_date DESC"),
             text("id DESC"),
         ),
+        # The same across all of a tenant's accounts (no account filter).
+        Index(
+            "ix_messages_tenant_listing",
+            "tenant_id",
+            text("internal_date DESC"),
+            text("id DESC"),
+        ),
         # The same across an account's mailboxes (no mailbox filter).
         Index(
             "ix_messages_account_listing",

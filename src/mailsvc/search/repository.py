@@ -1,4 +1,4 @@
-"""SQL of the search index: each message's search document, filled after it is stored.
+"""SQL of full-text search: each message's search document, and the conditions that query it.
 
 A message row is written with `search_vector` NULL and gets its document in a later,
 separate transaction (`SearchIndexRepository.index`). Computing `to_tsvector` is
@@ -15,7 +15,19 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, any_, bindparam, func, literal, literal_column, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -54,11 +66,25 @@ def _names_and_addresses() -> ColumnElement[Any]:
     return select(joined).select_from(entries).scalar_subquery()
 
 
+def _with_cjk_bigrams(text: Any) -> ColumnElement[Any]:
+    """`text` plus the character bigrams of its Chinese, Japanese and Korean runs.
+
+    Those scripts have no spaces, so PostgreSQL's parser makes a whole run one token
+    and a word inside it could never match. `mailsvc_cjk_bigrams` (migration 0004)
+    emits the overlapping bigrams, and `search.query.cjk_bigrams` turns a query
+    term into the same bigrams as a phrase, so the two meet.
+    """
+    value = func.coalesce(text, "")
+    return value.op("||")(literal(" ")).op("||")(func.mailsvc_cjk_bigrams(value))
+
+
 # Subject weighs A, names and addresses B, the (capped) text body C.
 _DOCUMENT = (
-    _weighted(_MESSAGES.c.subject, "A")
+    _weighted(_with_cjk_bigrams(_MESSAGES.c.subject), "A")
     .op("||")(_weighted(_names_and_addresses(), "B"))
-    .op("||")(_weighted(func.left(_MESSAGES.c.text_body, SEARCH_BODY_CHARS), "C"))
+    .op("||")(
+        _weighted(_with_cjk_bigrams(func.left(_MESSAGES.c.text_body, SEARCH_BODY_CHARS)), "C")
+    )
 )
 _INDEX = (
     update(_MESSAGES)
@@ -96,3 +122,77 @@ class SearchIndexRepository(TenantRepository):
             .limit(limit)
         )
         return list(result.all())
+
+
+# Markers ts_headline puts around matches: private-use characters, removed from the
+# text first, so the caller can HTML-escape the excerpt and then mark it up.
+HIGHLIGHT_START = "\ue000"
+HIGHLIGHT_STOP = "\ue001"
+_HEADLINE_CHARS = 5_000
+_HEADLINE_OPTIONS = (
+    f'StartSel="{HIGHLIGHT_START}", StopSel="{HIGHLIGHT_STOP}", '
+    'MaxWords=30, MinWords=10, MaxFragments=2, FragmentDelimiter=" … "'
+)
+
+
+def _query(text: str) -> ColumnElement[Any]:
+    # websearch_to_tsquery never raises on user input: it has no syntax errors.
+    return func.websearch_to_tsquery(_CONFIG, text)
+
+
+def matches_text(text: str) -> ColumnElement[bool]:
+    """Words, "phrases", OR and -exclusions (websearch syntax) anywhere in the document."""
+    return Message.search_vector.bool_op("@@")(_query(text))
+
+
+def rank(text: str) -> ColumnElement[float]:
+    """Relevance of a message to `text` (cover density: near matches weigh more)."""
+    return func.ts_rank_cd(Message.search_vector, _query(text))
+
+
+def headline(text: str) -> ColumnElement[str]:
+    """Excerpts of the body around the matches, the matches between the markers."""
+    body = func.left(Message.text_body, _HEADLINE_CHARS)
+    clean = func.translate(body, HIGHLIGHT_START + HIGHLIGHT_STOP, "")
+    return func.ts_headline(_CONFIG, clean, _query(text), _HEADLINE_OPTIONS)
+
+
+def subject_matches(term: str, *, use_index: bool = True) -> ColumnElement[bool]:
+    """`term` (websearch syntax) in the subject.
+
+    The document test can use the GIN index; the second keeps only the rows where
+    the words are in the subject rather than elsewhere in the document. A negated
+    condition needs the second alone.
+    """
+    subject = func.to_tsvector(_CONFIG, _with_cjk_bigrams(Message.subject))
+    in_subject = subject.bool_op("@@")(_query(term))
+    return and_(matches_text(term), in_subject) if use_index else in_subject
+
+
+def _word_start_regex(value: str) -> str:
+    # Every non-alphanumeric character escaped: the value is matched literally.
+    escaped = "".join(c if c.isalnum() else "\\" + c for c in value)
+    return ("\\m" if value[:1].isalnum() else "") + escaped
+
+
+def address_matches(columns: Sequence[Any], value: str) -> ColumnElement[bool]:
+    """A name or address in these JSONB address lists with a word starting with `value`.
+
+    `alice`, `alice@example.com`, `example.com` and `Smith` all find
+    "Alice Smith <alice@example.com>"; `lice` does not (as in Gmail).
+    """
+    combined = columns[0]
+    for column in columns[1:]:
+        combined = combined.op("||")(column)
+    entries = func.jsonb_array_elements(combined).table_valued("value").render_derived(name="e")
+    pattern = _word_start_regex(value)
+    return exists(
+        select(literal(1))
+        .select_from(entries)
+        .where(
+            or_(
+                entries.c.value.op("->>")("name").bool_op("~*")(pattern),
+                entries.c.value.op("->>")("address").bool_op("~*")(pattern),
+            )
+        )
+    )

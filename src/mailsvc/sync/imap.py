@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any
 
 import aioimaplib
 from aioimaplib.aioimaplib import CRLF, IncompleteRead, literal_data_re
 
 from mailsvc.kit.mailserver import MailServer, Security, safe_server_text
+from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.sync import wire
 
 
@@ -160,6 +162,79 @@ class _RawCommand(aioimaplib.Command):  # type: ignore[misc]
         return data[take:]
 
 
+class _StreamingCommand(_RawCommand):
+    """A FETCH of one body section whose literal is handed on chunk by chunk.
+
+    Memory stays bounded whatever the size of the part: past a few chunks in the
+    queue the socket stops being read (TCP back-pressure reaches the server) until
+    the consumer catches up.
+    """
+
+    _PAUSE_AT = 8
+    _RESUME_AT = 2
+
+    def __init__(
+        self,
+        tag: str,
+        text: str,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float,
+        transport: asyncio.Transport,
+    ) -> None:
+        super().__init__(tag, text, loop=loop, timeout=timeout)
+        self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._transport = transport
+        self._streaming = False
+        self._streamed = False
+        self._paused = False
+
+    def begin_literal_data(self, expected_size: int, literal_data: bytes = b"") -> bytes:
+        if self._streamed:  # only the first literal is the wanted section
+            return super().begin_literal_data(expected_size, literal_data)
+        self._expected_size = expected_size
+        self._filled = 0
+        self._streaming = True
+        if expected_size == 0:
+            self._finish_stream()
+            return literal_data
+        return self.append_literal_data(literal_data)
+
+    def append_literal_data(self, data: bytes) -> bytes:
+        if not self._streaming:
+            return super().append_literal_data(data)
+        take = min(len(data), self._expected_size - self._filled)
+        if take:
+            self.chunks.put_nowait(bytes(data[:take]))
+            self._filled += take
+        if self._filled == self._expected_size:
+            self._finish_stream()
+        elif self.chunks.qsize() >= self._PAUSE_AT and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+        self._reset_timer()
+        return data[take:]
+
+    def _finish_stream(self) -> None:
+        self._streaming, self._streamed = False, True
+        self._expected_size, self._filled = 0, 0
+        self.chunks.put_nowait(None)
+
+    def taken(self) -> None:
+        """The consumer took a chunk: read the socket again once the queue is short."""
+        if self._paused and self.chunks.qsize() <= self._RESUME_AT:
+            self._paused = False
+            self._transport.resume_reading()
+            # A paused socket does not count against the command's timeout.
+            self._reset_timer()
+
+    def close(self, line: bytes, result: str) -> None:
+        super().close(line, result)
+        if not self._streamed:
+            self._streamed = True
+            self.chunks.put_nowait(None)
+
+
 def _retrieve_result(task: asyncio.Future[object]) -> None:
     """Mark a background task's error as seen, so asyncio does not log it at exit."""
     if not task.cancelled():
@@ -200,8 +275,12 @@ class ImapConnection:
         command = _RawCommand(
             protocol.new_tag(), text, loop=protocol.loop, timeout=io_timeout or self._io_timeout
         )
+        lines: list[bytes | bytearray] = (await self._execute(command, text)).lines[:-1]
+        return lines
+
+    async def _execute(self, command: _RawCommand, text: str) -> aioimaplib.Response:
         try:
-            response = await protocol.execute(command)
+            response: aioimaplib.Response = await self._client.protocol.execute(command)
         except aioimaplib.CommandTimeout as exc:
             raise ImapConnectError("server stopped answering") from exc
         except (OSError, aioimaplib.AioImapException) as exc:
@@ -209,8 +288,71 @@ class ImapConnection:
         if response.result != "OK":
             verb = text.split(" ", 2)[:2]
             raise ImapCommandError(f"{' '.join(verb)} refused: {_reply_text(response)}")
-        lines: list[bytes | bytearray] = response.lines[:-1]
-        return lines
+        return response
+
+    async def stream_section(self, uid: int, section: str) -> AsyncGenerator[bytes]:
+        """`UID FETCH uid (BODY.PEEK[section])`, yielded in chunks as they arrive.
+
+        `section` is "" for the whole message or a part number such as "2.1". Yields
+        nothing when the server has no such message (it was expunged).
+        """
+        if not all(c.isdigit() or c == "." for c in section):
+            raise ValueError(f"not a part number: {section!r}")
+        text = f"UID FETCH {uid} (BODY.PEEK[{section}])"
+        protocol = self._client.protocol
+        command = _StreamingCommand(
+            protocol.new_tag(),
+            text,
+            loop=protocol.loop,
+            timeout=self._io_timeout,
+            transport=protocol.transport,
+        )
+        running = asyncio.ensure_future(self._execute(command, text))
+        try:
+            while True:
+                chunk = await _first(command.chunks.get(), running)
+                if chunk is None:
+                    break
+                command.taken()
+                yield chunk
+            await running
+        finally:
+            if not running.done():
+                # The consumer went away mid-stream (client disconnected): the rest of
+                # the literal cannot be skipped cheaply, so the connection is dropped.
+                self.close()
+                await cancel_and_wait([running])
+
+    async def uid_store(
+        self, uid_set: str, change: str, flags: Sequence[str]
+    ) -> list[wire.FetchedItem]:
+        """`UID STORE uid_set +FLAGS|-FLAGS (flags)`; the server's resulting flags."""
+        if change not in ("+FLAGS", "-FLAGS"):
+            raise ValueError(change)
+        items = " ".join(flags)
+        return wire.parse_fetch(await self.command(f"UID STORE {uid_set} {change} ({items})"))
+
+    async def uid_move(self, uid_set: str, mailbox: str) -> tuple[int, dict[int, int]] | None:
+        """`UID MOVE` (RFC 6851); the COPYUID mapping when the server gives one."""
+        text = f"UID MOVE {uid_set} {wire.quote(wire.encode_mailbox_name(mailbox))}"
+        response = await self._run(text)
+        return wire.parse_copyuid(response.lines)
+
+    async def uid_copy(self, uid_set: str, mailbox: str) -> tuple[int, dict[int, int]] | None:
+        text = f"UID COPY {uid_set} {wire.quote(wire.encode_mailbox_name(mailbox))}"
+        response = await self._run(text)
+        return wire.parse_copyuid(response.lines)
+
+    async def uid_expunge(self, uid_set: str) -> None:
+        """Expunge exactly these UIDs (RFC 4315 UIDPLUS), never other `\\Deleted` mail."""
+        await self.command(f"UID EXPUNGE {uid_set}")
+
+    async def _run(self, text: str) -> aioimaplib.Response:
+        protocol = self._client.protocol
+        command = _RawCommand(
+            protocol.new_tag(), text, loop=protocol.loop, timeout=self._io_timeout
+        )
+        return await self._execute(command, text)
 
     async def enable(self, *extensions: str) -> None:
         wanted = [e for e in extensions if self.has(e)]
@@ -299,6 +441,21 @@ class ImapConnection:
         transport = self._client.protocol.transport
         if transport is not None:
             transport.close()
+
+
+async def _first(getting: Awaitable[bytes | None], running: asyncio.Future[Any]) -> bytes | None:
+    """The next chunk, or the command's error if it ends first without one."""
+    waiter = asyncio.ensure_future(getting)
+    try:
+        await asyncio.wait({waiter, running}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        waiter.cancel()
+        raise
+    if waiter.done():
+        return waiter.result()
+    waiter.cancel()
+    running.result()  # raises the command's error
+    return None
 
 
 async def _start_tls(client: _Client, host: str, context: ssl.SSLContext) -> None:

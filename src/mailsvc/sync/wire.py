@@ -501,3 +501,27 @@ def to_sexpr(value: object) -> str:
         + text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
         + '"'
     )
+
+
+_COPYUID = re.compile(rb"\[COPYUID (\d+) ([0-9:,]+) ([0-9:,]+)\]", re.IGNORECASE)
+
+
+def parse_copyuid(lines: Iterable[bytes | bytearray]) -> tuple[int, dict[int, int]] | None:
+    """RFC 4315 COPYUID of a COPY or MOVE answer: (destination UIDVALIDITY, old -> new UID).
+
+    MOVE reports it in an untagged OK, COPY in the tagged one; both lines are given.
+    None when the server did not say (no UIDPLUS) or said something inconsistent.
+    """
+    for line in lines:
+        match = _COPYUID.search(bytes(line))
+        if match is None:
+            continue
+        try:
+            sources = expand_uid_set(match.group(2).decode())
+            targets = expand_uid_set(match.group(3).decode())
+        except ValueError:
+            return None
+        if len(sources) != len(targets):
+            return None
+        return int(match.group(1)), dict(zip(sources, targets, strict=True))
+    return None

@@ -40,6 +40,52 @@ def as_uid(value: int | None) -> Uid | None:
     return None if value is None else Uid(value)
 
 
+def deleted_event(
+    message_id: uuid.UUID, mailbox_id: uuid.UUID, uid: int
+) -> tuple[str, dict[str, Any]]:
+    return (
+        "message.deleted",
+        {"message_id": str(message_id), "mailbox_id": str(mailbox_id), "uid": uid},
+    )
+
+
+async def record_server_changes(
+    session: AsyncSession,
+    tenant_id: str,
+    account_id: uuid.UUID,
+    mailbox_id: uuid.UUID,
+    *,
+    flag_changes: Sequence[tuple[int, list[str], int | None]] = (),
+    vanished: Sequence[int] = (),
+) -> tuple[int, int]:
+    """Store flags and expunges the server reported, with their changes and thread counts.
+
+    Used by the sync and by the API after it changed the server itself; either way
+    the rows end up as the server holds them. Returns (updated, deleted) counts.
+    """
+    messages = MessageRepository(session, tenant_id)
+    changed = await messages.update_flags(mailbox_id, flag_changes)
+    removed = await messages.delete_uids(mailbox_id, sorted(set(vanished)))
+    threads = [t for *_, t in changed if t is not None]
+    threads += [t for *_, t in removed if t is not None]
+    await ThreadRepository(session, tenant_id).refresh_summaries(threads)
+    events: list[tuple[str, dict[str, Any]]] = [
+        (
+            "message.updated",
+            {
+                "message_id": str(message_id),
+                "mailbox_id": str(mailbox_id),
+                "uid": uid,
+                "flags": flags,
+            },
+        )
+        for message_id, uid, flags, _ in changed
+    ]
+    events += [deleted_event(message_id, mailbox_id, uid) for message_id, uid, _ in removed]
+    await ChangeRepository(session, tenant_id).append_many(account_id, events)
+    return len(changed), len(removed)
+
+
 class MailboxWriter:
     """The transactions of one mailbox's pass; each method is one transaction."""
 
@@ -82,7 +128,10 @@ class MailboxWriter:
             )
             await ChangeRepository(session, self._tenant_id).append_many(
                 self._account_id,
-                [self._deleted_event(message_id, uid) for message_id, uid, _ in removed],
+                [
+                    deleted_event(message_id, self._mailbox.id, uid)
+                    for message_id, uid, _ in removed
+                ],
             )
             await MailboxRepository(session, self._tenant_id).set_fields(
                 self._mailbox.id,
@@ -94,12 +143,6 @@ class MailboxWriter:
         self._mailbox.uidvalidity = as_uid(uidvalidity)
         self._mailbox.messages_synced = 0
         return len(removed)
-
-    def _deleted_event(self, message_id: uuid.UUID, uid: int) -> tuple[str, dict[str, Any]]:
-        return (
-            "message.deleted",
-            {"message_id": str(message_id), "mailbox_id": str(self._mailbox.id), "uid": uid},
-        )
 
     async def refresh_statistics(self) -> None:
         async with self._sessionmaker.begin() as session:
@@ -277,25 +320,14 @@ class MailboxWriter:
         """Flag changes and deletions, then the cursor they vouch for; one transaction."""
         async with self._sessionmaker.begin() as session:
             messages = MessageRepository(session, self._tenant_id)
-            changed = await messages.update_flags(self._mailbox.id, flag_changes)
-            removed = await messages.delete_uids(self._mailbox.id, sorted(set(vanished)))
-            threads = [t for *_, t in changed if t is not None]
-            threads += [t for *_, t in removed if t is not None]
-            await ThreadRepository(session, self._tenant_id).refresh_summaries(threads)
-            events: list[tuple[str, dict[str, Any]]] = [
-                (
-                    "message.updated",
-                    {
-                        "message_id": str(message_id),
-                        "mailbox_id": str(self._mailbox.id),
-                        "uid": uid,
-                        "flags": flags,
-                    },
-                )
-                for message_id, uid, flags, _ in changed
-            ]
-            events += [self._deleted_event(message_id, uid) for message_id, uid, _ in removed]
-            await ChangeRepository(session, self._tenant_id).append_many(self._account_id, events)
+            changed, removed = await record_server_changes(
+                session,
+                self._tenant_id,
+                self._account_id,
+                self._mailbox.id,
+                flag_changes=flag_changes,
+                vanished=vanished,
+            )
             count = await messages.count(self._mailbox.id)
             # Every new UID below the server's UIDNEXT was fetched earlier in this pass.
             uidnext = max(self._mailbox.uidnext or 1, selected.uidnext or 1)
@@ -315,4 +347,4 @@ class MailboxWriter:
         self._mailbox.highestmodseq = (
             None if selected.highestmodseq is None else ModSeq(selected.highestmodseq)
         )
-        return len(changed), len(removed)
+        return changed, removed

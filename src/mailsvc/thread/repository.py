@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -18,6 +20,7 @@ from sqlalchemy import (
     not_,
     select,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, array
@@ -26,12 +29,52 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from mailsvc.kit.db import utcnow
 from mailsvc.kit.repository import TenantRepository
+from mailsvc.message.repository import MessageFilter, message_conditions
 from mailsvc.models import Message, Thread
 
 _EMPTY_JSON_ARRAY: ColumnElement[Any] = literal_column("'[]'::jsonb")
 
 
 class ThreadRepository(TenantRepository):
+    async def page(
+        self,
+        filters: MessageFilter,
+        *,
+        limit: int,
+        after: tuple[datetime, uuid.UUID] | None,
+    ) -> Sequence[Thread]:
+        """Threads with a message matching `filters`, newest activity first (keyset)."""
+        where: list[ColumnElement[bool]] = [Thread.tenant_id == self.tenant_id]
+        if filters.account_id is not None:
+            where.append(Thread.account_id == filters.account_id)
+        if filters.unread is True:
+            where.append(Thread.unread_count > 0)
+        narrowing = replace(filters, account_id=None, unread=None)
+        if narrowing != MessageFilter() or filters.unread is False:
+            if filters.unread is False:
+                narrowing = replace(narrowing, unread=False)
+            matching = select(Message.thread_id).where(
+                *message_conditions(self.tenant_id, narrowing)
+            )
+            if filters.account_id is not None:
+                matching = matching.where(Message.account_id == filters.account_id)
+            where.append(Thread.id.in_(matching))
+        if after is not None:
+            where.append(tuple_(Thread.last_message_at, Thread.id) < tuple_(*after))
+        result = await self.session.scalars(
+            select(Thread)
+            .where(*where)
+            .order_by(Thread.last_message_at.desc(), Thread.id.desc())
+            .limit(limit)
+        )
+        return list(result.all())
+
+    async def get(self, thread_id: uuid.UUID) -> Thread | None:
+        found: Thread | None = await self.session.scalar(
+            select(Thread).where(Thread.tenant_id == self.tenant_id, Thread.id == thread_id)
+        )
+        return found
+
     async def threads_by_message_ids(
         self, account_id: uuid.UUID, message_ids: Collection[str]
     ) -> list[tuple[str, uuid.UUID]]:

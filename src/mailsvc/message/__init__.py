@@ -1,0 +1,1 @@
+"""Messages API: list, read, stream, change flags, move and delete mirrored mail."""

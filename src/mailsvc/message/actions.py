@@ -1,0 +1,313 @@
+"""Changes to messages, made on the IMAP server first and then stored as it answered.
+
+Order of every action: open a connection of its own (`mailserver.open_mailbox`),
+change the server, read what the server now holds (the FETCH answers of STORE,
+COPYUID of MOVE/COPY), and only then write PostgreSQL, in the request's
+transaction. A server that refuses leaves mailsvc unchanged (502 problem); a
+message the server no longer has is reported as not found and left to the next
+sync pass to remove. Messages of several mailboxes or accounts are handled one
+mailbox at a time, each with one command per kind of change.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailsvc.account.repository import AccountRepository
+from mailsvc.errors import ConflictError, FieldError, NotFoundError, UnprocessableError
+from mailsvc.event.repository import ChangeRepository
+from mailsvc.message import schemas
+from mailsvc.message.mailserver import open_mailbox
+from mailsvc.message.repository import MessageRepository
+from mailsvc.models import Account, Mailbox, Message
+from mailsvc.state import AppState
+from mailsvc.sync import wire
+from mailsvc.sync.imap import ImapConnection
+from mailsvc.sync.queue import enqueue_sync
+from mailsvc.sync.writer import record_server_changes, session_free_flags
+from mailsvc.thread.repository import ThreadRepository
+
+# RFC 3501 atom, without the characters that are legal but trouble in practice.
+_KEYWORD = re.compile(r"[A-Za-z0-9$_.\-+&~!@#^'`|]{1,64}")
+
+
+def flag_changes(update: schemas.FlagsUpdate) -> tuple[list[str], list[str]]:
+    """(flags to add, flags to remove) for an update; 422 naming a bad keyword."""
+    add: list[str] = []
+    remove: list[str] = []
+    for flag, wanted in (
+        ("\\Seen", update.seen),
+        ("\\Flagged", update.flagged),
+        ("\\Answered", update.answered),
+    ):
+        if wanted is not None:
+            (add if wanted else remove).append(flag)
+    for name, keywords, target in (
+        ("add_keywords", update.add_keywords, add),
+        ("remove_keywords", update.remove_keywords, remove),
+    ):
+        for index, keyword in enumerate(keywords):
+            if not _KEYWORD.fullmatch(keyword):
+                raise UnprocessableError(
+                    "a keyword must be an IMAP atom",
+                    code="invalid_keyword",
+                    errors=[
+                        FieldError(
+                            field=f"body.{name}.{index}",
+                            message="letters, digits and $_.-+&~!@#^'`| only, at most 64",
+                        )
+                    ],
+                )
+            target.append(keyword)
+    if not add and not remove:
+        raise UnprocessableError(
+            "nothing to change",
+            code="empty_update",
+            errors=[FieldError(field="body", message="set at least one flag or keyword")],
+        )
+    return add, remove
+
+
+@dataclass
+class _Outcome:
+    done: list[uuid.UUID] = field(default_factory=list)
+    gone: list[uuid.UUID] = field(default_factory=list)
+
+
+_GroupAction = Callable[[ImapConnection, Account, Mailbox, list[Message]], Awaitable[_Outcome]]
+
+
+class MessageActions:
+    """Flag, move and delete one tenant's messages on their servers. Never commits."""
+
+    def __init__(self, session: AsyncSession, tenant_id: str, state: AppState) -> None:
+        self._session = session
+        self._tenant_id = tenant_id
+        self._state = state
+        self._messages = MessageRepository(session, tenant_id)
+        self._accounts = AccountRepository(session, tenant_id)
+
+    async def set_flags(
+        self, ids: Sequence[uuid.UUID], update: schemas.FlagsUpdate
+    ) -> schemas.BulkResult:
+        add, remove = flag_changes(update)
+
+        async def store_group(
+            connection: ImapConnection, account: Account, mailbox: Mailbox, rows: list[Message]
+        ) -> _Outcome:
+            return await self._store_flags(connection, account, mailbox, rows, add, remove)
+
+        return await self._each_mailbox(ids, store_group)
+
+    async def move(self, ids: Sequence[uuid.UUID], to: schemas.MoveRequest) -> schemas.BulkResult:
+        if (to.mailbox_id is None) == (to.role is None):
+            raise UnprocessableError(
+                "give either a mailbox id or a role",
+                code="invalid_destination",
+                errors=[
+                    FieldError(field="body.mailbox_id", message="exactly one of mailbox_id, role")
+                ],
+            )
+        targets: dict[uuid.UUID, Mailbox] = {}
+
+        async def move_group(
+            connection: ImapConnection, account: Account, mailbox: Mailbox, rows: list[Message]
+        ) -> _Outcome:
+            if account.id not in targets:
+                targets[account.id] = await self._destination(account, to)
+            target = targets[account.id]
+            if target.id == mailbox.id:
+                return _Outcome(done=[row.id for row in rows])
+            return await self._move(connection, account, mailbox, rows, target)
+
+        return await self._each_mailbox(ids, move_group)
+
+    async def delete(self, ids: Sequence[uuid.UUID], *, permanent: bool) -> schemas.BulkResult:
+        """To the account's Trash, or expunged when `permanent` or already in Trash."""
+
+        async def delete_group(
+            connection: ImapConnection, account: Account, mailbox: Mailbox, rows: list[Message]
+        ) -> _Outcome:
+            if permanent or mailbox.special_use == "trash":
+                return await self._expunge(connection, account, mailbox, rows)
+            trash = await self._messages.mailbox_with_role(account.id, "trash")
+            if trash is None:
+                raise ConflictError(
+                    "the account has no Trash mailbox; delete with permanent=true",
+                    code="no_trash_mailbox",
+                )
+            return await self._move(connection, account, mailbox, rows, trash)
+
+        return await self._each_mailbox(ids, delete_group)
+
+    async def _each_mailbox(
+        self, ids: Sequence[uuid.UUID], action: _GroupAction
+    ) -> schemas.BulkResult:
+        found = await self._messages.get_many(list(dict.fromkeys(ids)))
+        groups: dict[uuid.UUID, list[Message]] = defaultdict(list)
+        for row in found:
+            groups[row.mailbox_id].append(row)
+        outcome = _Outcome()
+        accounts_to_resync: set[uuid.UUID] = set()
+        for mailbox_id, rows in groups.items():
+            mailbox = await self._messages.mailbox(mailbox_id)
+            account = await self._accounts.get(rows[0].account_id)
+            if mailbox is None or account is None:
+                continue
+            async with open_mailbox(self._state, account, mailbox, readonly=False) as connection:
+                result: _Outcome = await action(connection, account, mailbox, rows)
+            outcome.done += result.done
+            outcome.gone += result.gone
+            if result.gone:
+                accounts_to_resync.add(account.id)
+        for account_id in accounts_to_resync:
+            # The server lost messages we still list: let a sync pass tidy up.
+            await enqueue_sync(
+                self._state.arq, tenant_id=self._tenant_id, account_id=account_id, full=False
+            )
+        known = {row.id for row in found}
+        return schemas.BulkResult(
+            done=outcome.done, not_found=[i for i in ids if i not in known] + outcome.gone
+        )
+
+    async def _store_flags(
+        self,
+        connection: ImapConnection,
+        account: Account,
+        mailbox: Mailbox,
+        rows: list[Message],
+        add: list[str],
+        remove: list[str],
+    ) -> _Outcome:
+        by_uid = {int(row.uid): row for row in rows}
+        uid_set = wire.compress_uid_set(by_uid)
+        answered: dict[int, list[str]] = {}
+        for change, flags in (("+FLAGS", add), ("-FLAGS", remove)):
+            if flags:
+                for item in await connection.uid_store(uid_set, change, flags):
+                    if item.uid is not None and item.flags is not None:
+                        answered[item.uid] = session_free_flags(item.flags)
+        await record_server_changes(
+            self._session,
+            self._tenant_id,
+            account.id,
+            mailbox.id,
+            flag_changes=[(uid, flags, None) for uid, flags in answered.items()],
+        )
+        return _Outcome(
+            done=[row.id for uid, row in by_uid.items() if uid in answered],
+            gone=[row.id for uid, row in by_uid.items() if uid not in answered],
+        )
+
+    async def _move(
+        self,
+        connection: ImapConnection,
+        account: Account,
+        source: Mailbox,
+        rows: list[Message],
+        target: Mailbox,
+    ) -> _Outcome:
+        by_uid = {int(row.uid): row for row in rows}
+        uid_set = wire.compress_uid_set(by_uid)
+        if connection.has("MOVE"):
+            copied = await connection.uid_move(uid_set, target.name)
+        elif connection.has("UIDPLUS"):
+            copied = await connection.uid_copy(uid_set, target.name)
+            await connection.uid_store(uid_set, "+FLAGS", ["\\Deleted"])
+            await connection.uid_expunge(uid_set)
+        else:
+            raise ConflictError(
+                "the server offers neither MOVE nor UIDPLUS, so a move could expunge "
+                "other messages",
+                code="move_unsupported",
+            )
+        if copied is None or target.uidvalidity is None or copied[0] != target.uidvalidity:
+            # Where the messages went is unknown (or the target is not synced yet):
+            # drop them here; the target's next sync stores them.
+            await record_server_changes(
+                self._session, self._tenant_id, account.id, source.id, vanished=list(by_uid)
+            )
+            await enqueue_sync(
+                self._state.arq, tenant_id=self._tenant_id, account_id=account.id, full=False
+            )
+            return _Outcome(done=[row.id for row in rows])
+        _, new_uids = copied
+        moves = [(by_uid[old].id, new) for old, new in new_uids.items() if old in by_uid]
+        await self._messages.relocate(moves, mailbox_id=target.id, uidvalidity=target.uidvalidity)
+        moved = {message_id for message_id, _ in moves}
+        await ThreadRepository(self._session, self._tenant_id).refresh_summaries(
+            [row.thread_id for row in rows if row.thread_id is not None and row.id in moved]
+        )
+        events: list[tuple[str, dict[str, Any]]] = [
+            (
+                "message.updated",
+                {
+                    "message_id": str(message_id),
+                    "mailbox_id": str(target.id),
+                    "previous_mailbox_id": str(source.id),
+                    "uid": uid,
+                },
+            )
+            for message_id, uid in moves
+        ]
+        await ChangeRepository(self._session, self._tenant_id).append_many(account.id, events)
+        return _Outcome(
+            done=[row.id for row in rows if row.id in moved],
+            gone=[row.id for row in rows if row.id not in moved],
+        )
+
+    async def _expunge(
+        self, connection: ImapConnection, account: Account, mailbox: Mailbox, rows: list[Message]
+    ) -> _Outcome:
+        if not connection.has("UIDPLUS"):
+            raise ConflictError(
+                "the server lacks UIDPLUS, so expunging could remove other messages",
+                code="expunge_unsupported",
+            )
+        by_uid = {int(row.uid): row for row in rows}
+        uid_set = wire.compress_uid_set(by_uid)
+        marked = await connection.uid_store(uid_set, "+FLAGS", ["\\Deleted"])
+        present = {item.uid for item in marked if item.uid is not None}
+        await connection.uid_expunge(uid_set)
+        await record_server_changes(
+            self._session, self._tenant_id, account.id, mailbox.id, vanished=list(by_uid)
+        )
+        return _Outcome(
+            done=[row.id for uid, row in by_uid.items() if uid in present],
+            gone=[row.id for uid, row in by_uid.items() if uid not in present],
+        )
+
+    async def _destination(self, account: Account, to: schemas.MoveRequest) -> Mailbox:
+        if to.mailbox_id is not None:
+            target = await self._messages.mailbox(to.mailbox_id)
+            if target is None or target.account_id != account.id or not target.selectable:
+                raise UnprocessableError(
+                    "the destination must be a mailbox of the message's account",
+                    code="invalid_destination",
+                    errors=[
+                        FieldError(field="body.mailbox_id", message="not a mailbox of this account")
+                    ],
+                )
+            return target
+        assert to.role is not None
+        target = await self._messages.mailbox_with_role(account.id, to.role)
+        if target is None:
+            raise UnprocessableError(
+                f"the account has no {to.role} mailbox",
+                code="invalid_destination",
+                errors=[FieldError(field="body.role", message=f"no {to.role} mailbox")],
+            )
+        return target
+
+
+def single(result: schemas.BulkResult) -> None:
+    """A one-message action: not found (anywhere) is a 404."""
+    if not result.done:
+        raise NotFoundError("message not found", code="message_not_found")

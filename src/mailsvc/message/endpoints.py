@@ -1,0 +1,297 @@
+"""`/api/messages`: list, search, read, stream, change, move and delete messages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+from fastapi.responses import StreamingResponse
+
+from mailsvc.auth.scopes import Scope
+from mailsvc.dependencies import Principal, SessionDep, StateDep, scoped
+from mailsvc.errors import problems
+from mailsvc.message import schemas
+from mailsvc.message.actions import MessageActions, single
+from mailsvc.message.service import ListRequest, MessageService
+from mailsvc.message.stream import Download, StreamService
+
+router = APIRouter(tags=["messages"])
+
+MailReader = Annotated[Principal, Depends(scoped(Scope.MAIL_READ))]
+MailWriter = Annotated[Principal, Depends(scoped(Scope.MAIL_WRITE))]
+PermanentQuery = Annotated[
+    bool,
+    Query(description="Expunge instead of moving to Trash (messages in Trash always are)."),
+]
+_PROBLEMS = problems(400, 401, 403, 404, 422, 429)
+_SERVER_PROBLEMS = problems(400, 401, 403, 404, 409, 422, 429, 502)
+
+_Q_DESCRIPTION = (
+    "Full-text search over subject, names and addresses, and body: words, "
+    '`"phrases"`, `OR`, `-exclusions`, and Gmail-style operators `from:` `to:` '
+    "`subject:` `has:attachment` `is:unread` `is:read` `is:starred` `before:` "
+    "`after:` `in:` `label:` (docs/search.md)."
+)
+
+
+async def _list(
+    principal: Principal, session: SessionDep, request: ListRequest
+) -> schemas.MessagePage:
+    return await MessageService(session, principal.tenant_id).page(request)
+
+
+@router.get(
+    "/api/messages",
+    operation_id="list_messages",
+    response_model=schemas.MessagePage,
+    responses=_PROBLEMS,
+)
+async def list_messages(
+    principal: MailReader,
+    session: SessionDep,
+    account_id: uuid.UUID | None = None,
+    mailbox: Annotated[
+        str | None,
+        Query(max_length=64, description="A mailbox id, or a role: `inbox`, `sent`, ..."),
+    ] = None,
+    thread_id: uuid.UUID | None = None,
+    unread: bool | None = None,
+    flagged: bool | None = None,
+    has_attachments: bool | None = None,
+    from_: Annotated[
+        str | None,
+        Query(alias="from", max_length=320, description="A word of a From name or address."),
+    ] = None,
+    to: Annotated[
+        str | None,
+        Query(max_length=320, description="A word of a To, Cc or Bcc name or address."),
+    ] = None,
+    after: Annotated[datetime | None, Query(description="Received at or after this time.")] = None,
+    before: Annotated[datetime | None, Query(description="Received before this time.")] = None,
+    q: Annotated[str | None, Query(max_length=1000, description=_Q_DESCRIPTION)] = None,
+    order: Annotated[
+        schemas.SortOrder,
+        Query(description="`relevance` applies to searches; lists sort by date."),
+    ] = "newest",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> schemas.MessagePage:
+    """List or search messages, newest first, with keyset paging."""
+    return await _list(
+        principal,
+        session,
+        ListRequest(
+            account_id=account_id,
+            mailbox=mailbox,
+            thread_id=thread_id,
+            unread=unread,
+            flagged=flagged,
+            has_attachments=has_attachments,
+            from_=from_,
+            to=to,
+            after=after,
+            before=before,
+            q=q,
+            order=order,
+            limit=limit,
+            cursor=cursor,
+        ),
+    )
+
+
+@router.get(
+    "/api/sync/search",
+    operation_id="search_messages",
+    response_model=schemas.MessagePage,
+    responses=_PROBLEMS,
+    tags=["search"],
+)
+async def search_messages(
+    principal: MailReader,
+    session: SessionDep,
+    query: Annotated[str, Query(min_length=1, max_length=1000, description=_Q_DESCRIPTION)],
+    account_id: uuid.UUID | None = None,
+    order: schemas.SortOrder = "relevance",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> schemas.MessagePage:
+    """Search messages (the original path; `GET /api/messages?q=` has every filter)."""
+    return await _list(
+        principal,
+        session,
+        ListRequest(
+            account_id=account_id,
+            q=query,
+            q_field="query",
+            order=order,
+            limit=limit,
+            cursor=cursor,
+        ),
+    )
+
+
+@router.get(
+    "/api/messages/{message_id}",
+    operation_id="get_message",
+    response_model=schemas.MessageOut,
+    responses=_PROBLEMS,
+)
+async def get_message(
+    message_id: uuid.UUID,
+    principal: MailReader,
+    session: SessionDep,
+    allow_remote: Annotated[
+        bool, Query(description="Keep remote images and styles in the HTML body.")
+    ] = False,
+) -> schemas.MessageOut:
+    """Read one message: headers, bodies, reply text and attachments."""
+    return await MessageService(session, principal.tenant_id).get(
+        message_id, allow_remote=allow_remote
+    )
+
+
+def _streamed(download: Download) -> StreamingResponse:
+    return StreamingResponse(
+        download.body, media_type=download.media_type, headers=download.headers
+    )
+
+
+@router.get(
+    "/api/messages/{message_id}/raw",
+    operation_id="get_message_raw",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"message/rfc822": {}}, "description": "The RFC 822 source."},
+        **_SERVER_PROBLEMS,
+    },
+)
+async def get_message_raw(
+    message_id: uuid.UUID, principal: MailReader, session: SessionDep, state: StateDep
+) -> StreamingResponse:
+    """Stream the message's RFC 822 source from the mail server."""
+    return _streamed(await StreamService(session, principal.tenant_id, state).raw(message_id))
+
+
+@router.get(
+    "/api/messages/{message_id}/attachments/{attachment_id}",
+    operation_id="get_attachment",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/octet-stream": {}},
+            "description": "The decoded attachment, with its type and file name.",
+        },
+        **_SERVER_PROBLEMS,
+    },
+)
+async def get_attachment(
+    message_id: uuid.UUID,
+    attachment_id: uuid.UUID,
+    principal: MailReader,
+    session: SessionDep,
+    state: StateDep,
+) -> StreamingResponse:
+    """Stream one attachment, decoded, from the mail server."""
+    service = StreamService(session, principal.tenant_id, state)
+    return _streamed(await service.attachment(message_id, attachment_id))
+
+
+@router.post(
+    "/api/messages/bulk/flags",
+    operation_id="bulk_update_flags",
+    response_model=schemas.BulkResult,
+    responses=_SERVER_PROBLEMS,
+)
+async def bulk_update_flags(
+    body: schemas.BulkFlagsUpdate, principal: MailWriter, session: SessionDep, state: StateDep
+) -> schemas.BulkResult:
+    """Set or clear flags on many messages, on their servers first."""
+    return await MessageActions(session, principal.tenant_id, state).set_flags(body.ids, body.flags)
+
+
+@router.post(
+    "/api/messages/bulk/move",
+    operation_id="bulk_move_messages",
+    response_model=schemas.BulkResult,
+    responses=_SERVER_PROBLEMS,
+)
+async def bulk_move_messages(
+    body: schemas.BulkMove, principal: MailWriter, session: SessionDep, state: StateDep
+) -> schemas.BulkResult:
+    """Move many messages to a mailbox (or role) of their account."""
+    return await MessageActions(session, principal.tenant_id, state).move(body.ids, body.to)
+
+
+@router.post(
+    "/api/messages/bulk/delete",
+    operation_id="bulk_delete_messages",
+    response_model=schemas.BulkResult,
+    responses=_SERVER_PROBLEMS,
+)
+async def bulk_delete_messages(
+    body: schemas.BulkIds,
+    principal: MailWriter,
+    session: SessionDep,
+    state: StateDep,
+    permanent: PermanentQuery = False,
+) -> schemas.BulkResult:
+    """Move many messages to Trash, or expunge them."""
+    return await MessageActions(session, principal.tenant_id, state).delete(
+        body.ids, permanent=permanent
+    )
+
+
+@router.patch(
+    "/api/messages/{message_id}",
+    operation_id="update_message_flags",
+    response_model=schemas.MessageSummary,
+    responses=_SERVER_PROBLEMS,
+)
+async def update_message_flags(
+    message_id: uuid.UUID,
+    body: schemas.FlagsUpdate,
+    principal: MailWriter,
+    session: SessionDep,
+    state: StateDep,
+) -> schemas.MessageSummary:
+    """Mark read or unread, star, answered, custom keywords; on the server first."""
+    single(await MessageActions(session, principal.tenant_id, state).set_flags([message_id], body))
+    return await MessageService(session, principal.tenant_id).summary(message_id)
+
+
+@router.post(
+    "/api/messages/{message_id}/move",
+    operation_id="move_message",
+    response_model=schemas.MessageSummary,
+    responses=_SERVER_PROBLEMS,
+)
+async def move_message(
+    message_id: uuid.UUID,
+    body: schemas.MoveRequest,
+    principal: MailWriter,
+    session: SessionDep,
+    state: StateDep,
+) -> schemas.MessageSummary:
+    """Move a message to another mailbox of its account (MOVE, or COPY + EXPUNGE)."""
+    single(await MessageActions(session, principal.tenant_id, state).move([message_id], body))
+    return await MessageService(session, principal.tenant_id).summary(message_id)
+
+
+@router.delete(
+    "/api/messages/{message_id}",
+    operation_id="delete_message",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_SERVER_PROBLEMS,
+)
+async def delete_message(
+    message_id: uuid.UUID,
+    principal: MailWriter,
+    session: SessionDep,
+    state: StateDep,
+    permanent: PermanentQuery = False,
+) -> None:
+    """Move a message to Trash, or expunge it (`permanent=true`)."""
+    actions = MessageActions(session, principal.tenant_id, state)
+    single(await actions.delete([message_id], permanent=permanent))

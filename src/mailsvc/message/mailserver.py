@@ -1,0 +1,59 @@
+"""Short-lived IMAP connections for the messages API (streaming and write-back).
+
+Requests never borrow the sync's connections, so a read or a change never waits
+behind a long FETCH or an IDLE (docs/sync.md). Each opens its own connection,
+selects the message's mailbox, checks that its UIDVALIDITY is still the stored one
+(otherwise the stored UIDs name other messages), and logs out at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from mailsvc.account.credentials import imap_server
+from mailsvc.errors import BadGatewayError, ConflictError
+from mailsvc.kit.mailserver import tls_context
+from mailsvc.models import Account, Mailbox
+from mailsvc.state import AppState
+from mailsvc.sync.imap import (
+    ImapAuthError,
+    ImapCommandError,
+    ImapConnectError,
+    ImapConnection,
+    connect_imap,
+)
+
+
+@asynccontextmanager
+async def open_mailbox(
+    state: AppState, account: Account, mailbox: Mailbox, *, readonly: bool
+) -> AsyncIterator[ImapConnection]:
+    """A connection with `mailbox` selected; IMAP failures become 502/409 problems."""
+    settings = state.settings
+    try:
+        connection = await connect_imap(
+            imap_server(state.secrets, account),
+            io_timeout=settings.mail_connect_timeout_seconds,
+            tls=tls_context(settings.mail_tls_ca_file),
+        )
+    except ImapAuthError as exc:
+        raise BadGatewayError(
+            f"the IMAP server refused the login: {exc}", code="imap_login_refused"
+        ) from exc
+    except ImapConnectError as exc:
+        raise BadGatewayError(str(exc), code="imap_unavailable") from exc
+    try:
+        selected = await connection.select(mailbox.name, readonly=readonly)
+        if mailbox.uidvalidity is not None and selected.uidvalidity != mailbox.uidvalidity:
+            raise ConflictError(
+                "the mailbox was recreated on the server; a sync will catch up",
+                code="mailbox_changed",
+            )
+        yield connection
+    except ImapCommandError as exc:
+        raise BadGatewayError(f"the IMAP server refused: {exc}", code="imap_refused") from exc
+    except ImapConnectError as exc:
+        raise BadGatewayError(str(exc), code="imap_unavailable") from exc
+    finally:
+        await connection.logout()

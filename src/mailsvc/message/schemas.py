@@ -1,0 +1,157 @@
+"""Message API bodies: summaries for lists, full messages, and changes to them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SortOrder = Literal["newest", "oldest", "relevance"]
+
+
+class AddressOut(BaseModel):
+    """A mailbox address with its display name, as the header gave them."""
+
+    name: str | None = None
+    address: str
+
+
+class MessageSummary(BaseModel):
+    """What a message list shows of each message."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    mailbox_id: uuid.UUID
+    thread_id: uuid.UUID | None
+    subject: str | None
+    from_: AddressOut | None = Field(
+        alias="from", description="The first From address (a header may hold several)."
+    )
+    to: list[AddressOut]
+    cc: list[AddressOut]
+    snippet: str | None = Field(description="The start of the text body, whitespace folded.")
+    date: datetime | None = Field(description="The Date header; null when missing or invalid.")
+    received_at: datetime = Field(
+        description="When the server received it (IMAP INTERNALDATE); lists sort on this."
+    )
+    flags: list[str] = Field(description="IMAP flags and keywords, e.g. `\\Seen`, `$Forwarded`.")
+    unread: bool
+    flagged: bool
+    has_attachments: bool
+    size: int = Field(description="Size of the RFC 822 source in octets.")
+    highlight: str | None = Field(
+        default=None,
+        description="Search results only: HTML-escaped excerpts of the body with the "
+        "matching words in `<mark>`.",
+    )
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class MessagePage(BaseModel):
+    """One page of messages; pass `next_cursor` as `cursor` for the next one."""
+
+    items: list[MessageSummary]
+    next_cursor: str | None = Field(
+        default=None, description="Null on the last page. Opaque; valid for the same filters."
+    )
+
+
+class AttachmentOut(BaseModel):
+    """An attachment or inline part; its content streams from the mail server."""
+
+    id: uuid.UUID
+    filename: str | None
+    content_type: str
+    size: int = Field(description="Encoded size on the server, in octets.")
+    content_id: str | None = Field(description="For `cid:` references in the HTML body.")
+    inline: bool
+    download_url: str
+
+
+class MessageOut(MessageSummary):
+    """A whole message: headers, bodies (HTML sanitized for display) and attachments."""
+
+    message_id: str | None = Field(description="The Message-ID header, without `<>`.")
+    in_reply_to: str | None
+    references: list[str]
+    sender: list[AddressOut]
+    reply_to: list[AddressOut]
+    bcc: list[AddressOut]
+    from_all: list[AddressOut] = Field(description="Every From address.")
+    text_body: str | None = Field(
+        description="From the text/plain part, or converted from HTML when there is none."
+    )
+    html_body: str | None = Field(
+        description="Sanitized: no scripts, event handlers, forms or frames; remote "
+        "images removed unless `allow_remote=true`; `cid:` images point at "
+        "`download_url`s."
+    )
+    remote_content_blocked: bool = Field(
+        description="True when the HTML referenced remote content that was removed."
+    )
+    reply_text: str | None = Field(
+        description="The new text of this message alone: without the quoted history "
+        "and the signature."
+    )
+    attachments: list[AttachmentOut]
+    parse_error: str | None = Field(
+        description="Set when the message was malformed; the rest holds what could be read."
+    )
+
+
+class FlagsUpdate(BaseModel):
+    """Flags to set or clear; fields left out are not changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seen: bool | None = Field(default=None, description="Read (`\\Seen`).")
+    flagged: bool | None = Field(default=None, description="Starred (`\\Flagged`).")
+    answered: bool | None = Field(default=None, description="`\\Answered`.")
+    add_keywords: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Custom keywords to add, e.g. `$Label1` (atoms: no spaces, "
+        "parentheses, quotes, `%`, `*`, `\\` or `]`).",
+    )
+    remove_keywords: list[str] = Field(default_factory=list, max_length=20)
+
+
+class MoveRequest(BaseModel):
+    """Where to move messages: a mailbox id, or a role of the same account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mailbox_id: uuid.UUID | None = None
+    role: Literal["inbox", "archive", "trash", "junk", "sent", "drafts"] | None = None
+
+
+class BulkIds(BaseModel):
+    """Messages to act on together (any accounts and mailboxes of the tenant)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[uuid.UUID] = Field(min_length=1, max_length=500)
+
+
+class BulkFlagsUpdate(BulkIds):
+    """Flags to change on many messages."""
+
+    flags: FlagsUpdate
+
+
+class BulkMove(BulkIds):
+    """Messages to move to one mailbox (all of them must belong to its account)."""
+
+    to: MoveRequest
+
+
+class BulkResult(BaseModel):
+    """What a bulk action did: every id is in exactly one list."""
+
+    done: list[uuid.UUID]
+    not_found: list[uuid.UUID] = Field(
+        description="Unknown ids, or messages already gone from the server."
+    )

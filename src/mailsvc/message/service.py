@@ -1,0 +1,349 @@
+"""Reading messages: filters and Gmail-style queries to SQL conditions, rows to API bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailsvc.errors import BadRequestError, FieldError, NotFoundError, UnprocessableError
+from mailsvc.kit.pagination import InvalidCursorError, decode_cursor, encode_cursor
+from mailsvc.message import schemas
+from mailsvc.message.repository import MessageFilter, MessageRepository, Position
+from mailsvc.mime.reply import reply_text
+from mailsvc.mime.sanitize import sanitize_html
+from mailsvc.models import Attachment, Message
+from mailsvc.models.mailbox import MAILBOX_ROLES
+from mailsvc.search.query import QuerySyntaxError, SearchQuery, parse_query
+from mailsvc.search.repository import HIGHLIGHT_START, HIGHLIGHT_STOP
+
+# Reply-text extraction is regular-expression work on the whole body; past this it
+# is not worth the CPU (and long texts are rarely replies worth trimming).
+_REPLY_TEXT_MAX_CHARS = 200_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListRequest:
+    """A list or search request as the endpoint received it."""
+
+    account_id: uuid.UUID | None = None
+    mailbox: str | None = None
+    thread_id: uuid.UUID | None = None
+    unread: bool | None = None
+    flagged: bool | None = None
+    has_attachments: bool | None = None
+    from_: str | None = None
+    to: str | None = None
+    after: datetime | None = None
+    before: datetime | None = None
+    q: str | None = None
+    order: str = "newest"
+    limit: int = 50
+    cursor: str | None = None
+    q_field: str = "q"
+
+
+def _address(value: dict[str, Any]) -> schemas.AddressOut:
+    return schemas.AddressOut(name=value.get("name"), address=value.get("address") or "")
+
+
+def _addresses(values: Sequence[dict[str, Any]] | None) -> list[schemas.AddressOut]:
+    return [_address(v) for v in values or ()]
+
+
+def _marked(excerpt: str | None) -> str | None:
+    """ts_headline output, HTML-escaped, with its markers turned into `<mark>`."""
+    if not excerpt or HIGHLIGHT_START not in excerpt:
+        return None
+    escaped = html.escape(excerpt, quote=False)
+    return escaped.replace(HIGHLIGHT_START, "<mark>").replace(HIGHLIGHT_STOP, "</mark>")
+
+
+def summary_from_row(row: Row[Any]) -> schemas.MessageSummary:
+    flags = list(row.flags or ())
+    senders = row.from_ or []
+    return schemas.MessageSummary(
+        id=row.id,
+        account_id=row.account_id,
+        mailbox_id=row.mailbox_id,
+        thread_id=row.thread_id,
+        subject=row.subject,
+        from_=_address(senders[0]) if senders else None,
+        to=_addresses(row.to),
+        cc=_addresses(row.cc),
+        snippet=row.snippet,
+        date=row.date,
+        received_at=row.internal_date,
+        flags=flags,
+        unread="\\Seen" not in flags,
+        flagged="\\Flagged" in flags,
+        has_attachments=row.has_attachments,
+        size=row.size,
+        highlight=_marked(getattr(row, "highlight", None)),
+    )
+
+
+def attachment_url(message_id: uuid.UUID, attachment_id: uuid.UUID) -> str:
+    return f"/api/messages/{message_id}/attachments/{attachment_id}"
+
+
+def _attachment_out(message_id: uuid.UUID, attachment: Attachment) -> schemas.AttachmentOut:
+    return schemas.AttachmentOut(
+        id=attachment.id,
+        filename=attachment.filename,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        content_id=attachment.content_id,
+        inline=attachment.is_inline,
+        download_url=attachment_url(message_id, attachment.id),
+    )
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max(a, b) if a and b else a or b
+
+
+def _earlier(a: datetime | None, b: datetime | None) -> datetime | None:
+    return min(a, b) if a and b else a or b
+
+
+def _both(a: bool | None, b: bool | None, field: str) -> bool | None:
+    if a is not None and b is not None and a != b:
+        raise UnprocessableError(
+            "the query and the filters contradict each other",
+            code="contradictory_filters",
+            errors=[FieldError(field=f"query.{field}", message="contradicts `q`")],
+        )
+    return a if a is not None else b
+
+
+class MessageService:
+    """Reads of one tenant's messages. Never commits."""
+
+    def __init__(self, session: AsyncSession, tenant_id: str) -> None:
+        self._messages = MessageRepository(session, tenant_id)
+
+    async def filters(self, request: ListRequest) -> MessageFilter:
+        """The request's filters and query as one `MessageFilter` (4xx when invalid)."""
+        return await self._filters(request, self._parse(request))
+
+    async def page(self, request: ListRequest) -> schemas.MessagePage:
+        filters = await self.filters(request)
+        order = request.order
+        if order == "relevance" and not filters.text:
+            order = "newest"  # nothing to rank by
+        after = self._position(request.cursor, order)
+        rows = await self._messages.page(
+            filters,
+            limit=request.limit + 1,
+            after=after,
+            order=order,
+            highlight=bool(filters.text),
+        )
+        items = [summary_from_row(row) for row in rows[: request.limit]]
+        next_cursor = None
+        if len(rows) > request.limit:
+            last = rows[request.limit - 1]
+            key = last.sort_key
+            next_cursor = encode_cursor(
+                {
+                    "o": order,
+                    "k": key.isoformat() if isinstance(key, datetime) else float(key),
+                    "i": str(last.id),
+                }
+            )
+        return schemas.MessagePage(items=items, next_cursor=next_cursor)
+
+    async def get(self, message_id: uuid.UUID, *, allow_remote: bool) -> schemas.MessageOut:
+        message = await self._messages.get(message_id)
+        if message is None:
+            raise NotFoundError("message not found", code="message_not_found")
+        return await message_out(message, allow_remote=allow_remote)
+
+    async def summary(self, message_id: uuid.UUID) -> schemas.MessageSummary:
+        row = await self._messages.summary(message_id)
+        if row is None:
+            raise NotFoundError("message not found", code="message_not_found")
+        return summary_from_row(row)
+
+    async def attachment(
+        self, message_id: uuid.UUID, attachment_id: uuid.UUID
+    ) -> tuple[Message, Attachment]:
+        found = await self._messages.attachment(message_id, attachment_id)
+        if found is None:
+            raise NotFoundError("attachment not found", code="attachment_not_found")
+        return found
+
+    async def message(self, message_id: uuid.UUID) -> Message:
+        found = await self._messages.get(message_id)
+        if found is None:
+            raise NotFoundError("message not found", code="message_not_found")
+        return found
+
+    @staticmethod
+    def _parse(request: ListRequest) -> SearchQuery:
+        try:
+            return parse_query(request.q or "")
+        except QuerySyntaxError as exc:
+            raise UnprocessableError(
+                str(exc),
+                code="invalid_query",
+                errors=[FieldError(field=f"query.{request.q_field}", message=str(exc))],
+            ) from exc
+
+    @staticmethod
+    def _position(cursor: str | None, order: str) -> Position | None:
+        if cursor is None:
+            return None
+        try:
+            raw = decode_cursor(cursor)
+            if raw.get("o") != order:
+                raise InvalidCursorError("cursor is for another order")
+            key = raw["k"]
+            return Position(
+                key=datetime.fromisoformat(key) if isinstance(key, str) else float(key),
+                id=uuid.UUID(str(raw["i"])),
+            )
+        except (InvalidCursorError, KeyError, TypeError, ValueError) as exc:
+            raise BadRequestError("cursor is not valid", code="invalid_cursor") from exc
+
+    async def _mailboxes(
+        self, request: ListRequest, query: SearchQuery
+    ) -> tuple[uuid.UUID, ...] | None:
+        """Mailboxes the request and its query allow (None: every mailbox)."""
+        account = request.account_id
+        chosen: list[tuple[uuid.UUID, ...]] = []
+        if request.mailbox is not None:
+            chosen.append(await self._mailbox_param(request.mailbox, account))
+        if query.mailbox_role is not None:
+            role = query.mailbox_role
+            chosen.append(
+                await self._messages.mailbox_ids(account_id=account, role=role, name=None)
+            )
+        if query.mailbox is not None:
+            name = query.mailbox
+            chosen.append(
+                await self._messages.mailbox_ids(account_id=account, role=None, name=name)
+            )
+        if not chosen:
+            return None
+        allowed = set(chosen[0])
+        for more in chosen[1:]:
+            allowed &= set(more)
+        return tuple(allowed)
+
+    async def _mailbox_param(
+        self, value: str, account_id: uuid.UUID | None
+    ) -> tuple[uuid.UUID, ...]:
+        try:
+            mailbox_id = uuid.UUID(value)
+        except ValueError:
+            pass
+        else:
+            if not await self._messages.has_mailbox(mailbox_id):
+                raise NotFoundError("mailbox not found", code="mailbox_not_found")
+            return (mailbox_id,)
+        role = value.lower()
+        if role in MAILBOX_ROLES:
+            return await self._messages.mailbox_ids(account_id=account_id, role=role, name=None)
+        raise UnprocessableError(
+            "mailbox must be a mailbox id or a role",
+            code="invalid_mailbox",
+            errors=[
+                FieldError(
+                    field="query.mailbox",
+                    message=f"a mailbox id or one of {', '.join(MAILBOX_ROLES)}",
+                )
+            ],
+        )
+
+    async def _filters(self, request: ListRequest, query: SearchQuery) -> MessageFilter:
+        after = _later(request.after, _day_start(query.after) if query.after else None)
+        before = _earlier(request.before, _day_start(query.before) if query.before else None)
+        filters = MessageFilter(
+            account_id=request.account_id,
+            mailbox_ids=await self._mailboxes(request, query),
+            thread_id=request.thread_id,
+            unread=_both(request.unread, query.unread, "unread"),
+            flagged=_both(request.flagged, query.flagged, "flagged"),
+            has_attachments=_both(request.has_attachments, query.has_attachment, "has_attachments"),
+            from_=tuple(query.from_),
+            to=tuple(query.to),
+            subject=tuple(query.subject),
+            not_from=tuple(query.excluded_from),
+            not_to=tuple(query.excluded_to),
+            not_subject=tuple(query.excluded_subject),
+            received_after=after,
+            received_before=before,
+            text=query.text,
+        )
+        if request.from_:
+            filters = replace(filters, from_=(*filters.from_, request.from_))
+        if request.to:
+            filters = replace(filters, to=(*filters.to, request.to))
+        return filters
+
+
+async def message_out(message: Message, *, allow_remote: bool) -> schemas.MessageOut:
+    """The API body of a whole message; sanitizing and reply extraction off the loop."""
+    urls = {
+        a.content_id.strip("<>").lower(): attachment_url(message.id, a.id)
+        for a in message.attachments
+        if a.content_id
+    }
+    sanitized = None
+    if message.html_body:
+        sanitized = await asyncio.to_thread(
+            sanitize_html,
+            message.html_body,
+            cid_url=lambda cid: urls.get(cid.strip("<>").lower()),
+            allow_remote=allow_remote,
+        )
+    text = message.text_body
+    reply = None
+    if text:
+        reply = await asyncio.to_thread(reply_text, text[:_REPLY_TEXT_MAX_CHARS])
+    flags = list(message.flags or ())
+    senders = list(message.from_ or [])
+    return schemas.MessageOut(
+        id=message.id,
+        account_id=message.account_id,
+        mailbox_id=message.mailbox_id,
+        thread_id=message.thread_id,
+        subject=message.subject,
+        from_=_address(senders[0]) if senders else None,
+        from_all=_addresses(senders),
+        to=_addresses(message.to),
+        cc=_addresses(message.cc),
+        bcc=_addresses(message.bcc),
+        sender=_addresses(message.sender),
+        reply_to=_addresses(message.reply_to),
+        snippet=message.snippet,
+        date=message.date,
+        received_at=message.internal_date,
+        flags=flags,
+        unread="\\Seen" not in flags,
+        flagged="\\Flagged" in flags,
+        has_attachments=message.has_attachments,
+        size=message.size,
+        message_id=message.message_id_header,
+        in_reply_to=message.in_reply_to,
+        references=list(message.references or ()),
+        text_body=text,
+        html_body=sanitized.html if sanitized else None,
+        remote_content_blocked=bool(sanitized and sanitized.remote_content_blocked),
+        reply_text=reply,
+        attachments=[_attachment_out(message.id, a) for a in message.attachments],
+        parse_error=message.parse_error,
+    )

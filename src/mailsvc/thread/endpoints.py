@@ -1,0 +1,72 @@
+"""`/api/threads`: conversations, newest activity first, and one with its messages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from mailsvc.auth.scopes import Scope
+from mailsvc.dependencies import Principal, SessionDep, scoped
+from mailsvc.errors import problems
+from mailsvc.message.service import ListRequest
+from mailsvc.thread import schemas
+from mailsvc.thread.reader import ThreadReader
+
+router = APIRouter(prefix="/api/threads", tags=["threads"])
+
+MailReader = Annotated[Principal, Depends(scoped(Scope.MAIL_READ))]
+_PROBLEMS = problems(400, 401, 403, 404, 422, 429)
+
+
+@router.get("", operation_id="list_threads", response_model=schemas.ThreadPage, responses=_PROBLEMS)
+async def list_threads(
+    principal: MailReader,
+    session: SessionDep,
+    account_id: uuid.UUID | None = None,
+    mailbox: Annotated[
+        str | None,
+        Query(max_length=64, description="Threads with a message in this mailbox id or role."),
+    ] = None,
+    unread: bool | None = None,
+    flagged: bool | None = None,
+    has_attachments: bool | None = None,
+    from_: Annotated[str | None, Query(alias="from", max_length=320)] = None,
+    to: Annotated[str | None, Query(max_length=320)] = None,
+    after: datetime | None = None,
+    before: datetime | None = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=1000, description="Threads with a message matching this search."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> schemas.ThreadPage:
+    """List threads with a message matching the filters, newest activity first."""
+    request = ListRequest(
+        account_id=account_id,
+        mailbox=mailbox,
+        unread=unread,
+        flagged=flagged,
+        has_attachments=has_attachments,
+        from_=from_,
+        to=to,
+        after=after,
+        before=before,
+        q=q,
+        limit=limit,
+        cursor=cursor,
+    )
+    return await ThreadReader(session, principal.tenant_id).page(request)
+
+
+@router.get(
+    "/{thread_id}", operation_id="get_thread", response_model=schemas.ThreadOut, responses=_PROBLEMS
+)
+async def get_thread(
+    thread_id: uuid.UUID, principal: MailReader, session: SessionDep
+) -> schemas.ThreadOut:
+    """Read a thread with its messages, oldest first."""
+    return await ThreadReader(session, principal.tenant_id).get(thread_id)

@@ -1,0 +1,76 @@
+"""Reading threads for the API (thread/service.py assigns them during sync)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailsvc.errors import BadRequestError, NotFoundError
+from mailsvc.kit.pagination import InvalidCursorError, decode_cursor, encode_cursor
+from mailsvc.message.repository import MessageRepository
+from mailsvc.message.schemas import AddressOut
+from mailsvc.message.service import ListRequest, MessageService, summary_from_row
+from mailsvc.models import Thread
+from mailsvc.thread import schemas
+from mailsvc.thread.repository import ThreadRepository
+
+# A thread page shows the whole conversation; past this, page its messages through
+# `GET /api/messages?thread_id=`.
+THREAD_MESSAGES_LIMIT = 500
+
+
+def _summary(thread: Thread) -> schemas.ThreadSummary:
+    return schemas.ThreadSummary(
+        id=thread.id,
+        account_id=thread.account_id,
+        subject=thread.subject,
+        participants=[
+            AddressOut(name=p.get("name"), address=p.get("address") or "")
+            for p in thread.participants or ()
+        ],
+        message_count=thread.message_count,
+        unread_count=thread.unread_count,
+        last_message_at=thread.last_message_at,
+    )
+
+
+class ThreadReader:
+    """Threads of one tenant. Never commits."""
+
+    def __init__(self, session: AsyncSession, tenant_id: str) -> None:
+        self._session = session
+        self._tenant_id = tenant_id
+        self._threads = ThreadRepository(session, tenant_id)
+
+    async def page(self, request: ListRequest) -> schemas.ThreadPage:
+        filters = await MessageService(self._session, self._tenant_id).filters(request)
+        after = None
+        if request.cursor is not None:
+            try:
+                raw = decode_cursor(request.cursor)
+                after = (datetime.fromisoformat(str(raw["t"])), uuid.UUID(str(raw["i"])))
+            except (InvalidCursorError, KeyError, ValueError) as exc:
+                raise BadRequestError("cursor is not valid", code="invalid_cursor") from exc
+        threads = await self._threads.page(filters, limit=request.limit + 1, after=after)
+        next_cursor = None
+        if len(threads) > request.limit:
+            last = threads[request.limit - 1]
+            next_cursor = encode_cursor({"t": last.last_message_at.isoformat(), "i": str(last.id)})
+        return schemas.ThreadPage(
+            items=[_summary(t) for t in threads[: request.limit]], next_cursor=next_cursor
+        )
+
+    async def get(self, thread_id: uuid.UUID) -> schemas.ThreadOut:
+        thread = await self._threads.get(thread_id)
+        if thread is None:
+            raise NotFoundError("thread not found", code="thread_not_found")
+        service = MessageService(self._session, self._tenant_id)
+        filters = await service.filters(ListRequest(thread_id=thread.id))
+        rows = await MessageRepository(self._session, self._tenant_id).page(
+            filters, limit=THREAD_MESSAGES_LIMIT, after=None, order="oldest", highlight=False
+        )
+        return schemas.ThreadOut(
+            **_summary(thread).model_dump(), messages=[summary_from_row(r) for r in rows]
+        )
