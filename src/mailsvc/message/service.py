@@ -66,7 +66,8 @@ def _marked(excerpt: str | None) -> str | None:
     return escaped.replace(HIGHLIGHT_START, "<mark>").replace(HIGHLIGHT_STOP, "</mark>")
 
 
-def summary_from_row(row: Row[Any]) -> schemas.MessageSummary:
+def summary_from_row(row: Row[Any] | Message) -> schemas.MessageSummary:
+    """The list view of a message, from a summary row or a whole `Message`."""
     flags = list(row.flags or ())
     senders = row.from_ or []
     return schemas.MessageSummary(
@@ -314,29 +315,13 @@ async def message_out(message: Message, *, allow_remote: bool) -> schemas.Messag
     reply = None
     if text:
         reply = await asyncio.to_thread(reply_text, text[:_REPLY_TEXT_MAX_CHARS])
-    flags = list(message.flags or ())
     senders = list(message.from_ or [])
     return schemas.MessageOut(
-        id=message.id,
-        account_id=message.account_id,
-        mailbox_id=message.mailbox_id,
-        thread_id=message.thread_id,
-        subject=message.subject,
-        from_=_address(senders[0]) if senders else None,
+        **summary_from_row(message).model_dump(),
         from_all=_addresses(senders),
-        to=_addresses(message.to),
-        cc=_addresses(message.cc),
         bcc=_addresses(message.bcc),
         sender=_addresses(message.sender),
         reply_to=_addresses(message.reply_to),
-        snippet=message.snippet,
-        date=message.date,
-        received_at=message.internal_date,
-        flags=flags,
-        unread="\\Seen" not in flags,
-        flagged="\\Flagged" in flags,
-        has_attachments=message.has_attachments,
-        size=message.size,
         message_id=message.message_id_header,
         in_reply_to=message.in_reply_to,
         references=list(message.references or ()),
