@@ -387,3 +387,35 @@ async def test_threads_list_newest_activity_first_with_counts(
         "/api/threads", params={"q": "subject:unrelated"}, headers=auth
     )
     assert [t["subject"] for t in only_unrelated.json()["items"]] == ["Unrelated"]
+
+
+async def test_cid_images_point_at_their_attachment_download(
+    client: httpx.AsyncClient, auth: Headers, engine: SyncEngine, target: SyncTarget,
+    dovecot: DovecotServer,
+) -> None:  # fmt: skip
+    message = EmailMessage()
+    message["From"] = "Alice <alice@example.test>"
+    message["To"] = "bob@example.test"
+    message["Subject"] = "Logo"
+    message.set_content("See the logo.")
+    message.add_alternative('<p>Logo: <img src="cid:logo.1@example.test"></p>', subtype="html")
+    html_part = message.get_payload()[1]
+    html_part.add_related(
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 64,
+        maintype="image",
+        subtype="png",
+        cid="<logo.1@example.test>",
+    )
+    await _append(dovecot, target, "INBOX", [message.as_bytes()])
+    await _sync(engine, target)
+    [summary] = await _all_pages(client, auth, {})
+
+    body = (await client.get(f"/api/messages/{summary['id']}", headers=auth)).json()
+
+    [image] = body["attachments"]
+    assert image["content_id"] == "logo.1@example.test"
+    assert f'src="{image["download_url"]}"' in body["html_body"]
+    assert body["remote_content_blocked"] is False
+    download = await client.get(image["download_url"], headers=auth)
+    assert download.content.startswith(b"\x89PNG")
+    assert download.headers["content-type"] == "image/png"
