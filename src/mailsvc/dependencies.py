@@ -24,7 +24,7 @@ from mailsvc.state import AppState
 _bearer = HTTPBearer(auto_error=False, description="An access token from `POST /auth/login`.")
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.mailsvc
     return state
 
