@@ -118,7 +118,7 @@ def message_conditions(tenant_id: str, filters: MessageFilter) -> list[ColumnEle
     where += [subject_matches(term) for term in filters.subject]
     where += [~address_matches((Message.from_,), value) for value in filters.not_from]
     where += [~address_matches(recipients, value) for value in filters.not_to]
-    where += [~subject_matches(term, use_index=False) for term in filters.not_subject]
+    where += [~subject_matches(term) for term in filters.not_subject]
     if filters.text:
         where.append(matches_text(filters.text))
     return where

@@ -78,6 +78,16 @@ class Message(TimestampMixin, Base):
             postgresql_with={"fastupdate": "off"},
         ),
         Index("ix_messages_in_reply_to", "tenant_id", "account_id", "in_reply_to"),
+        # `subject:` searches (migration 0005; same expression as
+        # mailsvc.search.repository.subject_document).
+        Index(
+            "ix_messages_subject_search",
+            text(
+                "to_tsvector('simple'::regconfig, (coalesce(subject, '') || ' ') "
+                "|| mailsvc_cjk_bigrams(coalesce(subject, '')))"
+            ),
+            postgresql_using="gin",
+        ),
         # Rows still waiting for their search document: near-empty, probed every pass.
         Index(
             "ix_messages_search_pending",
