@@ -53,9 +53,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
-import platform
 import random
 import secrets
 import shutil
@@ -79,6 +77,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import asyncpg
 import httpx
+from harness import (
+    LIVE_CHILDREN,
+    Results,
+    describe_ms,
+    interrupt,
+    kill_children,
+    machine_basics,
+    percentile,
+    quietly,
+    summary_ms,
+)
 from pydantic import SecretStr
 from searchcorpus import CorpusMessage, Mailbox, Query, build_queries, generate_mailbox, render
 from sqlalchemy import event
@@ -105,107 +114,6 @@ INDEX_CONNECTIONS = 2
 SERVE_START_TIMEOUT_SECONDS = 60
 # Settings of mailsvc that the environment must not change behind the bench's back.
 SETTING_NAMES = frozenset(name.upper() for name in Settings.model_fields)
-
-# Children started by this process; killed (and reaped) on any exit path.
-_LIVE_CHILDREN: set[subprocess.Popen[bytes]] = set()
-
-
-# -- results ----------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One line of the final table."""
-
-    what: str
-    value: str
-    target: str = ""
-    met: bool | None = None
-
-
-@dataclass
-class Results:
-    rows: list[Row] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, what: str, value: str, target: str = "", met: bool | None = None) -> None:
-        self.rows.append(Row(what, value, target, met))
-        print(f"  {what}: {value}" + (f"  [target {target}: {verdict(met)}]" if target else ""))
-
-    def print_table(self) -> None:
-        width = max(len(row.what) for row in self.rows)
-        print()
-        print(f"{'what':<{width}}  result")
-        print("-" * (width + 90))
-        for row in self.rows:
-            line = f"{row.what:<{width}}  {row.value}"
-            if row.target:
-                line += f"  => target {row.target}: {verdict(row.met)}"
-            print(line)
-        print()
-        print(f"command: {self.data['command']}")
-
-    def write_json(self, path: Path | None) -> None:
-        if path is not None:
-            self.data["rows"] = [row.__dict__ for row in self.rows]
-            path.write_text(json.dumps(self.data, indent=2, default=str, ensure_ascii=False))
-
-
-def verdict(met: bool | None) -> str:
-    return {True: "met", False: "MISSED", None: ""}[met]
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile: p95 of 600 samples is the 570th smallest."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
-def describe_ms(seconds: Sequence[float]) -> str:
-    """`p50 / p95 / p99 / max` of `seconds`, in milliseconds."""
-    return (
-        f"p50 {percentile(seconds, 0.5) * 1000:.1f} ms, p95 {percentile(seconds, 0.95) * 1000:.1f}"
-        f" ms, p99 {percentile(seconds, 0.99) * 1000:.1f} ms, max {max(seconds) * 1000:.1f} ms"
-    )
-
-
-def summary_ms(seconds: Sequence[float]) -> dict[str, float]:
-    return {
-        "p50_ms": percentile(seconds, 0.5) * 1000,
-        "p95_ms": percentile(seconds, 0.95) * 1000,
-        "p99_ms": percentile(seconds, 0.99) * 1000,
-        "max_ms": max(seconds) * 1000,
-        "mean_ms": statistics.fmean(seconds) * 1000,
-        "samples": len(seconds),
-    }
-
-
-# -- process hygiene --------------------------------------------------------------------
-
-
-def interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def kill_children() -> None:
-    for child in list(_LIVE_CHILDREN):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError, subprocess.TimeoutExpired):
-            child.wait(timeout=10)
-        _LIVE_CHILDREN.discard(child)
-
-
-def quietly(function: Callable[[], object]) -> Callable[[], None]:
-    """A clean-up step that must not stop the ones after it."""
-
-    def call() -> None:
-        try:
-            function()
-        except Exception as exc:
-            print(f"clean-up step failed: {exc!r}", file=sys.stderr)
-
-    return call
 
 
 def run_main(
@@ -242,32 +150,7 @@ def run_main(
 
 
 def machine_description(**versions: str) -> dict[str, Any]:
-    memory_kib = 0
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory_kib = int(line.split()[1])
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    revision = subprocess.run(
-        ["git", "-C", str(BENCH_DIR), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return {
-        "code": revision or "unknown",
-        "nproc": os.cpu_count(),
-        "memory_gib": round(memory_kib / 1024 / 1024, 1),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        **versions,
-    }
+    return {**machine_basics(), **versions}
 
 
 # -- servers ------------------------------------------------------------------------------
@@ -356,14 +239,14 @@ def start_process(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    _LIVE_CHILDREN.add(process)
+    LIVE_CHILDREN.add(process)
     return process
 
 
 def wait_process(process: subprocess.Popen[bytes], *, timeout: float | None = None) -> int:
     """Wait for a child of `start_process` to end on its own; its exit status."""
     returncode = process.wait(timeout=timeout)
-    _LIVE_CHILDREN.discard(process)
+    LIVE_CHILDREN.discard(process)
     return returncode
 
 
@@ -377,7 +260,7 @@ def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 15) -> No
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    _LIVE_CHILDREN.discard(process)
+    LIVE_CHILDREN.discard(process)
 
 
 def wait_until_serving(

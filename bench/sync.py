@@ -36,9 +36,7 @@ import contextlib
 import gc
 import imaplib
 import json
-import math
 import os
-import platform
 import random
 import resource
 import secrets
@@ -53,7 +51,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
@@ -66,6 +64,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import asyncpg
 from corpus import generate_corpus
+from harness import (
+    LIVE_CHILDREN,
+    Results,
+    interrupt,
+    kill_children,
+    machine_basics,
+    percentile,
+    quietly,
+)
 from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -105,52 +112,6 @@ _PINNED_SETTINGS = tuple(
     for name in Settings.model_fields
     if name.startswith(("sync_", "idle_", "database_pool", "mail_")) or name == "log_level"
 )
-
-# Children started by this process; killed (and reaped) on any exit path.
-_LIVE_CHILDREN: set[subprocess.Popen[bytes]] = set()
-
-
-# -- targets ----------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One line of the final table."""
-
-    what: str
-    value: str
-    target: str = ""
-    met: bool | None = None
-
-
-@dataclass
-class Results:
-    rows: list[Row] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, what: str, value: str, target: str = "", met: bool | None = None) -> None:
-        self.rows.append(Row(what, value, target, met))
-        print(f"  {what}: {value}" + (f"  [target {target}: {_verdict(met)}]" if target else ""))
-
-
-def _verdict(met: bool | None) -> str:
-    return {True: "met", False: "MISSED", None: ""}[met]
-
-
-# -- process hygiene --------------------------------------------------------------------
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _kill_children() -> None:
-    for child in list(_LIVE_CHILDREN):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError, subprocess.TimeoutExpired):
-            child.wait(timeout=10)
-        _LIVE_CHILDREN.discard(child)
 
 
 @dataclass
@@ -194,7 +155,7 @@ def run_child(command: Sequence[str], *, env: dict[str, str] | None = None, cwd:
         child = subprocess.Popen(
             list(command), stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True
         )
-        _LIVE_CHILDREN.add(child)
+        LIVE_CHILDREN.add(child)
         sampler = _HighWaterSampler(child.pid)
         sampler.start()
         try:
@@ -210,7 +171,7 @@ def run_child(command: Sequence[str], *, env: dict[str, str] | None = None, cwd:
                 os.killpg(child.pid, signal.SIGKILL)
             if child.returncode is None:
                 child.wait()
-            _LIVE_CHILDREN.discard(child)
+            LIVE_CHILDREN.discard(child)
         out.seek(0)
         err.seek(0)
         return ChildRun(
@@ -646,12 +607,6 @@ async def _wait_for(check: Callable[[], Any], *, within: float, what: str) -> No
         await asyncio.sleep(0.05)
 
 
-def _percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile: p95 of 50 samples is the 48th smallest."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
 async def in_process_steps(
     ctx: Context, account_id: uuid.UUID, user: TestMailUser, seed: int
 ) -> None:
@@ -822,7 +777,7 @@ async def latency_step(
     if not latencies:
         raise RuntimeError("no delivered message became visible")
     p50 = statistics.median(latencies)
-    p95 = _percentile(latencies, 0.95)
+    p95 = percentile(latencies, 0.95)
     results.data["latency"] = {
         "samples": latencies,
         "p50": p50,
@@ -853,19 +808,7 @@ async def latency_step(
 
 
 def machine_description() -> dict[str, Any]:
-    memory_kib = 0
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory_kib = int(line.split()[1])
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     versions = {
-        "python": platform.python_version(),
         "mbsync": subprocess.run(
             [MBSYNC, "--version"], capture_output=True, text=True
         ).stdout.strip(),
@@ -873,20 +816,7 @@ def machine_description() -> dict[str, Any]:
             ["dovecot", "--version"], capture_output=True, text=True
         ).stdout.strip(),
     }
-    revision = subprocess.run(
-        ["git", "-C", str(BENCH_DIR), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return {
-        "code": revision or "unknown",
-        "nproc": os.cpu_count(),
-        "memory_gib": round(memory_kib / 1024 / 1024, 1),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        **versions,
-    }
+    return {**machine_basics(), **versions}
 
 
 def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
@@ -919,14 +849,14 @@ def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
         postgres_markers.append(str(workdir / "postgres"))
         postgres = EmbeddedPostgres(workdir / "postgres")
         server_url = postgres.start()
-        stack.callback(_quietly(postgres.stop))
+        stack.callback(quietly(postgres.stop))
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         redis_server = EmbeddedRedis(workdir / "redis", persist=False)
         redis_url = redis_server.start()
         stack.callback(redis_server.stop)
     database_url, database_name = asyncio.run(create_database(server_url, prefix="mailsvc_bench"))
-    stack.callback(_quietly(lambda: asyncio.run(drop_database(server_url, database_name))))
+    stack.callback(quietly(lambda: asyncio.run(drop_database(server_url, database_name))))
     postgres_markers.append(database_name)
     print(f"servers up and database migrated in {time.perf_counter() - started:.1f} s")
 
@@ -1082,32 +1012,6 @@ def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     return results
 
 
-def _quietly(function: Callable[[], object]) -> Callable[[], None]:
-    """A clean-up step that must not stop the ones after it."""
-
-    def call() -> None:
-        try:
-            function()
-        except Exception as exc:
-            print(f"clean-up step failed: {exc!r}", file=sys.stderr)
-
-    return call
-
-
-def print_table(results: Results) -> None:
-    width = max(len(row.what) for row in results.rows)
-    print()
-    print(f"{'what':<{width}}  result")
-    print("-" * (width + 100))
-    for row in results.rows:
-        line = f"{row.what:<{width}}  {row.value}"
-        if row.target:
-            line += f"  => target {row.target}: {_verdict(row.met)}"
-        print(line)
-    print()
-    print(f"command: {results.data['command']}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10_000, help="corpus size")
@@ -1121,20 +1025,20 @@ def main() -> None:
     # inside asyncio.run, whose own SIGINT handling only cancels the main task), and
     # the ExitStack below then stops everything that was started.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
+        signal.signal(signum, interrupt)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         # Registered first, so it runs last: children die before their servers go.
-        stack.callback(_kill_children)
+        stack.callback(kill_children)
         try:
             results = run_bench(args, stack)
-        except KeyboardInterrupt as interrupt:
-            print(f"interrupted ({interrupt}); stopping everything started ...", file=sys.stderr)
-            _kill_children()
+        except KeyboardInterrupt as stopped:
+            print(f"interrupted ({stopped}); stopping everything started ...", file=sys.stderr)
+            kill_children()
             stack.close()
             sys.exit(130)
         finally:
-            _kill_children()
+            kill_children()
             print("cleaning up ...", file=sys.stderr)
     gc.collect()  # let asyncio report (to _quiet_idle_aborts) what it still holds
     if _IDLE_ABORTS:
@@ -1144,10 +1048,8 @@ def main() -> None:
             f"{_IDLE_ABORTS[0]!r} that nobody retrieved after IdleSupervisor.stop() "
             "(mailsvc/sync/idle.py closes connections inside IDLE)"
         )
-    print_table(results)
-    if args.json is not None:
-        results.data["rows"] = [row.__dict__ for row in results.rows]
-        args.json.write_text(json.dumps(results.data, indent=2, default=str))
+    results.print_table()
+    results.write_json(args.json)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(f"bench took {time.perf_counter() - started:.0f} s (bench process peak RSS "
           f"{usage.ru_maxrss / 1024:.0f} MB)")  # fmt: skip
