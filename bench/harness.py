@@ -6,19 +6,24 @@ stops them (and their process groups) on every way out, Ctrl-C and kill included
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
 import os
 import platform
+import resource
 import signal
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mailsvc.logging import configure_logging
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -151,3 +156,45 @@ def machine_basics() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
     }
+
+
+def run_main(
+    description: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace, contextlib.ExitStack], Results],
+    *,
+    finish: Callable[[Results], None] | None = None,
+) -> None:
+    """Parse arguments, run, and stop everything started, also on Ctrl-C or kill.
+
+    `finish` sees the results once everything is stopped, before they are printed.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    add_arguments(parser)
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    # Ctrl-C, kill and a closed terminal all stop the run at once, wherever it is (also
+    # inside asyncio.run), and the ExitStack then stops everything that was started.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        # Registered first, so it runs last: children die before their servers go.
+        stack.callback(kill_children)
+        try:
+            results = run(args, stack)
+        except KeyboardInterrupt as stopped:
+            print(f"interrupted ({stopped}); stopping everything started ...", file=sys.stderr)
+            kill_children()
+            stack.close()
+            sys.exit(130)
+        finally:
+            kill_children()
+            print("cleaning up ...", file=sys.stderr)
+    if finish is not None:
+        finish(results)
+    results.print_table()
+    results.write_json(args.json)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    elapsed = time.perf_counter() - started
+    print(f"bench took {elapsed:.0f} s (bench process peak RSS {peak_mb:.0f} MB)")

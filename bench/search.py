@@ -65,7 +65,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,11 +81,10 @@ from harness import (
     LIVE_CHILDREN,
     Results,
     describe_ms,
-    interrupt,
-    kill_children,
     machine_basics,
     percentile,
     quietly,
+    run_main,
     summary_ms,
 )
 from pydantic import SecretStr
@@ -99,7 +98,6 @@ from mailsvc.auth.tokens import TokenCodec
 from mailsvc.config import Settings, generate_encryption_key
 from mailsvc.embedded import EmbeddedPostgres, EmbeddedRedis, free_loopback_port
 from mailsvc.kit.db import create_engine, create_sessionmaker
-from mailsvc.logging import configure_logging
 from mailsvc.message.service import ListRequest, MessageService
 from mailsvc.mime.text import make_snippet
 from mailsvc.search.repository import SearchIndexRepository
@@ -114,39 +112,6 @@ INDEX_CONNECTIONS = 2
 SERVE_START_TIMEOUT_SECONDS = 60
 # Settings of mailsvc that the environment must not change behind the bench's back.
 SETTING_NAMES = frozenset(name.upper() for name in Settings.model_fields)
-
-
-def run_main(
-    description: str,
-    add_arguments: Callable[[argparse.ArgumentParser], None],
-    run: Callable[[argparse.Namespace, contextlib.ExitStack], Results],
-) -> None:
-    """Parse arguments, run, and stop everything started, also on Ctrl-C or kill."""
-    parser = argparse.ArgumentParser(description=description)
-    add_arguments(parser)
-    args = parser.parse_args()
-    configure_logging("WARNING")
-    # Ctrl-C, kill and a closed terminal all stop the run at once, wherever it is (also
-    # inside asyncio.run), and the ExitStack then stops everything that was started.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
-    started = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        # Registered first, so it runs last: children die before their servers go.
-        stack.callback(kill_children)
-        try:
-            results = run(args, stack)
-        except KeyboardInterrupt as stopped:
-            print(f"interrupted ({stopped}); stopping everything started ...", file=sys.stderr)
-            kill_children()
-            stack.close()
-            sys.exit(130)
-        finally:
-            kill_children()
-            print("cleaning up ...", file=sys.stderr)
-    results.print_table()
-    results.write_json(args.json)
-    print(f"bench took {time.perf_counter() - started:.0f} s")
 
 
 def machine_description(**versions: str) -> dict[str, Any]:

@@ -38,7 +38,6 @@ import imaplib
 import json
 import os
 import random
-import resource
 import secrets
 import shutil
 import signal
@@ -67,11 +66,10 @@ from corpus import generate_corpus
 from harness import (
     LIVE_CHILDREN,
     Results,
-    interrupt,
-    kill_children,
     machine_basics,
     percentile,
     quietly,
+    run_main,
 )
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -86,7 +84,6 @@ from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.db import create_engine, create_sessionmaker
 from mailsvc.kit.ids import uuid7
 from mailsvc.kit.redis import create_redis
-from mailsvc.logging import configure_logging
 from mailsvc.models import Account, Attachment, Change, Message
 from mailsvc.state import build_secret_box
 from mailsvc.sync.engine import SyncEngine, SyncReport
@@ -1012,34 +1009,14 @@ def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=10_000, help="corpus size")
     parser.add_argument("--seed", type=int, default=1, help="corpus seed")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--profile", type=Path, help="py-spy an extra initial sync into DIR")
-    args = parser.parse_args()
 
-    configure_logging("WARNING")
-    # Ctrl-C, kill and a closed terminal all stop the run at once, wherever it is (also
-    # inside asyncio.run, whose own SIGINT handling only cancels the main task), and
-    # the ExitStack below then stops everything that was started.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
-    started = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        # Registered first, so it runs last: children die before their servers go.
-        stack.callback(kill_children)
-        try:
-            results = run_bench(args, stack)
-        except KeyboardInterrupt as stopped:
-            print(f"interrupted ({stopped}); stopping everything started ...", file=sys.stderr)
-            kill_children()
-            stack.close()
-            sys.exit(130)
-        finally:
-            kill_children()
-            print("cleaning up ...", file=sys.stderr)
+
+def report_idle_aborts(results: Results) -> None:
     gc.collect()  # let asyncio report (to _quiet_idle_aborts) what it still holds
     if _IDLE_ABORTS:
         results.data["idle_tasks_never_retrieved"] = len(_IDLE_ABORTS)
@@ -1048,11 +1025,10 @@ def main() -> None:
             f"{_IDLE_ABORTS[0]!r} that nobody retrieved after IdleSupervisor.stop() "
             "(mailsvc/sync/idle.py closes connections inside IDLE)"
         )
-    results.print_table()
-    results.write_json(args.json)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"bench took {time.perf_counter() - started:.0f} s (bench process peak RSS "
-          f"{usage.ru_maxrss / 1024:.0f} MB)")  # fmt: skip
+
+
+def main() -> None:
+    run_main(__doc__.split("\n\n")[0], add_arguments, run_bench, finish=report_idle_aborts)
 
 
 if __name__ == "__main__":
