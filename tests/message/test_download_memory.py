@@ -97,10 +97,14 @@ async def test_a_20_mb_attachment_downloads_intact_in_bounded_memory(
 
     assert received == ATTACHMENT_BYTES
     assert digest.digest() == hashlib.sha256(payload).digest()
+    # By design at most 8 socket reads (up to 256 KiB each) wait in the queue before
+    # the socket is paused, plus the decoder's and the HTTP writer's buffers: ~3 MiB.
+    # Measured 1.2 MiB alone and 4.3 MiB on a busy machine (allocator noise); a
+    # download held whole would add 20 MiB or more.
     grown_mib = (peak - baseline) / 1024
-    assert grown_mib < 4, f"server grew by {grown_mib:.1f} MiB during a 20 MiB download"
+    assert grown_mib < 8, f"server grew by {grown_mib:.1f} MiB during a 20 MiB download"
     cold_mib = (first_peak - first_baseline) / 1024
-    assert cold_mib < 12, f"a cold server grew by {cold_mib:.1f} MiB during its first download"
+    assert cold_mib < 16, f"a cold server grew by {cold_mib:.1f} MiB during its first download"
 
 
 async def _download_peak(client: httpx.AsyncClient, url: str, pid: int) -> int:
