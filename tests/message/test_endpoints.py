@@ -273,17 +273,20 @@ async def test_bulk_actions_report_each_id(
     dovecot: DovecotServer,
 ) -> None:  # fmt: skip
     await _append(dovecot, target, "INBOX", [_message(f"bulk {i}") for i in range(6)])
+    await _append(dovecot, target, "Archive", [_message(f"filed {i}") for i in range(2)])
     await _sync(engine, target)
-    ids = [m["id"] for m in await _all_pages(client, auth, {})]
+    ids = [m["id"] for m in await _all_pages(client, auth, {"mailbox": "inbox"})]
+    filed = [m["id"] for m in await _all_pages(client, auth, {"mailbox": "archive"})]
     unknown = str(uuid.uuid4())
 
+    # Two mailboxes of one account in one request.
     read = await client.post(
         "/api/messages/bulk/flags",
-        json={"ids": [*ids[:4], unknown], "flags": {"seen": True}},
+        json={"ids": [*ids[:4], *filed, unknown], "flags": {"seen": True}},
         headers=auth,
     )
     assert read.status_code == 200, read.text
-    assert set(read.json()["done"]) == set(ids[:4])
+    assert set(read.json()["done"]) == {*ids[:4], *filed}
     assert read.json()["not_found"] == [unknown]
     moved = await client.post(
         "/api/messages/bulk/move", json={"ids": ids[:3], "to": {"role": "archive"}}, headers=auth
@@ -296,9 +299,9 @@ async def test_bulk_actions_report_each_id(
 
     flags = await asyncio.to_thread(_server_flags, dovecot, target, "Archive")
     assert all("\\Seen" in f for f in flags.values())
-    assert len(flags) == 3
+    assert len(flags) == 5
     assert await asyncio.to_thread(_server_flags, dovecot, target, "INBOX") == {}
-    assert len(await _all_pages(client, auth, {"unread": "false"})) == 3
+    assert len(await _all_pages(client, auth, {"unread": "false"})) == 5
 
 
 async def test_a_refusing_server_leaves_the_stored_state_as_it_was(

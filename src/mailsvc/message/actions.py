@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailsvc.account.repository import AccountRepository
 from mailsvc.errors import ConflictError, FieldError, NotFoundError, UnprocessableError
 from mailsvc.event.repository import ChangeRepository
+from mailsvc.kit.db import after_commit
 from mailsvc.message import schemas
-from mailsvc.message.mailserver import open_mailbox
+from mailsvc.message.mailserver import open_account, select_mailbox
 from mailsvc.message.repository import MessageRepository
 from mailsvc.models import Account, Mailbox, Message
 from mailsvc.state import AppState
@@ -151,31 +152,44 @@ class MessageActions:
         self, ids: Sequence[uuid.UUID], action: _GroupAction
     ) -> schemas.BulkResult:
         found = await self._messages.get_many(list(dict.fromkeys(ids)))
-        groups: dict[uuid.UUID, list[Message]] = defaultdict(list)
+        # One connection per account, one SELECT per mailbox in it.
+        groups: dict[uuid.UUID, dict[uuid.UUID, list[Message]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
         for row in found:
-            groups[row.mailbox_id].append(row)
+            groups[row.account_id][row.mailbox_id].append(row)
         outcome = _Outcome()
-        accounts_to_resync: set[uuid.UUID] = set()
-        for mailbox_id, rows in groups.items():
-            mailbox = await self._messages.mailbox(mailbox_id)
-            account = await self._accounts.get(rows[0].account_id)
-            if mailbox is None or account is None:
+        for account_id, mailboxes in groups.items():
+            account = await self._accounts.get(account_id)
+            if account is None:
                 continue
-            async with open_mailbox(self._state, account, mailbox, readonly=False) as connection:
-                result: _Outcome = await action(connection, account, mailbox, rows)
-            outcome.done += result.done
-            outcome.gone += result.gone
-            if result.gone:
-                accounts_to_resync.add(account.id)
-        for account_id in accounts_to_resync:
-            # The server lost messages we still list: let a sync pass tidy up.
-            await enqueue_sync(
-                self._state.arq, tenant_id=self._tenant_id, account_id=account_id, full=False
-            )
+            gone_before = len(outcome.gone)
+            async with open_account(self._state, account) as connection:
+                for mailbox_id, rows in mailboxes.items():
+                    mailbox = await self._messages.mailbox(mailbox_id)
+                    if mailbox is None:
+                        continue
+                    await select_mailbox(connection, mailbox, readonly=False)
+                    result = await action(connection, account, mailbox, rows)
+                    outcome.done += result.done
+                    outcome.gone += result.gone
+            if len(outcome.gone) > gone_before:
+                # The server lost messages we still list: let a sync pass tidy up.
+                self._resync_after_commit(account.id)
         known = {row.id for row in found}
         return schemas.BulkResult(
             done=outcome.done, not_found=[i for i in ids if i not in known] + outcome.gone
         )
+
+    def _resync_after_commit(self, account_id: uuid.UUID) -> None:
+        """Queue a sync once this request's changes are committed, so it sees them."""
+
+        async def enqueue() -> None:
+            await enqueue_sync(
+                self._state.arq, tenant_id=self._tenant_id, account_id=account_id, full=False
+            )
+
+        after_commit(self._session, enqueue)
 
     async def _store_flags(
         self,
@@ -234,9 +248,7 @@ class MessageActions:
             await record_server_changes(
                 self._session, self._tenant_id, account.id, source.id, vanished=list(by_uid)
             )
-            await enqueue_sync(
-                self._state.arq, tenant_id=self._tenant_id, account_id=account.id, full=False
-            )
+            self._resync_after_commit(account.id)
             return _Outcome(done=[row.id for row in rows])
         _, new_uids = copied
         moves = [(by_uid[old].id, new) for old, new in new_uids.items() if old in by_uid]

@@ -26,10 +26,8 @@ from mailsvc.sync.imap import (
 
 
 @asynccontextmanager
-async def open_mailbox(
-    state: AppState, account: Account, mailbox: Mailbox, *, readonly: bool
-) -> AsyncIterator[ImapConnection]:
-    """A connection with `mailbox` selected; IMAP failures become 502/409 problems."""
+async def open_account(state: AppState, account: Account) -> AsyncIterator[ImapConnection]:
+    """A logged-in connection; IMAP failures inside become 502/409 problems."""
     settings = state.settings
     try:
         connection = await connect_imap(
@@ -44,12 +42,6 @@ async def open_mailbox(
     except ImapConnectError as exc:
         raise BadGatewayError(str(exc), code="imap_unavailable") from exc
     try:
-        selected = await connection.select(mailbox.name, readonly=readonly)
-        if mailbox.uidvalidity is not None and selected.uidvalidity != mailbox.uidvalidity:
-            raise ConflictError(
-                "the mailbox was recreated on the server; a sync will catch up",
-                code="mailbox_changed",
-            )
         yield connection
     except ImapCommandError as exc:
         raise BadGatewayError(f"the IMAP server refused: {exc}", code="imap_refused") from exc
@@ -57,3 +49,23 @@ async def open_mailbox(
         raise BadGatewayError(str(exc), code="imap_unavailable") from exc
     finally:
         await connection.logout()
+
+
+async def select_mailbox(connection: ImapConnection, mailbox: Mailbox, *, readonly: bool) -> None:
+    """SELECT (or EXAMINE) `mailbox`, refusing one whose UIDVALIDITY changed."""
+    selected = await connection.select(mailbox.name, readonly=readonly)
+    if mailbox.uidvalidity is not None and selected.uidvalidity != mailbox.uidvalidity:
+        raise ConflictError(
+            "the mailbox was recreated on the server; a sync will catch up",
+            code="mailbox_changed",
+        )
+
+
+@asynccontextmanager
+async def open_mailbox(
+    state: AppState, account: Account, mailbox: Mailbox, *, readonly: bool
+) -> AsyncIterator[ImapConnection]:
+    """A connection with `mailbox` selected (see `open_account`)."""
+    async with open_account(state, account) as connection:
+        await select_mailbox(connection, mailbox, readonly=readonly)
+        yield connection
