@@ -8,6 +8,7 @@ this module never needs settings.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -24,6 +25,7 @@ from mailsvc.auth.tokens import TokenCodec
 from mailsvc.config import Settings, get_settings
 from mailsvc.errors import install_error_handlers
 from mailsvc.kit.db import create_engine, create_sessionmaker
+from mailsvc.kit.mailserver import tls_context
 from mailsvc.kit.ratelimit import TenantRateLimiter
 from mailsvc.kit.redis import create_redis
 from mailsvc.logging import configure_logging
@@ -80,6 +82,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             arq=arq,
         )
         app.state.mailsvc = state
+        # Built once and cached; building reads the system CA bundle from disk, which
+        # the first account check, download or mail change would otherwise do on the
+        # event loop.
+        await asyncio.to_thread(tls_context, settings.mail_tls_ca_file)
         parser: ParserPool | None = None
         if settings.idle_enabled:
             parser = ParserPool(processes=settings.sync_parse_processes or None)
