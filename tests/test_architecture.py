@@ -13,7 +13,6 @@ LIBRARY_OWNERS = {
     "aioimaplib": "sync/imap.py",
     "aiosmtplib": "outbox/smtp.py",
     "jose": "auth/tokens.py",
-    "limits": "kit/ratelimit.py",
     "prometheus_client": "ops/metrics.py",
     "email_validator": "kit/addresses.py",
     "nh3": "mime/sanitize.py",

@@ -26,7 +26,7 @@ from mailsvc.config import Settings, get_settings
 from mailsvc.errors import install_error_handlers
 from mailsvc.kit.db import create_engine, create_sessionmaker
 from mailsvc.kit.mailserver import tls_context
-from mailsvc.kit.ratelimit import TenantRateLimiter
+from mailsvc.kit.ratelimit import tenant_request_limiter
 from mailsvc.kit.redis import create_redis
 from mailsvc.logging import configure_logging
 from mailsvc.middleware import RequestContextMiddleware
@@ -73,9 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             redis=redis,
             tokens=TokenCodec(settings),
             secrets=build_secret_box(settings),
-            rate_limiter=TenantRateLimiter(
+            rate_limiter=tenant_request_limiter(
                 redis,
-                redis_url=settings.required_redis_url,
                 per_minute=settings.rate_limit_requests_per_minute,
                 per_hour=settings.rate_limit_requests_per_hour,
             ),

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from mailsvc.auth.tokens import TokenCodec
 from mailsvc.config import Settings
 from mailsvc.kit.crypto import SecretBox
-from mailsvc.kit.ratelimit import TenantRateLimiter
+from mailsvc.kit.ratelimit import WindowLimiter
 
 if TYPE_CHECKING:
     # The supervisor imports the account and sync packages, which import this module.
@@ -27,7 +27,7 @@ class AppState:
     redis: aioredis.Redis
     tokens: TokenCodec
     secrets: SecretBox
-    rate_limiter: TenantRateLimiter
+    rate_limiter: WindowLimiter
     arq: ArqRedis
     # None when IDLE_ENABLED is false (and in the test suite's app).
     idle: IdleSupervisor | None = None
