@@ -75,6 +75,17 @@ def test_expired_token_is_rejected() -> None:
         codec().verify(token)
 
 
+def test_a_verified_token_is_refused_once_it_expires() -> None:
+    tokens = codec()
+    token = tokens.issue(subject="x", tenants=["acme"], scopes=[], expires_in=1)
+    claims = tokens.verify(token)
+    assert tokens.verify(token) is claims  # from the cache of verified tokens
+    # python-jose compares whole seconds: the token is refused from `exp + 1` on.
+    time.sleep(max(0.0, claims.expires_at + 1 - time.time()) + 0.05)
+    with pytest.raises(InvalidTokenError):
+        tokens.verify(token)
+
+
 def test_token_without_tenant_is_rejected() -> None:
     from jose import jwt
 
