@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from mailsvc.auth.scopes import Scope
 from mailsvc.dependencies import Principal, SessionDep, StateDep, scoped
@@ -37,9 +37,13 @@ _Q_DESCRIPTION = (
 
 
 async def _list(
-    principal: Principal, session: SessionDep, request: ListRequest
-) -> schemas.MessagePage:
-    return await MessageService(session, principal.tenant_id).page(request)
+    principal: Principal, session: SessionDep, response: Response, request: ListRequest
+) -> Response:
+    body = await MessageService(session, principal.tenant_id).page_json(request)
+    page = Response(content=body, media_type="application/json")
+    # A returned response does not get the headers dependencies set (RateLimit-*).
+    page.headers.raw.extend(response.headers.raw)
+    return page
 
 
 @router.get(
@@ -51,6 +55,7 @@ async def _list(
 async def list_messages(
     principal: MailReader,
     session: SessionDep,
+    response: Response,
     account_id: uuid.UUID | None = None,
     mailbox: Annotated[
         str | None,
@@ -77,11 +82,12 @@ async def list_messages(
     ] = "newest",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> schemas.MessagePage:
+) -> Response:
     """List or search messages, newest first, with keyset paging."""
     return await _list(
         principal,
         session,
+        response,
         ListRequest(
             account_id=account_id,
             mailbox=mailbox,
@@ -111,16 +117,18 @@ async def list_messages(
 async def search_messages(
     principal: MailReader,
     session: SessionDep,
+    response: Response,
     query: Annotated[str, Query(min_length=1, max_length=1000, description=_Q_DESCRIPTION)],
     account_id: uuid.UUID | None = None,
     order: schemas.SortOrder = "relevance",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> schemas.MessagePage:
+) -> Response:
     """Search messages (the original path; `GET /api/messages?q=` has every filter)."""
     return await _list(
         principal,
         session,
+        response,
         ListRequest(
             account_id=account_id,
             q=query,

@@ -12,8 +12,11 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
+    Text,
     and_,
     bindparam,
+    case,
+    cast,
     delete,
     exists,
     false,
@@ -31,6 +34,8 @@ from sqlalchemy.sql.expression import ColumnElement
 from mailsvc.kit.repository import TenantRepository
 from mailsvc.models import Attachment, Mailbox, Message
 from mailsvc.search.repository import (
+    HIGHLIGHT_START,
+    HIGHLIGHT_STOP,
     address_matches,
     headline,
     matches_text,
@@ -68,6 +73,14 @@ class Position:
     id: uuid.UUID
 
 
+@dataclass(frozen=True, slots=True)
+class JsonPage:
+    """A page of summaries as a JSON array, and where it ended when more follow."""
+
+    items: str
+    last: Position | None
+
+
 _SUMMARY_COLUMNS = (
     Message.id,
     Message.account_id,
@@ -86,8 +99,53 @@ _SUMMARY_COLUMNS = (
 )
 
 
+def _marked_excerpt(excerpt: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`ts_headline` output HTML-escaped with its markers as `<mark>` (as `_marked` does)."""
+    escaped: ColumnElement[Any] = excerpt
+    for raw, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+        escaped = func.replace(escaped, raw, entity)
+    marked = func.replace(
+        func.replace(escaped, HIGHLIGHT_START, "<mark>"), HIGHLIGHT_STOP, "</mark>"
+    )
+    return case((func.strpos(excerpt, HIGHLIGHT_START) > 0, marked), else_=null())
+
+
+def _summary_json(highlight: ColumnElement[Any]) -> ColumnElement[str]:
+    """One `MessageSummary` (schemas.py) as JSON text, built by PostgreSQL.
+
+    Address columns hold `{"name", "address"}` objects already (sync/writer.py), so
+    they pass through; tests/message/test_list_json.py holds this to the schema.
+    """
+    return cast(
+        func.json_build_object(
+            "id", Message.id,
+            "account_id", Message.account_id,
+            "mailbox_id", Message.mailbox_id,
+            "thread_id", Message.thread_id,
+            "subject", Message.subject,
+            "from", Message.from_[0],
+            "to", Message.to,
+            "cc", Message.cc,
+            "snippet", Message.snippet,
+            "date", Message.date,
+            "received_at", Message.internal_date,
+            "flags", Message.flags,
+            "unread", ~_has_flag("\\Seen"),
+            "flagged", _has_flag("\\Flagged"),
+            "has_attachments", Message.has_attachments,
+            "size", Message.size,
+            "highlight", highlight,
+        ),
+        Text,
+    )  # fmt: skip
+
+
 def _has_flag(flag: str) -> ColumnElement[bool]:
     return Message.flags.contains([flag])
+
+
+# Built once: constructing this expression per request cost more than the query.
+_SUMMARY_JSON = _summary_json(null())
 
 
 def message_conditions(tenant_id: str, filters: MessageFilter) -> list[ColumnElement[bool]]:
@@ -127,6 +185,39 @@ def message_conditions(tenant_id: str, filters: MessageFilter) -> list[ColumnEle
 class MessageRepository(TenantRepository):
     """Reads for the messages API (the sync engine writes through its own repository)."""
 
+    def _page_statement(
+        self,
+        columns: list[Any],
+        filters: MessageFilter,
+        *,
+        limit: int,
+        after: Position | None,
+        order: str,
+    ) -> Select[Any]:
+        """`columns` of a page's rows, then its keyset columns `sort_key` and `id`.
+
+        Keyset order is (sort key, id), both descending for `newest` and `relevance`,
+        ascending for `oldest`: a message that arrives while a client pages sorts
+        before the pages already read and is never returned twice or skipped.
+        """
+        key: ColumnElement[Any] = (
+            rank(filters.text) if order == "relevance" else Message.internal_date  # type: ignore[assignment]
+        )
+        where = message_conditions(self.tenant_id, filters)
+        descending = order != "oldest"
+        if after is not None:
+            position = tuple_(key, Message.id)
+            bound = tuple_(after.key, after.id)
+            where.append(position < bound if descending else position > bound)
+        ordering = (key.desc(), Message.id.desc()) if descending else (key.asc(), Message.id.asc())
+        statement: Select[Any] = (
+            select(*columns, key.label("sort_key"), Message.id.label("position_id"))
+            .where(and_(true(), *where))
+            .order_by(*ordering)
+            .limit(limit)
+        )
+        return statement
+
     async def page(
         self,
         filters: MessageFilter,
@@ -136,35 +227,41 @@ class MessageRepository(TenantRepository):
         order: str,
         highlight: bool,
     ) -> Sequence[Row[Any]]:
-        """Up to `limit` summary rows after `after`; the last column is the sort key.
-
-        Keyset order is (sort key, id), both descending for `newest` and `relevance`,
-        ascending for `oldest`: a message that arrives while a client pages sorts
-        before the pages already read and is never returned twice or skipped.
-        """
-        key: ColumnElement[Any] = (
-            rank(filters.text) if order == "relevance" else Message.internal_date  # type: ignore[assignment]
-        )
-        columns: list[Any] = [*_SUMMARY_COLUMNS]
-        if highlight and filters.text:
-            columns.append(headline(filters.text).label("highlight"))
-        else:
-            columns.append(null().label("highlight"))
-        columns.append(key.label("sort_key"))
-        where = message_conditions(self.tenant_id, filters)
-        descending = order != "oldest"
-        if after is not None:
-            position = tuple_(key, Message.id)
-            bound = tuple_(after.key, after.id)
-            where.append(position < bound if descending else position > bound)
-        statement: Select[Any] = select(*columns).where(and_(true(), *where))
-        if descending:
-            statement = statement.order_by(key.desc(), Message.id.desc())
-        else:
-            statement = statement.order_by(key.asc(), Message.id.asc())
-        result = await self.session.execute(statement.limit(limit))
-        rows: Sequence[Row[Any]] = result.all()
+        """Up to `limit` summary rows after `after` (see `_page_statement`)."""
+        excerpt = headline(filters.text) if highlight and filters.text else null()
+        columns = [*_SUMMARY_COLUMNS, excerpt.label("highlight")]
+        statement = self._page_statement(columns, filters, limit=limit, after=after, order=order)
+        rows: Sequence[Row[Any]] = (await self.session.execute(statement)).all()
         return rows
+
+    async def page_json(
+        self,
+        filters: MessageFilter,
+        *,
+        limit: int,
+        after: Position | None,
+        order: str,
+        highlight: bool,
+    ) -> JsonPage:
+        """A page as `page` selects it, as the JSON array of its `MessageSummary` items.
+
+        PostgreSQL builds each item: turning 50 rows into Python objects and back into
+        JSON was most of a list request's CPU (bench/api.py). One row more than
+        `limit` is read to know whether a next page exists.
+        """
+        item = (
+            _summary_json(_marked_excerpt(headline(filters.text)))
+            if highlight and filters.text
+            else _SUMMARY_JSON
+        )
+        statement = self._page_statement([item], filters, limit=limit + 1, after=after, order=order)
+        rows = (await self.session.execute(statement)).all()
+        more = len(rows) > limit
+        last = rows[limit - 1] if more else None
+        return JsonPage(
+            items="[" + ",".join(row[0] for row in rows[:limit]) + "]",
+            last=None if last is None else Position(key=last.sort_key, id=last.position_id),
+        )
 
     async def summary(self, message_id: uuid.UUID) -> Row[Any] | None:
         """The summary columns of one message (fresh from the database)."""

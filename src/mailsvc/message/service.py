@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -139,32 +140,38 @@ class MessageService:
         """The request's filters and query as one `MessageFilter` (4xx when invalid)."""
         return await self._filters(request, self._parse(request))
 
-    async def page(self, request: ListRequest) -> schemas.MessagePage:
+    async def page_json(self, request: ListRequest) -> bytes:
+        """One `MessagePage` as its JSON body; PostgreSQL builds the items."""
         filters = await self.filters(request)
         order = request.order
         if order == "relevance" and not filters.text:
             order = "newest"  # nothing to rank by
-        after = self._position(request.cursor, order)
-        rows = await self._messages.page(
+        page = await self._messages.page_json(
             filters,
-            limit=request.limit + 1,
-            after=after,
+            limit=request.limit,
+            after=self._position(request.cursor, order),
             order=order,
             highlight=bool(filters.text),
         )
-        items = [summary_from_row(row) for row in rows[: request.limit]]
         next_cursor = None
-        if len(rows) > request.limit:
-            last = rows[request.limit - 1]
-            key = last.sort_key
+        if page.last is not None:
+            key = page.last.key
             next_cursor = encode_cursor(
                 {
                     "o": order,
                     "k": key.isoformat() if isinstance(key, datetime) else float(key),
-                    "i": str(last.id),
+                    "i": str(page.last.id),
                 }
             )
-        return schemas.MessagePage(items=items, next_cursor=next_cursor)
+        return b"".join(
+            (
+                b'{"items":',
+                page.items.encode(),
+                b',"next_cursor":',
+                json.dumps(next_cursor).encode(),
+                b"}",
+            )
+        )
 
     async def get(self, message_id: uuid.UUID, *, allow_remote: bool) -> schemas.MessageOut:
         message = await self._messages.get(message_id)
