@@ -70,6 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
+            read_sessionmaker=create_sessionmaker(
+                engine.execution_options(isolation_level="AUTOCOMMIT")
+            ),
             redis=redis,
             tokens=TokenCodec(settings),
             secrets=build_secret_box(settings),

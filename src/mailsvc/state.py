@@ -24,6 +24,8 @@ class AppState:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # Autocommit sessions for requests that only read: no BEGIN and COMMIT round trips.
+    read_sessionmaker: async_sessionmaker[AsyncSession]
     redis: aioredis.Redis
     tokens: TokenCodec
     secrets: SecretBox

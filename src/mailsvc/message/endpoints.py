@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import Response, StreamingResponse
 
 from mailsvc.auth.scopes import Scope
-from mailsvc.dependencies import Principal, SessionDep, StateDep, scoped
+from mailsvc.dependencies import Principal, ReadSessionDep, SessionDep, StateDep, scoped
 from mailsvc.errors import problems
 from mailsvc.message import schemas
 from mailsvc.message.actions import MessageActions, single
@@ -37,7 +37,7 @@ _Q_DESCRIPTION = (
 
 
 async def _list(
-    principal: Principal, session: SessionDep, response: Response, request: ListRequest
+    principal: Principal, session: ReadSessionDep, response: Response, request: ListRequest
 ) -> Response:
     body = await MessageService(session, principal.tenant_id).page_json(request)
     page = Response(content=body, media_type="application/json")
@@ -54,7 +54,7 @@ async def _list(
 )
 async def list_messages(
     principal: MailReader,
-    session: SessionDep,
+    session: ReadSessionDep,
     response: Response,
     account_id: uuid.UUID | None = None,
     mailbox: Annotated[
@@ -116,7 +116,7 @@ async def list_messages(
 )
 async def search_messages(
     principal: MailReader,
-    session: SessionDep,
+    session: ReadSessionDep,
     response: Response,
     query: Annotated[str, Query(min_length=1, max_length=1000, description=_Q_DESCRIPTION)],
     account_id: uuid.UUID | None = None,
