@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.app",
     "tests.fixtures.mail",
+    "tests.fixtures.processes",
 ]

@@ -8,6 +8,7 @@ from mailsvc.account.endpoints import router as account_router
 from mailsvc.auth.endpoints import router as auth_router
 from mailsvc.message.endpoints import router as message_router
 from mailsvc.ops.endpoints import router as ops_router
+from mailsvc.outbox.endpoints import router as outbox_router
 from mailsvc.sync.endpoints import router as sync_router
 from mailsvc.thread.endpoints import router as thread_router
 
@@ -19,3 +20,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(sync_router)
     app.include_router(message_router)
     app.include_router(thread_router)
+    app.include_router(outbox_router)

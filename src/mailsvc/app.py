@@ -26,10 +26,12 @@ from mailsvc.config import Settings, get_settings
 from mailsvc.errors import install_error_handlers
 from mailsvc.kit.db import create_engine, create_sessionmaker
 from mailsvc.kit.mailserver import tls_context
-from mailsvc.kit.ratelimit import tenant_request_limiter
+from mailsvc.kit.ratelimit import account_send_limiter, tenant_request_limiter
 from mailsvc.kit.redis import create_redis
 from mailsvc.logging import configure_logging
 from mailsvc.middleware import RequestContextMiddleware
+from mailsvc.outbox.dispatch import OutboxDispatcher
+from mailsvc.outbox.sender import OutboxSender
 from mailsvc.state import AppState, build_secret_box
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.idle import IdleSupervisor
@@ -51,6 +53,15 @@ TAGS = [
     {"name": "auth", "description": "Exchange API keys for access tokens."},
     {"name": "accounts", "description": "Mailbox accounts (IMAP + SMTP)."},
     {"name": "sync", "description": "Mirroring mailboxes: trigger a sync, follow progress."},
+    {"name": "messages", "description": "Read, search, flag, move and delete synced mail."},
+    {"name": "threads", "description": "Conversations, newest activity first."},
+    {"name": "search", "description": "Full-text search with Gmail-style operators."},
+    {"name": "drafts", "description": "Messages being composed, with their attachments."},
+    {
+        "name": "sending",
+        "description": "The durable outbox: send at once or later, idempotently, with "
+        "retries; follow each message until it is sent.",
+    },
 ]
 
 
@@ -66,22 +77,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # On our pool, not arq's create_pool: that one blocks startup while Redis is
         # down, and a service must come up and say so on /ready instead.
         arq = ArqRedis(connection_pool=redis.connection_pool)
+        sessionmaker = create_sessionmaker(engine)
+        secret_box = build_secret_box(settings)
         state = AppState(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             read_sessionmaker=create_sessionmaker(
                 engine.execution_options(isolation_level="AUTOCOMMIT")
             ),
             redis=redis,
             tokens=TokenCodec(settings),
-            secrets=build_secret_box(settings),
+            secrets=secret_box,
             rate_limiter=tenant_request_limiter(
                 redis,
                 per_minute=settings.rate_limit_requests_per_minute,
                 per_hour=settings.rate_limit_requests_per_hour,
             ),
+            send_limiter=account_send_limiter(
+                redis,
+                per_minute=settings.send_rate_limit_per_minute,
+                per_hour=settings.send_rate_limit_per_hour,
+            ),
             arq=arq,
+            outbox=OutboxDispatcher(
+                OutboxSender(
+                    sessionmaker=sessionmaker, secrets=secret_box, settings=settings, arq=arq
+                )
+            ),
         )
         app.state.mailsvc = state
         # Built once and cached; building reads the system CA bundle from disk, which
@@ -110,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await state.outbox.close()
             if state.idle is not None:
                 await state.idle.stop()
             if parser is not None:

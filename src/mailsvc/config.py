@@ -95,6 +95,16 @@ class Settings(BaseSettings):
     sync_parse_processes: int = Field(default=0, ge=0)
     sync_resync_interval_minutes: int = Field(default=15, ge=0)
 
+    send_max_recipients: int = Field(default=100, ge=1, le=1000)
+    send_max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=64 * 1024)
+    send_rate_limit_per_minute: int = Field(default=30, ge=0)
+    send_rate_limit_per_hour: int = Field(default=500, ge=0)
+    send_max_attempts: int = Field(default=8, ge=1, le=50)
+    send_retry_base_seconds: float = Field(default=30.0, gt=0)
+    send_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    # A process that claimed a send and then died holds it this long at most.
+    send_lease_seconds: float = Field(default=300.0, gt=0)
+
     idle_enabled: bool = True
     idle_lease_ttl_seconds: float = Field(default=30.0, gt=0)
     idle_scan_interval_seconds: float = Field(default=5.0, gt=0)

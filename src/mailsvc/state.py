@@ -16,6 +16,7 @@ from mailsvc.kit.ratelimit import WindowLimiter
 
 if TYPE_CHECKING:
     # The supervisor imports the account and sync packages, which import this module.
+    from mailsvc.outbox.dispatch import OutboxDispatcher
     from mailsvc.sync.idle import IdleSupervisor
 
 
@@ -30,7 +31,10 @@ class AppState:
     tokens: TokenCodec
     secrets: SecretBox
     rate_limiter: WindowLimiter
+    # Sends per account (SEND_RATE_LIMIT_PER_MINUTE / _PER_HOUR).
+    send_limiter: WindowLimiter
     arq: ArqRedis
+    outbox: OutboxDispatcher
     # None when IDLE_ENABLED is false (and in the test suite's app).
     idle: IdleSupervisor | None = None
 

@@ -8,11 +8,9 @@ import os
 import secrets
 import signal
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 import redis.asyncio as aioredis
 
 from mailsvc.auth.tokens import TokenCodec
@@ -21,7 +19,6 @@ from mailsvc.kit.redis import create_redis
 from mailsvc.sync.idle import idle_status
 from mailsvc.sync.lease import account_lease_key
 from tests.fixtures.app import account_body
-from tests.fixtures.databases import create_database, drop_database
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.net import free_port
 from tests.fixtures.processes import MAILSVC
@@ -29,24 +26,6 @@ from tests.fixtures.smtp_server import SmtpRelay
 from tests.fixtures.waiting import eventually
 
 LEASE_TTL_SECONDS = 3
-
-
-@pytest.fixture
-async def isolated_database(postgres_server_url: str) -> AsyncIterator[str]:
-    """A database of its own: these servers watch every account they can see."""
-    url, name = await create_database(postgres_server_url, prefix="mailsvc_procs")
-    yield url
-    await drop_database(postgres_server_url, name)
-
-
-@pytest.fixture
-async def isolated_redis(redis_url: str) -> str:
-    """Another database of the run's Redis, emptied."""
-    separate = redis_url.rsplit("/", 1)[0] + "/7"
-    client = create_redis(separate)
-    await client.flushdb()
-    await client.aclose()
-    return separate
 
 
 async def test_two_api_processes_split_the_accounts_and_hand_them_over(

@@ -100,6 +100,27 @@ class SyncOptions(BaseModel):
     )
 
 
+class SendOptions(BaseModel):
+    """How the account sends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    aliases: list[EmailAddress] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Other addresses this account may send as (`from`).",
+    )
+    sent_copy: Literal["append", "provider"] = Field(
+        default="append",
+        description="`append`: mailsvc saves each sent message to the Sent mailbox; "
+        "`provider`: the SMTP server files it there itself (Gmail, Outlook), so it is "
+        "not appended twice.",
+    )
+    save_drafts: bool = Field(
+        default=False, description="Also keep drafts in the account's Drafts mailbox."
+    )
+
+
 class AccountCreate(BaseModel):
     """Register a mailbox account; its IMAP and SMTP logins are checked first."""
 
@@ -136,6 +157,7 @@ class AccountCreate(BaseModel):
     imap: ServerIn
     smtp: ServerIn
     sync_options: SyncOptions = Field(default_factory=SyncOptions)
+    send_options: SendOptions = Field(default_factory=SendOptions)
 
 
 class AccountUpdate(BaseModel):
@@ -150,6 +172,7 @@ class AccountUpdate(BaseModel):
     imap: ServerUpdate
     smtp: ServerUpdate
     sync_options: SyncOptions = Field(default_factory=SyncOptions)
+    send_options: SendOptions = Field(default_factory=SendOptions)
 
 
 AccountState = Literal["connecting", "connected", "auth_error", "connect_error", "disabled"]
@@ -166,6 +189,7 @@ class AccountOut(BaseModel):
     imap: ServerOut
     smtp: ServerOut
     sync_options: SyncOptions
+    send_options: SendOptions
     state: AccountState = Field(description="Connection state of the account's IMAP session.")
     last_error: str | None = Field(description="Why the last connection attempt failed.")
     last_error_at: datetime | None

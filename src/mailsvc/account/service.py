@@ -42,6 +42,7 @@ def to_out(account: Account) -> schemas.AccountOut:
             username=account.smtp_username,
         ),
         sync_options=schemas.SyncOptions.model_validate(account.sync_options or {}),
+        send_options=schemas.SendOptions.model_validate(account.send_options or {}),
         state=account.state,  # type: ignore[arg-type]  # guarded by a check constraint
         last_error=account.last_error,
         last_error_at=account.last_error_at,
@@ -107,6 +108,7 @@ class AccountService:
             email=body.email,
             display_name=body.display_name,
             sync_options=body.sync_options.model_dump(mode="json", exclude_defaults=True),
+            send_options=body.send_options.model_dump(mode="json", exclude_defaults=True),
             state="connecting",
             state_changed_at=utcnow(),
             **self._server_columns("imap", imap, account_id),
@@ -147,6 +149,7 @@ class AccountService:
         account.email = body.email
         account.display_name = body.display_name
         account.sync_options = body.sync_options.model_dump(mode="json", exclude_defaults=True)
+        account.send_options = body.send_options.model_dump(mode="json", exclude_defaults=True)
         for column, value in {
             **self._server_columns("imap", imap, account.id),
             **self._server_columns("smtp", smtp, account.id),

@@ -144,6 +144,7 @@ def build_message(composition: Composition, *, message_id: str, date: datetime) 
         envelope_from=checked.from_.address,
         envelope_to=_envelope(checked),
         needs_smtputf8=needs_smtputf8,
+        subject=content.subject,
     )
 
 

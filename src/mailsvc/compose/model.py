@@ -93,3 +93,5 @@ class BuiltMessage:
     envelope_from: str
     envelope_to: tuple[str, ...]
     needs_smtputf8: bool = False
+    # As written, after the reply and forward rules (`Re:`, `Fwd:`).
+    subject: str | None = None

@@ -92,3 +92,12 @@ def tenant_request_limiter(
         prefix="mailsvc:ratelimit:tenant",
         windows=[Window(60, per_minute), Window(3600, per_hour)],
     )
+
+
+def account_send_limiter(redis: aioredis.Redis, *, per_minute: int, per_hour: int) -> WindowLimiter:
+    """Messages sent per account (SEND_RATE_LIMIT_PER_MINUTE / _PER_HOUR)."""
+    return WindowLimiter(
+        redis,
+        prefix="mailsvc:ratelimit:send",
+        windows=[Window(60, per_minute), Window(3600, per_hour)],
+    )

@@ -57,6 +57,8 @@ class Account(TimestampMixin, Base):
     # an old connection (or parked in auth_error) knows to reconnect.
     credentials_version: Mapped[int] = mapped_column(Integer, server_default="1")
     sync_options: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    # Aliases allowed as From, where the sent copy goes, drafts on the server.
+    send_options: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     # Last sequence number handed to this account's `changes` rows; incremented under
     # the row lock so each account's changes commit in sequence order.
     change_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")

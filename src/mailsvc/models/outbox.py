@@ -12,6 +12,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    false,
     func,
     text,
 )
@@ -41,6 +42,8 @@ class OutboxMessage(TimestampMixin, Base):
             "ix_outbox_tenant_id_status_next_attempt_at", "tenant_id", "status", "next_attempt_at"
         ),
         Index("ix_outbox_tenant_id_account_id_id", "tenant_id", "account_id", "id"),
+        # Bounces are matched to their entry by the original Message-ID.
+        Index("ix_outbox_tenant_id_message_id_header", "tenant_id", "message_id_header"),
         tenant_foreign_key("account_id", "accounts", ondelete="CASCADE"),
         tenant_foreign_key("draft_id", "drafts", ondelete="SET NULL"),
         # Deleting a draft looks up the jobs built from it.
@@ -97,6 +100,13 @@ class OutboxMessage(TimestampMixin, Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     # SHA-256 (hex) of the request that used the key: a reuse with another body is a 422.
     request_hash: Mapped[str | None] = mapped_column(String(64))
+
+    # Set when an attempt may have succeeded unseen (its reply was lost, or its
+    # process died): the next attempt looks in the Sent mailbox first.
+    verify_sent: Mapped[bool] = mapped_column(server_default=false())
+    # The message of ours this one replies to: flagged \Answered after sending.
+    answers_message_id: Mapped[uuid.UUID | None]
+    subject: Mapped[str | None] = mapped_column(Text)
 
     sent_at: Mapped[datetime | None]
     # Set once the copy is in the Sent mailbox (or the provider files it itself).

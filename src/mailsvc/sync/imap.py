@@ -347,6 +347,26 @@ class ImapConnection:
         """Expunge exactly these UIDs (RFC 4315 UIDPLUS), never other `\\Deleted` mail."""
         await self.command(f"UID EXPUNGE {uid_set}")
 
+    async def append(
+        self, mailbox: str, message: bytes, *, flags: Sequence[str] = ()
+    ) -> tuple[int, int] | None:
+        """`APPEND` a whole message; its (UIDVALIDITY, UID) when the server says (UIDPLUS)."""
+        name = wire.quote(wire.encode_mailbox_name(mailbox))
+        try:
+            response: aioimaplib.Response = await self._client.protocol.append(
+                message,
+                name,
+                "(" + " ".join(flags) + ")" if flags else None,
+                timeout=self._io_timeout,
+            )
+        except aioimaplib.CommandTimeout as exc:
+            raise ImapConnectError("server stopped answering") from exc
+        except (OSError, aioimaplib.AioImapException) as exc:
+            raise ImapConnectError(f"connection failed: {safe_server_text(str(exc))}") from exc
+        if response.result != "OK":
+            raise ImapCommandError(f"APPEND refused: {_reply_text(response)}")
+        return wire.parse_appenduid(response.lines)
+
     async def _run(self, text: str) -> aioimaplib.Response:
         protocol = self._client.protocol
         command = _RawCommand(

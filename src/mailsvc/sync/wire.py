@@ -504,6 +504,7 @@ def to_sexpr(value: object) -> str:
 
 
 _COPYUID = re.compile(rb"\[COPYUID (\d+) ([0-9:,]+) ([0-9:,]+)\]", re.IGNORECASE)
+_APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 
 
 def parse_copyuid(lines: Iterable[bytes | bytearray]) -> tuple[int, dict[int, int]] | None:
@@ -524,4 +525,13 @@ def parse_copyuid(lines: Iterable[bytes | bytearray]) -> tuple[int, dict[int, in
         if len(sources) != len(targets):
             return None
         return int(match.group(1)), dict(zip(sources, targets, strict=True))
+    return None
+
+
+def parse_appenduid(lines: Iterable[bytes | bytearray]) -> tuple[int, int] | None:
+    """RFC 4315 APPENDUID of an APPEND answer: (UIDVALIDITY, UID), or None."""
+    for line in lines:
+        match = _APPENDUID.search(bytes(line))
+        if match is not None:
+            return int(match.group(1)), int(match.group(2))
     return None

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mailsvc.config import Settings, get_settings
 from mailsvc.kit.db import create_engine, create_sessionmaker
 from mailsvc.logging import configure_logging
+from mailsvc.outbox.dispatch import send_job_function, sweep_outbox
+from mailsvc.outbox.sender import OutboxSender
 from mailsvc.state import build_secret_box
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.parser import ParserPool
@@ -34,6 +36,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     engine = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
     sessionmaker = create_sessionmaker(engine)
     parser = ParserPool(processes=settings.sync_parse_processes or None)
+    secrets = build_secret_box(settings)
     ctx.update(
         settings=settings,
         engine=engine,
@@ -41,9 +44,12 @@ async def startup(ctx: dict[str, Any]) -> None:
         parser=parser,
         sync_engine=SyncEngine(
             sessionmaker=sessionmaker,
-            secrets=build_secret_box(settings),
+            secrets=secrets,
             settings=settings,
             parser=parser,
+        ),
+        outbox_sender=OutboxSender(
+            sessionmaker=sessionmaker, secrets=secrets, settings=settings, arq=ctx["redis"]
         ),
         worker_name=f"{socket.gethostname()}:{os.getpid()}",
     )
@@ -80,9 +86,11 @@ def worker_settings(settings: Settings | None = None) -> type:
 
     class WorkerSettings:
         redis_settings = RedisSettings.from_dsn(resolved.required_redis_url)
-        functions = [sync_job_function()]  # noqa: RUF012
+        functions = [sync_job_function(), send_job_function()]  # noqa: RUF012
         cron_jobs = [  # noqa: RUF012 - arq reads class attributes
             cron(record_heartbeat, second=0, run_at_startup=False),
+            # Overdue sends: lost jobs, attempts of processes that died.
+            cron(sweep_outbox, second={5, 20, 35, 50}, run_at_startup=True),
             *resync_cron,
         ]
         on_startup = startup

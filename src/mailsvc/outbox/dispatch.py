@@ -1,0 +1,83 @@
+"""Immediate sends in the api process, and the arq jobs for scheduled sends and retries."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from arq import func
+from arq.worker import Function
+
+from mailsvc.kit.tasks import cancel_and_wait
+from mailsvc.outbox.repository import due_entries
+from mailsvc.outbox.sender import SEND_JOB, OutboxSender, send_job_id
+
+log = structlog.get_logger("mailsvc.outbox")
+
+# The sweep leaves a due entry this long to the attempt already scheduled for it.
+_SWEEP_GRACE = timedelta(seconds=30)
+_SWEEP_BATCH = 500
+
+
+class OutboxDispatcher:
+    """Runs immediate sends as tasks of the api process.
+
+    An attempt cut short by a shutdown leaves its entry `sending` under a lease; the
+    worker's sweep takes it over when the lease ends, checking Sent first.
+    """
+
+    def __init__(self, sender: OutboxSender) -> None:
+        self._sender = sender
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def sender(self) -> OutboxSender:
+        return self._sender
+
+    def start(self, tenant_id: str, entry_id: uuid.UUID) -> None:
+        task = asyncio.create_task(self._attempt(tenant_id, entry_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _attempt(self, tenant_id: str, entry_id: uuid.UUID) -> None:
+        try:
+            await self._sender.attempt(tenant_id, entry_id)
+        except Exception:
+            # The entry stays claimed until its lease ends; the sweep retries it.
+            log.exception("outbox.attempt_crashed", outbox_id=str(entry_id))
+
+    async def wait_idle(self) -> None:
+        """Wait for the attempts running now (tests and graceful shutdown)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def close(self) -> None:
+        await cancel_and_wait(list(self._tasks))
+
+
+async def send_outbox(ctx: dict[str, Any], tenant_id: str, entry_id: str) -> str | None:
+    """arq job: one attempt at an entry (a no-op when it is not due or already done)."""
+    sender: OutboxSender = ctx["outbox_sender"]
+    return await sender.attempt(tenant_id, uuid.UUID(entry_id))
+
+
+async def sweep_outbox(ctx: dict[str, Any]) -> int:
+    """arq cron: enqueue entries whose attempt is overdue (a lost job, a dead process)."""
+    async with ctx["sessionmaker"]() as session:
+        due = await due_entries(session, overdue_by=_SWEEP_GRACE, limit=_SWEEP_BATCH)
+    for tenant_id, entry_id in due:
+        await ctx["redis"].enqueue_job(
+            SEND_JOB, tenant_id, str(entry_id), _job_id=send_job_id(entry_id, 0) + ":sweep"
+        )
+    if due:
+        log.info("outbox.swept", entries=len(due))
+    return len(due)
+
+
+def send_job_function() -> Function:
+    """The arq registration of `send_outbox`; no result kept, no arq-level retries
+    (the outbox row decides about retries)."""
+    return func(send_outbox, name=SEND_JOB, keep_result=0, max_tries=1, timeout=30 * 60)

@@ -1,0 +1,119 @@
+"""`/api/send` and `/api/outbox`: send messages and follow them until they are sent."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response, status
+
+from mailsvc.auth.scopes import Scope
+from mailsvc.dependencies import Principal, SessionDep, StateDep, scoped
+from mailsvc.errors import problems
+from mailsvc.outbox import schemas
+from mailsvc.outbox.composing import decode_attachments
+from mailsvc.outbox.service import OutboxService, request_hash
+
+router = APIRouter(tags=["sending"])
+
+Sender = Annotated[Principal, Depends(scoped(Scope.MAIL_SEND))]
+Reader = Annotated[Principal, Depends(scoped(Scope.MAIL_READ))]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Makes a retried request safe: the same key with the same body "
+        "returns the first request's outbox entry instead of sending again; with "
+        "another body it is a 409.",
+    ),
+]
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def replayed(response: Response, created: bool) -> None:
+    """Tell the client that an earlier request with its key answered this one."""
+    if not created:
+        response.headers[REPLAYED_HEADER] = "true"
+
+
+@router.post(
+    "/api/send",
+    operation_id="send_message",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=schemas.OutboxOut,
+    responses=problems(400, 401, 403, 409, 422, 429),
+)
+async def send_message(
+    principal: Sender,
+    session: SessionDep,
+    state: StateDep,
+    body: schemas.SendRequest,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> schemas.OutboxOut:
+    """Send a message without a draft: at once, or at `send_at`.
+
+    The answer is the outbox entry (`queued`, or `sending` already); follow it with
+    `GET /api/outbox/{id}` or the change feed.
+    """
+    fingerprint = request_hash("send", body.model_dump_json())
+    entry, created = await OutboxService(session, principal.tenant_id, state).send(
+        body,
+        decode_attachments(body.attachments),
+        send_at=body.send_at,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+    )
+    replayed(response, created)
+    return entry
+
+
+@router.get(
+    "/api/outbox",
+    operation_id="list_outbox",
+    response_model=schemas.OutboxPage,
+    responses=problems(400, 401, 403, 422, 429),
+)
+async def list_outbox(
+    principal: Reader,
+    session: SessionDep,
+    state: StateDep,
+    account_id: uuid.UUID | None = None,
+    status_: Annotated[
+        schemas.OutboxStatus | None, Query(alias="status", description="Only this status.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> schemas.OutboxPage:
+    """Messages sent or being sent, newest first."""
+    return await OutboxService(session, principal.tenant_id, state).page(
+        account_id=account_id, status=status_, cursor=cursor, limit=limit
+    )
+
+
+@router.get(
+    "/api/outbox/{outbox_id}",
+    operation_id="get_outbox_entry",
+    response_model=schemas.OutboxOut,
+    responses=problems(401, 403, 404, 422, 429),
+)
+async def get_outbox_entry(
+    principal: Reader, session: SessionDep, state: StateDep, outbox_id: uuid.UUID
+) -> schemas.OutboxOut:
+    """One message's send status: attempts, next attempt, the server's last reply."""
+    return await OutboxService(session, principal.tenant_id, state).get(outbox_id)
+
+
+@router.delete(
+    "/api/outbox/{outbox_id}",
+    operation_id="cancel_outbox_entry",
+    response_model=schemas.OutboxOut,
+    responses=problems(401, 403, 404, 409, 422, 429),
+)
+async def cancel_outbox_entry(
+    principal: Sender, session: SessionDep, state: StateDep, outbox_id: uuid.UUID
+) -> schemas.OutboxOut:
+    """Cancel a message that is still `queued` (scheduled, or waiting for a retry)."""
+    return await OutboxService(session, principal.tenant_id, state).cancel(outbox_id)

@@ -1,0 +1,219 @@
+"""SQL of the outbox: entries, their claims by one sender at a time, and the sweep."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
+
+from mailsvc.kit.repository import TenantRepository
+from mailsvc.models import OutboxMessage
+
+# Statuses in which an entry may still be attempted.
+IN_FLIGHT = ("queued", "sending")
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An entry this process may attempt now, with what the attempt needs."""
+
+    entry: OutboxMessage
+    # The last attempt may have succeeded unseen: look in the Sent mailbox first.
+    verify_sent: bool
+
+
+class OutboxRepository(TenantRepository):
+    """One tenant's outbox."""
+
+    async def add(self, values: dict[str, Any]) -> OutboxMessage | None:
+        """Insert an entry; None when its idempotency key is already used."""
+        statement = (
+            insert(OutboxMessage)
+            .values(tenant_id=self.tenant_id, **values)
+            .on_conflict_do_nothing(
+                index_elements=["tenant_id", "idempotency_key"],
+                index_where=OutboxMessage.idempotency_key.is_not(None),
+            )
+            .returning(OutboxMessage)
+        )
+        entry: OutboxMessage | None = await self.session.scalar(statement)
+        return entry
+
+    async def by_idempotency_key(self, key: str) -> OutboxMessage | None:
+        found: OutboxMessage | None = await self.session.scalar(
+            select(OutboxMessage).where(
+                OutboxMessage.tenant_id == self.tenant_id, OutboxMessage.idempotency_key == key
+            )
+        )
+        return found
+
+    async def get(self, entry_id: uuid.UUID, *, for_update: bool = False) -> OutboxMessage | None:
+        statement = select(OutboxMessage).where(
+            OutboxMessage.tenant_id == self.tenant_id, OutboxMessage.id == entry_id
+        )
+        if for_update:
+            statement = statement.with_for_update()
+        found: OutboxMessage | None = await self.session.scalar(statement)
+        return found
+
+    async def page(
+        self,
+        *,
+        account_id: uuid.UUID | None,
+        status: str | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> Sequence[OutboxMessage]:
+        """Newest first, keyset-paged on (created_at, id)."""
+        where = [OutboxMessage.tenant_id == self.tenant_id]
+        if account_id is not None:
+            where.append(OutboxMessage.account_id == account_id)
+        if status is not None:
+            where.append(OutboxMessage.status == status)
+        if after is not None:
+            where.append(tuple_(OutboxMessage.created_at, OutboxMessage.id) < tuple_(*after))
+        result = await self.session.scalars(
+            select(OutboxMessage)
+            .where(*where)
+            .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
+            .limit(limit)
+        )
+        return result.all()
+
+    async def claim(self, entry_id: uuid.UUID, *, lease: timedelta) -> Claim | None:
+        """Take a due entry for one attempt: `sending`, with a lease, attempts + 1.
+
+        Only one process gets it: the row lock serialises claims, and an entry that
+        is `sending` under a live lease, or has ended, is not due. An entry still
+        `sending` after its lease belongs to a process that died mid-attempt.
+        """
+        entry = await self.session.scalar(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.tenant_id == self.tenant_id,
+                OutboxMessage.id == entry_id,
+                OutboxMessage.status.in_(IN_FLIGHT),
+                OutboxMessage.next_attempt_at <= func.now(),
+            )
+            .options(undefer(OutboxMessage.raw_mime))
+            .with_for_update(skip_locked=True)
+        )
+        if entry is None:
+            return None
+        stale = entry.status == "sending"
+        verify = entry.verify_sent or stale
+        await self.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.tenant_id == self.tenant_id, OutboxMessage.id == entry_id)
+            .values(
+                status="sending",
+                attempts=OutboxMessage.attempts + 1,
+                last_attempt_at=func.now(),
+                next_attempt_at=func.now() + lease,
+                verify_sent=verify,
+            )
+        )
+        await self.session.refresh(entry)
+        return Claim(entry=entry, verify_sent=verify)
+
+    async def finish(self, entry_id: uuid.UUID, values: dict[str, Any]) -> OutboxMessage | None:
+        """Record an attempt's outcome, if the entry is still this attempt's (`sending`).
+
+        A user cannot cancel while `sending`, so the guard only fails when the lease
+        ran out and another process took the entry over.
+        """
+        entry: OutboxMessage | None = await self.session.scalar(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.tenant_id == self.tenant_id,
+                OutboxMessage.id == entry_id,
+                OutboxMessage.status == "sending",
+            )
+            .values(**values)
+            .returning(OutboxMessage)
+        )
+        return entry
+
+    async def set_values(self, entry_id: uuid.UUID, values: dict[str, Any]) -> None:
+        await self.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.tenant_id == self.tenant_id, OutboxMessage.id == entry_id)
+            .values(**values)
+        )
+
+    async def cancel(self, entry_id: uuid.UUID) -> OutboxMessage | None:
+        """Cancel a queued entry; None when it is not queued (any more)."""
+        entry: OutboxMessage | None = await self.session.scalar(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.tenant_id == self.tenant_id,
+                OutboxMessage.id == entry_id,
+                OutboxMessage.status == "queued",
+            )
+            .values(status="cancelled")
+            .returning(OutboxMessage)
+        )
+        return entry
+
+    async def by_message_id_header(self, message_id: str) -> OutboxMessage | None:
+        """The sent entry with this Message-ID (for bounces), newest first."""
+        found: OutboxMessage | None = await self.session.scalar(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.tenant_id == self.tenant_id,
+                OutboxMessage.message_id_header == message_id,
+            )
+            .order_by(OutboxMessage.created_at.desc())
+            .limit(1)
+        )
+        return found
+
+    async def mark_bounced(
+        self, *, account_id: uuid.UUID, message_id_header: str, status: str, diagnostic: str | None
+    ) -> Sequence[OutboxMessage]:
+        """Mark the account's `sent` entries with this Message-ID `bounced`; those marked.
+
+        Guarded on `sent`: an entry bounced already keeps its first report, and one
+        still in flight, failed or cancelled is left to its own outcome. Message-IDs
+        are generated per entry, so this marks one entry, or none.
+        """
+        result = await self.session.scalars(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.tenant_id == self.tenant_id,
+                OutboxMessage.account_id == account_id,
+                OutboxMessage.message_id_header == message_id_header,
+                OutboxMessage.status == "sent",
+            )
+            .values(status="bounced", bounce_status=status, bounce_diagnostic=diagnostic)
+            .returning(OutboxMessage)
+        )
+        return result.all()
+
+
+async def due_entries(
+    session: AsyncSession, *, overdue_by: timedelta, limit: int
+) -> list[tuple[str, uuid.UUID]]:
+    """(tenant, id) of entries across tenants whose attempt is overdue.
+
+    The sweep's only cross-tenant read: it returns ids, and each attempt then runs
+    in its tenant's scope. `overdue_by` leaves time for the attempt that is already
+    scheduled (an arq job, or the api process's immediate send) to run first.
+    """
+    rows = await session.execute(
+        select(OutboxMessage.tenant_id, OutboxMessage.id)
+        .where(
+            OutboxMessage.status.in_(IN_FLIGHT),
+            OutboxMessage.next_attempt_at <= func.now() - overdue_by,
+        )
+        .order_by(OutboxMessage.next_attempt_at)
+        .limit(limit)
+    )
+    return [(tenant_id, entry_id) for tenant_id, entry_id in rows.all()]

@@ -1,0 +1,287 @@
+"""One attempt at an outbox entry: claim it, deliver it, record what happened.
+
+Runs in the api process for immediate sends and in arq workers for scheduled sends
+and retries; the claim (a row lock and a lease) lets exactly one of them attempt an
+entry at a time, so a job run twice, or a sweep racing a retry, sends once.
+
+    claim ── not due, ended, or held by a live lease ─────────── nothing to do
+      │ verify_sent (last reply lost, or its process died)
+      ├── the Message-ID is in the Sent mailbox ─────────────── sent
+      ▼
+    deliver ── DELIVERED ── sent; copy to Sent; original flagged \\Answered
+            ── RETRY ────── queued, next attempt after a backoff (or failed at the limit)
+            ── AMBIGUOUS ── as RETRY, and the next attempt verifies first
+            ── FAILED ───── failed with the server's reply
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mailsvc.account.credentials import imap_server, smtp_server
+from mailsvc.account.repository import AccountRepository
+from mailsvc.config import Settings
+from mailsvc.event.repository import ChangeRepository
+from mailsvc.kit.crypto import SecretBox
+from mailsvc.kit.mailserver import tls_context
+from mailsvc.message.repository import MessageRepository
+from mailsvc.models import Account, OutboxMessage
+from mailsvc.outbox.delivery import DeliveryResult, Outcome, deliver
+from mailsvc.outbox.repository import OutboxRepository
+from mailsvc.sync.imap import ImapCommandError, ImapConnectError, ImapConnection, connect_imap
+from mailsvc.sync.plan import is_selectable, mailbox_role
+from mailsvc.sync.queue import enqueue_sync
+
+log = structlog.get_logger("mailsvc.outbox")
+
+SEND_JOB = "send_outbox"
+
+
+def send_job_id(entry_id: uuid.UUID, attempt: int) -> str:
+    """One arq job per entry and attempt number: a second enqueue is a no-op."""
+    return f"outbox:{entry_id}:{attempt}"
+
+
+def outbox_event(entry: OutboxMessage) -> tuple[str, dict[str, Any]]:
+    """The `changes` row for an entry's current status."""
+    return (
+        f"outbox.{entry.status}",
+        {
+            "outbox_id": str(entry.id),
+            "status": entry.status,
+            "message_id": entry.message_id_header,
+            "attempts": entry.attempts,
+            "smtp_code": entry.last_smtp_code,
+            "smtp_reply": entry.last_smtp_reply,
+            "error": entry.last_error,
+            "next_attempt_at": entry.next_attempt_at.isoformat()
+            if entry.status == "queued"
+            else None,
+        },
+    )
+
+
+def backoff(attempts: int, settings: Settings) -> timedelta:
+    """Exponential, capped, with +-20% jitter so retries of many sends spread out."""
+    base = settings.send_retry_base_seconds * 2 ** max(attempts - 1, 0)
+    seconds = min(base, settings.send_retry_max_seconds) * random.uniform(0.8, 1.2)
+    return timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """A claimed entry (with its bytes) and its account."""
+
+    entry: OutboxMessage
+    account: Account
+    verify_sent: bool
+
+
+class OutboxSender:
+    """Attempts outbox entries; shared by the api process and the arq worker."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        secrets: SecretBox,
+        settings: Settings,
+        arq: ArqRedis,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._secrets = secrets
+        self._settings = settings
+        self._arq = arq
+
+    async def attempt(self, tenant_id: str, entry_id: uuid.UUID) -> str | None:
+        """Run one attempt if the entry is due; its resulting status, or None."""
+        attempt = await self._claim(tenant_id, entry_id)
+        if attempt is None:
+            return None
+        entry = attempt.entry
+        if attempt.verify_sent:
+            found = await self._in_sent_mailbox(attempt.account, entry)
+            if found is None:
+                # Sending blind could send it twice: try the check again later.
+                result = DeliveryResult(
+                    outcome=Outcome.AMBIGUOUS,
+                    error="an earlier attempt may have been delivered, and the Sent "
+                    "mailbox could not be checked",
+                )
+                return await self._record(tenant_id, attempt, result, copy_saved=False)
+            if found:
+                log.info("outbox.found_in_sent", outbox_id=str(entry.id))
+                result = DeliveryResult(outcome=Outcome.DELIVERED, error=None)
+                return await self._record(tenant_id, attempt, result, copy_saved=True)
+        addresses = [entry.envelope_from, *entry.envelope_to]
+        result = await deliver(
+            smtp_server(self._secrets, attempt.account),
+            envelope_from=entry.envelope_from,
+            recipients=entry.envelope_to,
+            message=entry.raw_mime,
+            io_timeout=self._settings.mail_connect_timeout_seconds,
+            tls=tls_context(self._settings.mail_tls_ca_file),
+            smtputf8=not all(address.isascii() for address in addresses),
+        )
+        log.info(
+            "outbox.attempt",
+            outbox_id=str(entry.id),
+            attempt=entry.attempts,
+            outcome=result.outcome.value,
+            smtp_code=result.reply.code if result.reply else None,
+        )
+        status = await self._record(tenant_id, attempt, result, copy_saved=False)
+        if status == "sent":
+            await self._after_sent(tenant_id, attempt)
+        return status
+
+    async def _claim(self, tenant_id: str, entry_id: uuid.UUID) -> _Attempt | None:
+        lease = timedelta(seconds=self._settings.send_lease_seconds)
+        async with self._sessionmaker() as session, session.begin():
+            claim = await OutboxRepository(session, tenant_id).claim(entry_id, lease=lease)
+            if claim is None:
+                return None
+            account = await AccountRepository(session, tenant_id).get(claim.entry.account_id)
+            if account is None:
+                return None  # the account is being deleted, and its outbox with it
+            await ChangeRepository(session, tenant_id).append(
+                account.id, *outbox_event(claim.entry)
+            )
+            return _Attempt(entry=claim.entry, account=account, verify_sent=claim.verify_sent)
+
+    async def _record(
+        self, tenant_id: str, attempt: _Attempt, result: DeliveryResult, *, copy_saved: bool
+    ) -> str | None:
+        entry = attempt.entry
+        values: dict[str, Any] = {
+            "last_smtp_code": result.reply.code if result.reply else None,
+            "last_smtp_reply": result.reply.text if result.reply else None,
+            "last_error": result.error,
+        }
+        now = datetime.now(UTC)
+        retry_at: datetime | None = None
+        if result.outcome is Outcome.DELIVERED:
+            values.update(status="sent", sent_at=now, verify_sent=False)
+            if copy_saved:
+                values["sent_copy_saved_at"] = now
+        elif result.outcome is Outcome.FAILED or entry.attempts >= entry.max_attempts:
+            values["status"] = "failed"
+        else:
+            retry_at = now + backoff(entry.attempts, self._settings)
+            values.update(
+                status="queued",
+                next_attempt_at=retry_at,
+                verify_sent=result.outcome is Outcome.AMBIGUOUS,
+            )
+        async with self._sessionmaker() as session, session.begin():
+            updated = await OutboxRepository(session, tenant_id).finish(entry.id, values)
+            if updated is None:
+                return None  # the lease ran out and another process took over
+            await ChangeRepository(session, tenant_id).append(
+                attempt.account.id, *outbox_event(updated)
+            )
+        if retry_at is not None:
+            await self._arq.enqueue_job(
+                SEND_JOB,
+                tenant_id,
+                str(entry.id),
+                _job_id=send_job_id(entry.id, entry.attempts + 1),
+                _defer_until=retry_at,
+            )
+        return str(values["status"])
+
+    async def _after_sent(self, tenant_id: str, attempt: _Attempt) -> None:
+        """File the copy in Sent and flag the original answered; a failure here is
+        recorded, never turned into a second send."""
+        account, entry = attempt.account, attempt.entry
+        provider_files = (account.send_options or {}).get("sent_copy") == "provider"
+        saved = provider_files
+        try:
+            async with self._imap(account) as connection:
+                if not provider_files:
+                    sent = await _mailbox_with_role(connection, "sent")
+                    if sent is not None:
+                        await connection.append(sent, entry.raw_mime, flags=["\\Seen"])
+                        saved = True
+                await self._flag_answered(tenant_id, entry, connection)
+        except (ImapConnectError, ImapCommandError) as exc:
+            log.warning("outbox.after_sent_failed", outbox_id=str(entry.id), error=str(exc))
+            async with self._sessionmaker() as session, session.begin():
+                await OutboxRepository(session, tenant_id).set_values(
+                    entry.id, {"last_error": f"sent, but filing the copy failed: {exc}"}
+                )
+        if saved:
+            async with self._sessionmaker() as session, session.begin():
+                await OutboxRepository(session, tenant_id).set_values(
+                    entry.id, {"sent_copy_saved_at": datetime.now(UTC)}
+                )
+        # The copy and the flag reach the API through the account's next sync.
+        await enqueue_sync(self._arq, tenant_id=tenant_id, account_id=account.id)
+
+    async def _flag_answered(
+        self, tenant_id: str, entry: OutboxMessage, connection: ImapConnection
+    ) -> None:
+        if entry.answers_message_id is None:
+            return
+        async with self._sessionmaker() as session:
+            messages = MessageRepository(session, tenant_id)
+            original = await messages.get(entry.answers_message_id)
+            mailbox = None if original is None else await messages.mailbox(original.mailbox_id)
+        if original is None or mailbox is None:
+            return
+        selected = await connection.select(mailbox.name)
+        if selected.uidvalidity == original.uidvalidity:
+            await connection.uid_store(str(original.uid), "+FLAGS", ["\\Answered"])
+
+    async def _in_sent_mailbox(self, account: Account, entry: OutboxMessage) -> bool | None:
+        """Whether the Sent mailbox holds this Message-ID; None when it cannot tell.
+
+        Only a provider that files sent mail itself can have it there after a lost
+        reply; with any other, the check finds nothing and the message is sent again.
+        """
+        try:
+            async with self._imap(account) as connection:
+                sent = await _mailbox_with_role(connection, "sent")
+                if sent is None:
+                    return False
+                await connection.select(sent, readonly=True)
+                message_id = entry.message_id_header.replace("\\", "").replace('"', "")
+                found = await connection.uid_search(f'HEADER Message-ID "{message_id}"')
+                return bool(found)
+        except (ImapConnectError, ImapCommandError) as exc:
+            log.warning("outbox.sent_check_failed", outbox_id=str(entry.id), error=str(exc))
+            return None
+
+    @asynccontextmanager
+    async def _imap(self, account: Account) -> AsyncIterator[ImapConnection]:
+        connection = await connect_imap(
+            imap_server(self._secrets, account),
+            io_timeout=self._settings.mail_connect_timeout_seconds,
+            tls=tls_context(self._settings.mail_tls_ca_file),
+        )
+        try:
+            yield connection
+        finally:
+            await connection.logout()
+
+
+async def _mailbox_with_role(connection: ImapConnection, role: str) -> str | None:
+    """The server's mailbox for `role` (special-use attribute, else a well-known name).
+
+    Asked of the server, not the mirror: an account that sends before its first sync
+    has no mailboxes stored yet.
+    """
+    for mailbox in await connection.list_mailboxes():
+        if is_selectable(mailbox) and mailbox_role(mailbox) == role:
+            return mailbox.name
+    return None
