@@ -21,7 +21,7 @@ One run, everything on loopback and started here (and stopped again, also on Ctr
    turn, so that a busy moment on the shared machine falls on all of them alike:
    - through the HTTP API: `GET /api/messages?q=...&limit=50` on a `mailsvc serve`
      subprocess (uvicorn, one worker), with httpx over one keep-alive connection;
-   - in-process: `MessageService(session, tenant).page(ListRequest(q=..., limit=50))`,
+   - in-process: `MessageService(session, tenant).page_json(ListRequest(q=..., limit=50))`,
      the call the endpoint makes (parse, SQL, rows to schemas), on a connection
      already checked out; the SQL part alone is measured too (cursor execute+fetch),
      and, as diagnostics, again without the `ts_headline` excerpts, and again with
@@ -579,12 +579,12 @@ def _without_highlight(service: Any) -> None:
     # Reaches into the service (a bench diagnostic, not an API): same filters, same
     # statement, minus the ts_headline column.
     repository = service._messages
-    page = repository.page
+    page = repository.page_json
 
     async def page_without_highlight(filters: Any, **options: Any) -> Any:
         return await page(filters, **{**options, "highlight": False})
 
-    repository.page = page_without_highlight
+    repository.page_json = page_without_highlight
 
 
 class _NotmuchSearch:
@@ -668,7 +668,7 @@ async def measure(
                 _without_highlight(service)
             clock.seconds, clock.statements = 0.0, 0
             started = time.perf_counter()
-            await service.page(ListRequest(q=outcome.query.q, limit=PAGE))
+            await service.page_json(ListRequest(q=outcome.query.q, limit=PAGE))
             elapsed = time.perf_counter() - started
             await session.rollback()
             await session.connection()  # the next call's connection, checked out untimed
@@ -737,13 +737,13 @@ async def measure(
 
 
 async def explain(database_url: str, query: Query) -> dict[str, Any]:
-    """EXPLAIN (ANALYZE, BUFFERS) of every statement `MessageService.page` runs for `query`."""
+    """EXPLAIN (ANALYZE, BUFFERS) of every statement `MessageService.page_json` runs."""
     engine = create_engine(database_url, pool_size=1)
     clock = _SqlClock(engine)
     try:
         async with create_sessionmaker(engine)() as session:
             clock.capture = True
-            await MessageService(session, TENANT).page(ListRequest(q=query.q, limit=PAGE))
+            await MessageService(session, TENANT).page_json(ListRequest(q=query.q, limit=PAGE))
             clock.capture = False
             plans = []
             connection = await session.connection()
