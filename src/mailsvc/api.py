@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from mailsvc.account.endpoints import router as account_router
 from mailsvc.auth.endpoints import router as auth_router
+from mailsvc.draft.endpoints import router as draft_router
 from mailsvc.message.endpoints import router as message_router
 from mailsvc.ops.endpoints import router as ops_router
 from mailsvc.outbox.endpoints import router as outbox_router
@@ -20,4 +21,5 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(sync_router)
     app.include_router(message_router)
     app.include_router(thread_router)
+    app.include_router(draft_router)
     app.include_router(outbox_router)

@@ -1,0 +1,1 @@
+"""Drafts: messages being composed, their uploaded attachments, and sending them."""
