@@ -26,11 +26,17 @@ Limits keep hostile input cheap: nesting deeper than `MAX_DEPTH` and parts beyon
 `MAX_PARTS` are not descended into, header blocks are searched within
 `MAX_HEADER_BYTES`, decoded text is cut at `max_text_chars`; each is noted in
 `parse_errors`. Every step is wrapped, so one broken piece loses that piece only.
+
+Delivery status notifications (a top-level multipart/report with `report-type=
+delivery-status` or `global-delivery-status`) also keep their first
+`MAX_DELIVERY_REPORT_BYTES` in `delivery_report`: the raw source is gone after
+parsing, and the outbox reads bounces from it. Every other message pays one
+comparison of its content type.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mailsvc.mime import headers as hdr
 from mailsvc.mime.assemble import PendingAttachment, assemble, is_body_text
@@ -48,7 +54,11 @@ from mailsvc.mime.parts import (
 )
 
 MAX_DEPTH = 30
+MAX_DELIVERY_REPORT_BYTES = 500_000
+"""As much of a report as `mailsvc.outbox.bounce.parse_dsn` reads."""
+
 _NESTED_MESSAGES = frozenset({"message/rfc822", "message/global"})
+_DELIVERY_REPORT_TYPES = frozenset({"delivery-status", "global-delivery-status"})
 
 
 @dataclass(slots=True)
@@ -232,6 +242,13 @@ def _related_root(raw: bytes, spans: list[tuple[int, int]], start_param: str | N
     return 0
 
 
+def _is_delivery_report(head: PartHead) -> bool:
+    """Whether a message's top-level head is that of an RFC 3464 report."""
+    if head.content_type != "multipart/report":
+        return False
+    return head.params.get("report-type", "").strip().lower() in _DELIVERY_REPORT_TYPES
+
+
 def _as_text(head: PartHead) -> PartHead:
     charset = head.params.get("charset", "")
     return head._replace(content_type="text/plain", params={"charset": charset})
@@ -250,6 +267,7 @@ def parse_message(raw: bytes, *, max_text_chars: int = 1_000_000) -> ParsedMessa
     notes: list[str] = []
     walk = _Walk(raw=b"", max_text_chars=max_text_chars, notes=notes)
     fields: hdr.Fields = []
+    delivery_report: bytes | None = None
     try:
         walk.raw = bytes(raw)
         if not walk.raw:
@@ -259,10 +277,12 @@ def parse_message(raw: bytes, *, max_text_chars: int = 1_000_000) -> ParsedMessa
             if not fields:
                 notes.append("message has no header fields")
             head = head_from_fields(fields, body_start, notes, "header", "text/plain")
+            if _is_delivery_report(head):
+                delivery_report = walk.raw[:MAX_DELIVERY_REPORT_BYTES]
             walk.message(head, len(walk.raw), "", 0, active=True)
     except Exception as exc:  # one bad message must not stop a mailbox
         notes.append(f"MIME structure unreadable ({type(exc).__name__}); partial result")
-    return assemble(
+    parsed = assemble(
         fields,
         texts=walk.texts,
         htmls=walk.htmls,
@@ -272,3 +292,6 @@ def parse_message(raw: bytes, *, max_text_chars: int = 1_000_000) -> ParsedMessa
         max_text_chars=max_text_chars,
         charset_hint=walk.text_charset,
     )
+    if delivery_report is None:
+        return parsed
+    return replace(parsed, delivery_report=delivery_report)

@@ -20,6 +20,7 @@ from mailsvc.kit.ids import uuid7
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.mime import ParsedMessage
 from mailsvc.models import Mailbox
+from mailsvc.outbox.bounces import read_bounces, record_bounces
 from mailsvc.search.repository import SearchIndexRepository
 from mailsvc.sync import wire
 from mailsvc.sync.repository import MailboxRepository, MessageRepository
@@ -166,6 +167,7 @@ class MailboxWriter:
         for item, message in zip(items, parsed, strict=True):
             assert item.uid is not None
             by_uid[item.uid] = (uuid7(), item, message)
+        bounces = await read_bounces({uid: message for uid, (_, _, message) in by_uid.items()})
         async with self._sessionmaker.begin() as session:
             mailbox = await MailboxRepository(session, self._tenant_id).lock(self._mailbox.id)
             if mailbox is None or mailbox.uidvalidity != uidvalidity:
@@ -208,6 +210,14 @@ class MailboxWriter:
                     for uid, message_id in ids.items()
                     for a in by_uid[uid][2].attachments
                 ]
+            )
+            # Reports stored before are not read again; this comes before any change is
+            # appended (see record_bounces for the lock order).
+            await record_bounces(
+                session,
+                self._tenant_id,
+                self._account_id,
+                [bounces[uid] for uid in sorted(ids) if uid in bounces],
             )
             # Threads made for messages that turned out to be stored already end up
             # empty; refreshing the summaries drops them.
