@@ -28,9 +28,9 @@ from mailsvc.compose.validate import (
 )
 from mailsvc.draft import schemas
 from mailsvc.message.repository import MessageRepository
-from mailsvc.models import Account, Draft, Message
+from mailsvc.models import Account, Draft
 from mailsvc.models.message import Address
-from mailsvc.outbox.composing import invalid
+from mailsvc.outbox.composing import invalid, original_message
 from mailsvc.outbox.schemas import AddressIn
 
 
@@ -66,7 +66,7 @@ class DraftChecker:
         if body.in_reply_to is not None and body.forward_of is not None:
             raise invalid("forward_of", "a message is a reply or a forward, not both")
         values.update(await self._reply(account, body.in_reply_to, current))
-        forward = await self._original(account, body.forward_of, "forward_of")
+        forward = await original_message(self._messages, account, body.forward_of, "forward_of")
         values["forward_of_message_id"] = None if forward is None else forward.id
         return values
 
@@ -107,7 +107,7 @@ class DraftChecker:
         (its id then reads null)."""
         if current is not None and message_id == current.in_reply_to_message_id:
             return {}
-        original = await self._original(account, message_id, "in_reply_to")
+        original = await original_message(self._messages, account, message_id, "in_reply_to")
         if original is None:
             return {"in_reply_to_message_id": None, "in_reply_to": None, "references": []}
         return {
@@ -115,15 +115,3 @@ class DraftChecker:
             "in_reply_to": original.message_id_header,
             "references": list(original.references or ()),
         }
-
-    async def _original(
-        self, account: Account, message_id: uuid.UUID | None, field: str
-    ) -> Message | None:
-        if message_id is None:
-            return None
-        message = await self._messages.get(message_id)
-        if message is None:
-            raise invalid(field, "no such message")
-        if message.account_id != account.id:
-            raise invalid(field, "the message belongs to another account")
-        return message

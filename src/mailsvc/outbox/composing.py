@@ -103,6 +103,20 @@ def _original(message: Message, raw: bytes | None = None) -> OriginalMessage:
     )
 
 
+async def original_message(
+    messages: MessageRepository, account: Account, message_id: uuid.UUID | None, field: str
+) -> Message | None:
+    """The message of ours a reply or forward names: the tenant's, the same account's."""
+    if message_id is None:
+        return None
+    message = await messages.get(message_id)
+    if message is None:
+        raise invalid(field, "no such message")
+    if message.account_id != account.id:
+        raise invalid(field, "the message belongs to another account")
+    return message
+
+
 class Composer:
     """Builds checked compositions for one tenant."""
 
@@ -119,8 +133,10 @@ class Composer:
         attachments: Sequence[AttachmentSpec],
     ) -> Prepared:
         """The request as a checked `Composition` (422 naming the field otherwise)."""
-        reply_to = await self._message(fields.in_reply_to, "in_reply_to", account)
-        forward = await self._message(fields.forward_of, "forward_of", account)
+        reply_to = await original_message(
+            self._messages, account, fields.in_reply_to, "in_reply_to"
+        )
+        forward = await original_message(self._messages, account, fields.forward_of, "forward_of")
         forwarded = None
         if forward is not None:
             raw = None if fields.forward_inline else await self._raw(forward)
@@ -150,18 +166,6 @@ class Composer:
         return Prepared(
             composition=checked, answers_message_id=None if reply_to is None else reply_to.id
         )
-
-    async def _message(
-        self, message_id: uuid.UUID | None, field: str, account: Account
-    ) -> Message | None:
-        if message_id is None:
-            return None
-        message = await self._messages.get(message_id)
-        if message is None:
-            raise invalid(field, "no such message")
-        if message.account_id != account.id:
-            raise invalid(field, "the message belongs to another account")
-        return message
 
     async def _raw(self, message: Message) -> bytes:
         """The original's source, to forward it as an attachment (read from IMAP)."""
