@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import io
 
 import httpx
+import pytest
 
 from mailsvc.sync.engine import SyncEngine
 from tests.draft.conftest import Headers, create_draft, draft_body, drafts_mailbox, set_account
@@ -117,7 +117,7 @@ async def test_a_failing_imap_server_does_not_fail_the_request(
     target: SyncTarget,
     dovecot: DovecotServer,
     smtp_relay: SmtpRelay,
-    service_log: io.StringIO,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await set_account(
         client, auth, target, dovecot, smtp_relay,
@@ -135,6 +135,6 @@ async def test_a_failing_imap_server_does_not_fail_the_request(
     got = await client.get(f"/api/drafts/{draft['id']}", headers=auth)
     assert got.status_code == 200
     assert got.json()["text"] == "x"
-    failures = [line for line in service_log.getvalue().splitlines() if "draft.copy_failed" in line]
-    assert any(draft["id"] in line for line in failures)
+    failures = [r.getMessage() for r in caplog.records if "draft.copy_failed" in r.getMessage()]
+    assert any(draft["id"] in message for message in failures)
     assert (await client.delete(f"/api/drafts/{draft['id']}", headers=auth)).status_code == 204
