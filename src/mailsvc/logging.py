@@ -69,7 +69,12 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     handler = _CurrentStderrHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace our own handler (configuring twice must not log twice), keep any other
+    # (a test's capture, an embedding application's).
+    root.handlers[:] = [
+        *(h for h in root.handlers if not isinstance(h, _CurrentStderrHandler)),
+        handler,
+    ]
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "alembic"):
         logging.getLogger(name).handlers.clear()
