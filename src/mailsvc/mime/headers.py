@@ -342,9 +342,11 @@ def addresses(
                 continue
         pairs.extend(simple)
     for name, address in pairs:
-        address = _CONTROL.sub("", address).strip()
+        # Raw 8-bit bytes arrive as Latin-1 stand-ins: decode first, then drop controls,
+        # or the bytes 0x80-0x9f inside UTF-8 characters would go as "C1 controls".
         if not address.isascii():
             address = _decode_raw(address, notes, where, charset_hint)
+        address = _CONTROL.sub("", address).strip()
         if not address:
             continue
         display = text_value(name, notes, where, charset_hint) if name else ""
