@@ -17,6 +17,7 @@ LIBRARY_OWNERS = {
     "email_validator": "kit/addresses.py",
     "nh3": "mime/sanitize.py",
     "mailparser_reply": "mime/reply.py",
+    "httpx": "webhook/client.py",
 }
 
 

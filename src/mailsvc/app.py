@@ -24,6 +24,7 @@ from mailsvc.api import include_routers
 from mailsvc.auth.tokens import TokenCodec
 from mailsvc.config import Settings, get_settings
 from mailsvc.errors import install_error_handlers
+from mailsvc.event.listener import ChangeListener, listen_dsn
 from mailsvc.kit.db import create_engine, create_sessionmaker
 from mailsvc.kit.mailserver import tls_context
 from mailsvc.kit.ratelimit import account_send_limiter, tenant_request_limiter
@@ -56,6 +57,14 @@ TAGS = [
     {"name": "messages", "description": "Read, search, flag, move and delete synced mail."},
     {"name": "threads", "description": "Conversations, newest activity first."},
     {"name": "search", "description": "Full-text search with Gmail-style operators."},
+    {
+        "name": "events",
+        "description": "What changed: a change feed with cursors, and Server-Sent Events.",
+    },
+    {
+        "name": "webhooks",
+        "description": "Signed POSTs of every event to your endpoints, in order per account.",
+    },
     {"name": "drafts", "description": "Messages being composed, with their attachments."},
     {
         "name": "sending",
@@ -100,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 per_hour=settings.send_rate_limit_per_hour,
             ),
             arq=arq,
+            changes=ChangeListener(listen_dsn(settings.async_database_url)),
             outbox=OutboxDispatcher(
                 OutboxSender(
                     sessionmaker=sessionmaker, secrets=secret_box, settings=settings, arq=arq
@@ -107,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
         )
         app.state.mailsvc = state
+        state.changes.start()
         # Built once and cached; building reads the system CA bundle from disk, which
         # the first account check, download or mail change would otherwise do on the
         # event loop.
@@ -134,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await state.outbox.close()
+            await state.changes.stop()
             if state.idle is not None:
                 await state.idle.stop()
             if parser is not None:

@@ -151,11 +151,14 @@ async def _rotate(settings: Settings) -> int:
     from mailsvc.account.rotation import rotate_account_secrets
     from mailsvc.kit.db import create_engine, create_sessionmaker
     from mailsvc.state import build_secret_box
+    from mailsvc.webhook.credentials import rotate_webhook_secrets
 
     engine = create_engine(settings.async_database_url, pool_size=1)
+    box = build_secret_box(settings)
     try:
         async with create_sessionmaker(engine).begin() as session:
-            return await rotate_account_secrets(session, build_secret_box(settings))
+            accounts = await rotate_account_secrets(session, box)
+            return accounts + await rotate_webhook_secrets(session, box)
     finally:
         await engine.dispose()
 

@@ -105,6 +105,20 @@ class Settings(BaseSettings):
     # A process that claimed a send and then died holds it this long at most.
     send_lease_seconds: float = Field(default=300.0, gt=0)
 
+    change_retention_days: int = Field(default=30, ge=1)
+    events_keepalive_seconds: float = Field(default=15.0, gt=0)
+    events_send_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # Webhooks: one POST may take WEBHOOK_TIMEOUT_SECONDS in all; failures are retried
+    # with exponential backoff, a delivery is given up after WEBHOOK_MAX_ATTEMPTS, and a
+    # webhook is disabled after WEBHOOK_DISABLE_AFTER_FAILURES given-up deliveries in a
+    # row (0: never).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=15, ge=1, le=100)
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    webhook_disable_after_failures: int = Field(default=5, ge=0)
+
     idle_enabled: bool = True
     idle_lease_ttl_seconds: float = Field(default=30.0, gt=0)
     idle_scan_interval_seconds: float = Field(default=5.0, gt=0)

@@ -108,6 +108,10 @@ class ConflictError(MailsvcError):
     status, code, title = 409, "conflict", "Conflict"
 
 
+class GoneError(MailsvcError):
+    status, code, title = 410, "gone", "Gone"
+
+
 class PayloadTooLargeError(MailsvcError):
     status, code, title = 413, "payload_too_large", "Content Too Large"
 

@@ -16,6 +16,7 @@ from mailsvc.kit.ratelimit import WindowLimiter
 
 if TYPE_CHECKING:
     # The supervisor imports the account and sync packages, which import this module.
+    from mailsvc.event.listener import ChangeListener
     from mailsvc.outbox.dispatch import OutboxDispatcher
     from mailsvc.sync.idle import IdleSupervisor
 
@@ -35,6 +36,8 @@ class AppState:
     send_limiter: WindowLimiter
     arq: ArqRedis
     outbox: OutboxDispatcher
+    # Wakes SSE streams when their tenant's changes commit.
+    changes: ChangeListener
     # None when IDLE_ENABLED is false (and in the test suite's app).
     idle: IdleSupervisor | None = None
 

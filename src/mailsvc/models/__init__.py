@@ -4,7 +4,7 @@ from mailsvc.kit.db import Base
 from mailsvc.models.account import Account
 from mailsvc.models.api_key import ApiKey
 from mailsvc.models.attachment import Attachment
-from mailsvc.models.change import Change
+from mailsvc.models.change import Change, ChangeTrim
 from mailsvc.models.draft import Draft, DraftAttachment
 from mailsvc.models.mailbox import Mailbox
 from mailsvc.models.message import Message
@@ -19,6 +19,7 @@ __all__ = [
     "Attachment",
     "Base",
     "Change",
+    "ChangeTrim",
     "Draft",
     "DraftAttachment",
     "Mailbox",

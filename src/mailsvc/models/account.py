@@ -62,3 +62,6 @@ class Account(TimestampMixin, Base):
     # Last sequence number handed to this account's `changes` rows; incremented under
     # the row lock so each account's changes commit in sequence order.
     change_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # The feed order key of the account's last change (`changes.txid`), so its next
+    # changes never sort before it.
+    change_txid: Mapped[int] = mapped_column(BigInteger, server_default="0")

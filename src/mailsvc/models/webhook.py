@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, String, Text, UniqueConstraint, text, true
+from sqlalchemy import BigInteger, Integer, String, Text, UniqueConstraint, text, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -29,6 +29,11 @@ class Webhook(TimestampMixin, Base):
     # The HMAC signing secret, encrypted like account secrets (kit/crypto.py).
     secret: Mapped[str] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(String(500))
-    # Consecutive failed deliveries; reset by a success.
+    # Deliveries given up in a row; reset by a success.
     failure_count: Mapped[int] = mapped_column(Integer, server_default="0")
     disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # The fan-out's place in the tenant's change feed (a `FeedPosition`): every change
+    # up to it has its delivery row (or did not match `event_types`). Moved forward in
+    # the transaction that inserts those rows, so a crash repeats nothing.
+    cursor_txid: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cursor_id: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -16,6 +16,7 @@ from arq.connections import RedisSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsvc.config import Settings, get_settings
+from mailsvc.event.retention import trim_change_log
 from mailsvc.kit.db import create_engine, create_sessionmaker
 from mailsvc.logging import configure_logging
 from mailsvc.outbox.dispatch import send_job_function, sweep_outbox
@@ -24,6 +25,12 @@ from mailsvc.state import build_secret_box
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.parser import ParserPool
 from mailsvc.sync.tasks import resync_all, sync_job_function
+from mailsvc.webhook.tasks import (
+    deliver_job_function,
+    start_webhooks,
+    stop_webhooks,
+    sweep_cron_job,
+)
 
 log = structlog.get_logger("mailsvc.worker")
 
@@ -53,11 +60,13 @@ async def startup(ctx: dict[str, Any]) -> None:
         ),
         worker_name=f"{socket.gethostname()}:{os.getpid()}",
     )
+    await start_webhooks(ctx)
     await record_heartbeat(ctx)
     log.info("worker.started", worker=ctx["worker_name"])
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await stop_webhooks(ctx)
     parser: ParserPool | None = ctx.get("parser")
     if parser is not None:
         parser.close()
@@ -86,13 +95,23 @@ def worker_settings(settings: Settings | None = None) -> type:
 
     class WorkerSettings:
         redis_settings = RedisSettings.from_dsn(resolved.required_redis_url)
-        functions = [sync_job_function(), send_job_function()]  # noqa: RUF012
+        functions = [  # noqa: RUF012
+            sync_job_function(),
+            send_job_function(),
+            deliver_job_function(resolved),
+        ]
         cron_jobs = [  # noqa: RUF012 - arq reads class attributes
             cron(record_heartbeat, second=0, run_at_startup=False),
             # Overdue sends: lost jobs, attempts of processes that died.
             cron(sweep_outbox, second={5, 20, 35, 50}, run_at_startup=True),
+            cron(trim_change_log, minute=17, second=40, run_at_startup=False),
             *resync_cron,
+            # Overdue webhook deliveries: lost jobs, leases of workers that died.
+            sweep_cron_job(),
         ]
+        # arq's default 0.5 s between queue polls would be most of the 1 s budget from
+        # a mail arriving to its webhook; a poll is one ZRANGEBYSCORE on Redis.
+        poll_delay = 0.1
         on_startup = startup
         on_shutdown = shutdown
         handle_signals = True

@@ -1,0 +1,30 @@
+"""Retention of the change log: an arq cron job deletes what is older than the window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from mailsvc.event.repository import trim_changes
+
+log = structlog.get_logger("mailsvc.events")
+
+# Small transactions, so trimming never holds back the feed's horizon for long.
+_BATCH = 5_000
+
+
+async def trim_change_log(ctx: dict[str, Any]) -> int:
+    """arq cron: delete changes older than CHANGE_RETENTION_DAYS; how many went."""
+    cutoff = datetime.now(UTC) - timedelta(days=ctx["settings"].change_retention_days)
+    total = 0
+    while True:
+        async with ctx["sessionmaker"].begin() as session:
+            deleted = await trim_changes(session, older_than=cutoff, batch=_BATCH)
+        total += deleted
+        if deleted < _BATCH:
+            break
+    if total:
+        log.info("events.trimmed", changes=total, before=cutoff.isoformat())
+    return total
