@@ -79,8 +79,10 @@ async def test_sending_a_reply_draft_queues_it_and_deletes_the_draft(
         to=[{"name": "Test User", "address": target.user.email}],
         text="Numbers attached.\n",
         in_reply_to=message["id"],
+        quote_original=True,
     )  # fmt: skip
     assert draft["in_reply_to"] == message["id"]
+    assert draft["quote_original"] is True
     upload = await client.post(
         f"/api/drafts/{draft['id']}/attachments",
         files={"file": ("numbers.csv", b"q,amount\n1,100\n", "text/csv")},
@@ -106,6 +108,7 @@ async def test_sending_a_reply_draft_queues_it_and_deletes_the_draft(
     assert f"In-Reply-To: {original_id}".encode() in raw
     assert f"References: {root_id}\r\n {original_id}".encode() in raw
     assert b'filename="numbers.csv"' in raw
+    assert b"wrote:\r\n> " in raw  # the original quoted below the new text
 
 
 async def test_the_same_key_returns_the_first_entry_after_the_draft_is_gone(

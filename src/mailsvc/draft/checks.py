@@ -68,6 +68,8 @@ class DraftChecker:
         values.update(await self._reply(account, body.in_reply_to, current))
         forward = await original_message(self._messages, account, body.forward_of, "forward_of")
         values["forward_of_message_id"] = None if forward is None else forward.id
+        values["quote_original"] = body.quote_original
+        values["forward_inline"] = body.forward_inline
         return values
 
     def _content(self, account: Account, body: schemas.DraftIn) -> dict[str, Any]:

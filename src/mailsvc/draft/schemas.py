@@ -55,10 +55,16 @@ class DraftIn(BaseModel):
         "Message-ID and References are copied into the draft when saved, so the reply "
         "keeps its threading even if the original is later removed from the mirror.",
     )
+    quote_original: bool = Field(
+        default=False, description="Replies: quote the original below the new text."
+    )
     forward_of: uuid.UUID | None = Field(
         default=None,
         description="A message id of ours (same account) to forward: attached as "
-        "message/rfc822 when the draft is sent.",
+        "message/rfc822 when the draft is sent (or inline, see `forward_inline`).",
+    )
+    forward_inline: bool = Field(
+        default=False, description="Forward the original's text inline instead of attached."
     )
 
 
@@ -104,7 +110,9 @@ class DraftOut(BaseModel):
         description="The message answered; null also once that message left the mirror "
         "(the copied threading headers stay with the draft)."
     )
+    quote_original: bool
     forward_of: uuid.UUID | None
+    forward_inline: bool
     attachments: list[DraftAttachmentOut]
     created_at: datetime
     updated_at: datetime

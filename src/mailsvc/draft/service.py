@@ -71,7 +71,9 @@ def draft_out(draft: Draft) -> schemas.DraftOut:
         html=draft.html_body,
         headers=dict(draft.headers),
         in_reply_to=draft.in_reply_to_message_id,
+        quote_original=draft.quote_original,
         forward_of=draft.forward_of_message_id,
+        forward_inline=draft.forward_inline,
         attachments=[schemas.DraftAttachmentOut.model_validate(a) for a in draft.attachments],
         created_at=draft.created_at,
         updated_at=draft.updated_at,
@@ -272,7 +274,9 @@ class DraftService:
             html=draft.html_body,
             headers=dict(draft.headers),
             in_reply_to=in_reply_to,
+            quote_original=draft.quote_original,
             forward_of=draft.forward_of_message_id,
+            forward_inline=draft.forward_inline,
         )
 
     @staticmethod

@@ -65,6 +65,10 @@ class Draft(TimestampMixin, Base):
 
     in_reply_to_message_id: Mapped[uuid.UUID | None]
     forward_of_message_id: Mapped[uuid.UUID | None]
+    # Replies: quote the original below the new text. Forwards: its text inline
+    # instead of the original attached as message/rfc822.
+    quote_original: Mapped[bool] = mapped_column(server_default=false())
+    forward_inline: Mapped[bool] = mapped_column(server_default=false())
     # The reply headers, copied when the draft is created: message rows are replaced
     # when a mailbox's UIDVALIDITY changes, and a reply must keep its threading.
     in_reply_to: Mapped[str | None] = mapped_column(Text)
