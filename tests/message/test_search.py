@@ -119,3 +119,45 @@ async def test_search_combines_with_the_list_filters(
         "/api/messages", params={"q": "is:read", "unread": "true"}, headers=auth
     )
     assert response.status_code == 422
+
+
+async def test_a_phrase_search_pages_through_every_match_once(
+    client: httpx.AsyncClient,
+    auth: Headers,
+    engine: SyncEngine,
+    target: SyncTarget,
+    dovecot: DovecotServer,
+) -> None:
+    bodies = [
+        "The budget review is on Monday.",
+        "Notes from the budget review.",
+        "Review the numbers, then the budget.",  # both words, not the phrase
+        "Another budget review, with slides.",
+        "Budget first; the review comes later.",  # both words, not the phrase
+    ]
+    messages = [
+        _message(f"Memo {n}", "Ann <ann@acme.test>", "team@acme.test", body, False)
+        for n, body in enumerate(bodies)
+    ]
+    await asyncio.to_thread(imap_client.append, dovecot, target.user, "INBOX", messages)
+    await engine.sync_account(target.tenant_id, target.account_id)
+    # The list order (date, then id) of the three messages holding the phrase.
+    listed = await client.get("/api/messages", params={"q": "budget", "limit": "10"}, headers=auth)
+    phrase = {"Memo 0", "Memo 1", "Memo 3"}
+    newest = [item["subject"] for item in listed.json()["items"] if item["subject"] in phrase]
+    for order in ("newest", "oldest"):
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            params = {"q": '"budget review"', "limit": "1", "order": order}
+            response = await client.get(
+                "/api/messages", params={**params, **({"cursor": cursor} if cursor else {})},
+                headers=auth,
+            )  # fmt: skip
+            assert response.status_code == 200, response.text
+            page = response.json()
+            seen += [item["subject"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == (newest if order == "newest" else newest[::-1]), order
