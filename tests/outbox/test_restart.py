@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import signal
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from mailsvc.config import Settings
 from tests.fixtures.app import account_body
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.net import free_port
-from tests.fixtures.processes import MAILSVC
+from tests.fixtures.processes import MAILSVC, service_env
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.fixtures.waiting import eventually
 
@@ -52,23 +51,15 @@ async def test_a_retry_due_after_both_processes_died_is_sent_once_they_are_back(
     smtp_relay: SmtpRelay,
     tmp_path: Path,
 ) -> None:
-    assert settings.jwt_secret is not None
-    assert settings.encryption_key is not None
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", "/"),
-        "ENVIRONMENT": "test",
-        "DATABASE_URL": isolated_database,
-        "REDIS_URL": isolated_redis,
-        "JWT_SECRET": settings.jwt_secret.get_secret_value(),
-        "ENCRYPTION_KEY": settings.encryption_key.get_secret_value(),
-        "ALLOW_PRIVATE_HOSTS": "true",
-        "MAIL_TLS_CA_FILE": str(dovecot.ca_cert_path),
-        "IDLE_ENABLED": "false",
-        "SEND_RETRY_BASE_SECONDS": str(RETRY_SECONDS),
-        "LOG_LEVEL": "WARNING",
-        "DATA_DIR": str(tmp_path),
-    }
+    env = service_env(
+        settings,
+        database_url=isolated_database,
+        redis_url=isolated_redis,
+        ca_file=dovecot.ca_cert_path,
+        data_dir=tmp_path,
+        IDLE_ENABLED="false",
+        SEND_RETRY_BASE_SECONDS=str(RETRY_SECONDS),
+    )
     port = free_port()
     token = TokenCodec(settings).issue(
         subject="test",

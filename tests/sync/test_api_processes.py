@@ -4,7 +4,6 @@ is watched by exactly one of them, and stopping one hands its accounts to the ot
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import signal
 import uuid
@@ -21,7 +20,7 @@ from mailsvc.sync.lease import account_lease_key
 from tests.fixtures.app import account_body
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.net import free_port
-from tests.fixtures.processes import MAILSVC
+from tests.fixtures.processes import MAILSVC, service_env
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.fixtures.waiting import eventually
 
@@ -36,23 +35,15 @@ async def test_two_api_processes_split_the_accounts_and_hand_them_over(
     smtp_relay: SmtpRelay,
     tmp_path: Path,
 ) -> None:
-    assert settings.jwt_secret is not None
-    assert settings.encryption_key is not None
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", "/"),
-        "ENVIRONMENT": "test",
-        "DATABASE_URL": isolated_database,
-        "REDIS_URL": isolated_redis,
-        "JWT_SECRET": settings.jwt_secret.get_secret_value(),
-        "ENCRYPTION_KEY": settings.encryption_key.get_secret_value(),
-        "ALLOW_PRIVATE_HOSTS": "true",
-        "MAIL_TLS_CA_FILE": str(dovecot.ca_cert_path),
-        "IDLE_LEASE_TTL_SECONDS": str(LEASE_TTL_SECONDS),
-        "IDLE_SCAN_INTERVAL_SECONDS": "0.5",
-        "LOG_LEVEL": "WARNING",
-        "DATA_DIR": str(tmp_path),
-    }
+    env = service_env(
+        settings,
+        database_url=isolated_database,
+        redis_url=isolated_redis,
+        ca_file=dovecot.ca_cert_path,
+        data_dir=tmp_path,
+        IDLE_LEASE_TTL_SECONDS=str(LEASE_TTL_SECONDS),
+        IDLE_SCAN_INTERVAL_SECONDS="0.5",
+    )
     ports = [free_port(), free_port()]
     processes: list[asyncio.subprocess.Process] = []
     redis: aioredis.Redis = create_redis(isolated_redis)

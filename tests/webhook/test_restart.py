@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from collections import Counter
 from pathlib import Path
@@ -23,7 +22,7 @@ from mailsvc.models import Change
 from tests.fixtures.app import remember_secret
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.net import free_port
-from tests.fixtures.processes import MAILSVC
+from tests.fixtures.processes import MAILSVC, service_env
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.fixtures.waiting import eventually
 from tests.webhook.conftest import by_account
@@ -69,27 +68,19 @@ async def test_killing_the_worker_mid_delivery_loses_no_event(
     receiver: Receiver,
     tmp_path: Path,
 ) -> None:
-    assert settings.jwt_secret is not None
-    assert settings.encryption_key is not None
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", "/"),
-        "ENVIRONMENT": "test",
-        "DATABASE_URL": isolated_database,
-        "REDIS_URL": isolated_redis,
-        "JWT_SECRET": settings.jwt_secret.get_secret_value(),
-        "ENCRYPTION_KEY": settings.encryption_key.get_secret_value(),
-        "ALLOW_PRIVATE_HOSTS": "true",
-        "MAIL_TLS_CA_FILE": str(dovecot.ca_cert_path),
-        "IDLE_ENABLED": "false",
+    env = service_env(
+        settings,
+        database_url=isolated_database,
+        redis_url=isolated_redis,
+        ca_file=dovecot.ca_cert_path,
+        data_dir=tmp_path,
+        IDLE_ENABLED="false",
         # A claim is held for the timeout and 5 s: a dead worker's delivery is taken
         # over by the sweep soon after.
-        "WEBHOOK_TIMEOUT_SECONDS": "3",
-        "WEBHOOK_RETRY_BASE_SECONDS": "0.5",
-        "WEBHOOK_RETRY_MAX_SECONDS": "2",
-        "LOG_LEVEL": "WARNING",
-        "DATA_DIR": str(tmp_path),
-    }
+        WEBHOOK_TIMEOUT_SECONDS="3",
+        WEBHOOK_RETRY_BASE_SECONDS="0.5",
+        WEBHOOK_RETRY_MAX_SECONDS="2",
+    )
     port = free_port()
     token = TokenCodec(settings).issue(
         subject="test",
