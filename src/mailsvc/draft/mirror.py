@@ -59,6 +59,20 @@ def _mailbox(address: Address) -> Mailbox:
     return Mailbox(address=address.get("address") or "", name=address.get("name"))
 
 
+def attachment_specs(draft: Draft) -> tuple[AttachmentSpec, ...]:
+    """The draft's attachments to build a message with; their content must be loaded."""
+    return tuple(
+        AttachmentSpec(
+            filename=a.filename,
+            content_type=a.content_type,
+            content=a.content,
+            content_id=a.content_id,
+            inline=a.is_inline,
+        )
+        for a in draft.attachments
+    )
+
+
 def draft_composition(draft: Draft, account: Account) -> Composition:
     """The draft as a composition; its attachments' content must be loaded."""
     sender = (
@@ -80,16 +94,7 @@ def draft_composition(draft: Draft, account: Account) -> Composition:
         subject=draft.subject,
         text_body=draft.text_body,
         html_body=draft.html_body,
-        attachments=tuple(
-            AttachmentSpec(
-                filename=a.filename,
-                content_type=a.content_type,
-                content=a.content,
-                content_id=a.content_id,
-                inline=a.is_inline,
-            )
-            for a in draft.attachments
-        ),
+        attachments=attachment_specs(draft),
         headers=dict(draft.headers),
         reply_to_original=original,
     )

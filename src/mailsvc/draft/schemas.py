@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from mailsvc.outbox.schemas import AddressIn
+from mailsvc.outbox.schemas import AddressIn, MessageFields
 
 _EXAMPLE: dict[str, JsonValue] = {
     "account_id": "0192f5d1-6c1e-7a55-9d0c-1f2a3b4c5d6e",
@@ -17,54 +17,23 @@ _EXAMPLE: dict[str, JsonValue] = {
 }
 
 
-class DraftIn(BaseModel):
+class DraftIn(MessageFields):
     """A draft's content. Everything but `account_id` may be left out: a draft can be
     unfinished (no recipients yet). Each given value is checked when saved; the whole
     message (recipients included) is checked when it is sent."""
 
-    model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, json_schema_extra={"examples": [_EXAMPLE]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE]})
 
-    account_id: uuid.UUID = Field(description="The account that will send it.")
-    from_: AddressIn | None = Field(
-        default=None,
-        alias="from",
-        description="The account's address or one of its `send_options.aliases`; "
-        "null sends as the account with its display name.",
-    )
-    to: list[AddressIn] = Field(default_factory=list, max_length=1000)
-    cc: list[AddressIn] = Field(default_factory=list, max_length=1000)
     bcc: list[AddressIn] = Field(
         default_factory=list,
         max_length=1000,
         description="Envelope only: never in a header (nor in the Drafts mailbox copy).",
-    )
-    reply_to: list[AddressIn] = Field(default_factory=list, max_length=20)
-    subject: str | None = Field(default=None, max_length=1000)
-    text: str | None = Field(default=None, description="The text/plain body.")
-    html: str | None = Field(default=None, description="The text/html body.")
-    headers: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra headers from the allow-list of `POST /api/send` (`X-*`, "
-        "`List-Unsubscribe`, ...). No header value may hold CR or LF.",
     )
     in_reply_to: uuid.UUID | None = Field(
         default=None,
         description="A message id of ours (same account) that this draft answers. Its "
         "Message-ID and References are copied into the draft when saved, so the reply "
         "keeps its threading even if the original is later removed from the mirror.",
-    )
-    quote_original: bool = Field(
-        default=False, description="Replies: quote the original below the new text."
-    )
-    forward_of: uuid.UUID | None = Field(
-        default=None,
-        description="A message id of ours (same account) to forward: attached as "
-        "message/rfc822 when the draft is sent (or inline, see `forward_inline`).",
-    )
-    forward_inline: bool = Field(
-        default=False, description="Forward the original's text inline instead of attached."
     )
 
 

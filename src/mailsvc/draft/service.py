@@ -17,7 +17,7 @@ from mailsvc.compose.model import AttachmentSpec
 from mailsvc.compose.validate import CompositionError, check_attachment
 from mailsvc.draft import schemas
 from mailsvc.draft.checks import DraftChecker
-from mailsvc.draft.mirror import DraftMirror, saves_drafts
+from mailsvc.draft.mirror import DraftMirror, attachment_specs, saves_drafts
 from mailsvc.draft.repository import DraftRepository, server_copy
 from mailsvc.errors import (
     BadRequestError,
@@ -222,16 +222,7 @@ class DraftService:
         try:
             entry, created = await outbox.send(
                 await self._message_fields(draft),
-                [
-                    AttachmentSpec(
-                        filename=a.filename,
-                        content_type=a.content_type,
-                        content=a.content,
-                        content_id=a.content_id,
-                        inline=a.is_inline,
-                    )
-                    for a in draft.attachments
-                ],
+                attachment_specs(draft),
                 send_at=schedule.send_at,
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
