@@ -8,10 +8,8 @@ from typing import Any
 import httpx
 
 from tests.fixtures import imap_client
-from tests.fixtures.app import account_body
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.mail import SyncTarget
-from tests.fixtures.smtp_server import SmtpRelay
 
 Headers = dict[str, str]
 
@@ -27,24 +25,6 @@ async def create_draft(
     assert response.status_code == 201, response.text
     draft: dict[str, Any] = response.json()
     return draft
-
-
-async def set_account(
-    client: httpx.AsyncClient,
-    auth: Headers,
-    target: SyncTarget,
-    dovecot: DovecotServer,
-    relay: SmtpRelay,
-    **overrides: Any,
-) -> None:
-    """Replace the account's settings (e.g. `send_options`) without a login check."""
-    response = await client.put(
-        f"/api/accounts/{target.account_id}",
-        json=account_body(dovecot, relay, target.user, **overrides),
-        headers=auth,
-        params={"verify": "false"},
-    )
-    assert response.status_code == 200, response.text
 
 
 def drafts_mailbox(dovecot: DovecotServer, target: SyncTarget) -> list[tuple[set[str], bytes]]:

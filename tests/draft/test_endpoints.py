@@ -11,10 +11,10 @@ import pytest
 from fastapi import FastAPI
 
 from mailsvc.state import AppState
-from tests.draft.conftest import Headers, create_draft, draft_body, set_account
+from tests.draft.conftest import Headers, create_draft, draft_body
 from tests.fixtures.app import TokenFactory
 from tests.fixtures.dovecot import DovecotServer
-from tests.fixtures.mail import SyncTarget
+from tests.fixtures.mail import SyncTarget, set_account
 from tests.fixtures.smtp_server import SmtpRelay
 
 

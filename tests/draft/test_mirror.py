@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from mailsvc.sync.engine import SyncEngine
-from tests.draft.conftest import Headers, create_draft, draft_body, drafts_mailbox, set_account
+from tests.draft.conftest import Headers, create_draft, draft_body, drafts_mailbox
 from tests.fixtures.dovecot import DovecotServer
-from tests.fixtures.mail import SyncTarget
+from tests.fixtures.mail import SyncTarget, set_account
 from tests.fixtures.net import free_port
 from tests.fixtures.smtp_server import SmtpRelay
 

@@ -19,11 +19,11 @@ from sqlalchemy import select
 from mailsvc.models import OutboxMessage
 from mailsvc.state import AppState
 from mailsvc.sync.engine import SyncEngine
-from tests.draft.conftest import Headers, create_draft, drafts_mailbox, set_account
+from tests.draft.conftest import Headers, create_draft, drafts_mailbox
 from tests.fixtures import imap_client
 from tests.fixtures.app import TokenFactory
 from tests.fixtures.dovecot import DovecotServer
-from tests.fixtures.mail import SyncTarget
+from tests.fixtures.mail import SyncTarget, set_account
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.sync.messages import make_message
 

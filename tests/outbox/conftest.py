@@ -15,7 +15,7 @@ from arq.constants import default_queue_name
 from arq.worker import Worker
 from fastapi import FastAPI
 
-from mailsvc.outbox.dispatch import send_job_function
+from mailsvc.outbox.dispatch import file_copy_job_function, send_job_function
 from mailsvc.state import AppState
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.tasks import sync_job_function
@@ -61,7 +61,7 @@ async def run_send_jobs(app: FastAPI, engine: SyncEngine, *, within: float = 60)
     }
     pool = ArqRedis(connection_pool=state.redis.connection_pool)
     worker = Worker(
-        functions=[send_job_function(), sync_job_function()],
+        functions=[send_job_function(), file_copy_job_function(), sync_job_function()],
         redis_pool=pool,
         handle_signals=False,
         poll_delay=0.05,

@@ -11,16 +11,17 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from mailsvc.kit.ratelimit import Window, WindowLimiter
 from mailsvc.models import Change, OutboxMessage
-from mailsvc.outbox.dispatch import send_outbox
+from mailsvc.outbox.dispatch import send_outbox, sweep_outbox
 from mailsvc.state import AppState
 from mailsvc.sync.engine import SyncEngine
 from tests.fixtures import imap_client
 from tests.fixtures.dovecot import DovecotServer
-from tests.fixtures.mail import SyncTarget
+from tests.fixtures.mail import SyncTarget, set_account
+from tests.fixtures.net import free_port
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.outbox.conftest import run_send_jobs
 
@@ -361,3 +362,45 @@ async def test_a_lost_reply_is_checked_against_the_sent_mailbox_before_a_retry(
     assert (entry["status"], entry["attempts"]) == ("sent", 2)
     assert entry["sent_copy_saved"] is True
     assert _delivered_to(smtp_relay, entry["message_id"]) == 1  # not sent a second time
+
+
+async def test_a_sent_copy_that_could_not_be_filed_is_filed_by_the_sweep_once(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    auth: Headers,
+    engine: SyncEngine,
+    target: SyncTarget,
+    recipient: SyncTarget,
+    dovecot: DovecotServer,
+    smtp_relay: SmtpRelay,
+) -> None:
+    # SMTP works; the IMAP server is unreachable when the copy is to be filed.
+    unreachable = {
+        "host": dovecot.host, "port": free_port(), "security": "tls",
+        "username": target.user.username, "password": target.user.password,
+    }  # fmt: skip
+    await set_account(client, auth, target, dovecot, smtp_relay, imap=unreachable)
+    response = await _send(client, auth, _body(target, recipient, attachments=[]))
+    state: AppState = app.state.mailsvc
+    await state.outbox.wait_idle()
+    entry = await _entry(client, auth, response.json()["id"])
+    assert (entry["status"], entry["sent_copy_saved"]) == ("sent", False)
+    assert "filing the copy failed" in entry["last_error"]
+
+    await set_account(client, auth, target, dovecot, smtp_relay)  # IMAP reachable again
+    async with state.sessionmaker.begin() as session:
+        # As if the pause before the next try had passed.
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == uuid.UUID(entry["id"]))
+            .values(updated_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+    ctx = {"sessionmaker": state.sessionmaker, "redis": state.arq}
+    assert await sweep_outbox(ctx) >= 1
+    await run_send_jobs(app, engine)
+    entry = await _entry(client, auth, entry["id"])
+    assert entry["sent_copy_saved"] is True
+    assert await sweep_outbox(ctx) == 0  # nothing left to file
+    sent = await asyncio.to_thread(imap_client.server_state, dovecot, target.user, ["Sent"])
+    assert len(sent) == 1
+    assert _delivered_to(smtp_relay, entry["message_id"]) == 1

@@ -60,6 +60,15 @@ class OutboxMessage(TimestampMixin, Base):
             "next_attempt_at",
             postgresql_where=text("status IN ('queued', 'sending')"),
         ),
+        # Copies to file again in the Sent mailbox (the sweep spans tenants).
+        Index(
+            "ix_outbox_sent_copy_due",
+            "updated_at",
+            postgresql_where=text(
+                "status IN ('sent', 'bounced') AND sent_copy_saved_at IS NULL "
+                "AND sent_copy_attempts > 0"
+            ),
+        ),
         # Per tenant; a partial index, so ON CONFLICT must repeat its WHERE clause.
         Index(
             "uq_outbox_tenant_id_idempotency_key",
@@ -111,6 +120,8 @@ class OutboxMessage(TimestampMixin, Base):
     sent_at: Mapped[datetime | None]
     # Set once the copy is in the Sent mailbox (or the provider files it itself).
     sent_copy_saved_at: Mapped[datetime | None]
+    # Failed tries to file that copy; the sweep tries again, with growing pauses.
+    sent_copy_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     # From a delivery status notification (RFC 3464): e.g. "5.1.1" and its text.
     bounce_status: Mapped[str | None] = mapped_column(String(16))
     bounce_diagnostic: Mapped[str | None] = mapped_column(Text)

@@ -12,8 +12,10 @@ from arq import func
 from arq.worker import Function
 
 from mailsvc.kit.tasks import cancel_and_wait
-from mailsvc.outbox.repository import due_entries
+from mailsvc.outbox.repository import copies_to_file, due_entries
 from mailsvc.outbox.sender import SEND_JOB, OutboxSender, send_job_id
+
+FILE_COPY_JOB = "file_sent_copy"
 
 log = structlog.get_logger("mailsvc.outbox")
 
@@ -65,19 +67,36 @@ async def send_outbox(ctx: dict[str, Any], tenant_id: str, entry_id: str) -> str
 
 
 async def sweep_outbox(ctx: dict[str, Any]) -> int:
-    """arq cron: enqueue entries whose attempt is overdue (a lost job, a dead process)."""
+    """arq cron: enqueue entries whose attempt is overdue (a lost job, a dead process),
+    and sent messages whose copy to the Sent mailbox is due another try."""
     async with ctx["sessionmaker"]() as session:
         due = await due_entries(session, overdue_by=_SWEEP_GRACE, limit=_SWEEP_BATCH)
+        copies = await copies_to_file(session, limit=_SWEEP_BATCH)
     for tenant_id, entry_id in due:
         await ctx["redis"].enqueue_job(
             SEND_JOB, tenant_id, str(entry_id), _job_id=send_job_id(entry_id, 0) + ":sweep"
         )
-    if due:
-        log.info("outbox.swept", entries=len(due))
-    return len(due)
+    for tenant_id, entry_id in copies:
+        await ctx["redis"].enqueue_job(
+            FILE_COPY_JOB, tenant_id, str(entry_id), _job_id=f"outbox-copy:{entry_id}"
+        )
+    if due or copies:
+        log.info("outbox.swept", entries=len(due), copies=len(copies))
+    return len(due) + len(copies)
+
+
+async def file_sent_copy(ctx: dict[str, Any], tenant_id: str, entry_id: str) -> bool:
+    """arq job: file a sent message's copy in the Sent mailbox again."""
+    sender: OutboxSender = ctx["outbox_sender"]
+    return await sender.file_copy(tenant_id, uuid.UUID(entry_id))
 
 
 def send_job_function() -> Function:
     """The arq registration of `send_outbox`; no result kept, no arq-level retries
     (the outbox row decides about retries)."""
     return func(send_outbox, name=SEND_JOB, keep_result=0, max_tries=1, timeout=30 * 60)
+
+
+def file_copy_job_function() -> Function:
+    """The arq registration of `file_sent_copy` (the row counts the tries)."""
+    return func(file_sent_copy, name=FILE_COPY_JOB, keep_result=0, max_tries=1, timeout=30 * 60)

@@ -141,6 +141,15 @@ class OutboxRepository(TenantRepository):
         )
         return entry
 
+    async def with_message(self, entry_id: uuid.UUID) -> OutboxMessage | None:
+        """An entry with its message bytes."""
+        found: OutboxMessage | None = await self.session.scalar(
+            select(OutboxMessage)
+            .where(OutboxMessage.tenant_id == self.tenant_id, OutboxMessage.id == entry_id)
+            .options(undefer(OutboxMessage.raw_mime))
+        )
+        return found
+
     async def set_values(self, entry_id: uuid.UUID, values: dict[str, Any]) -> None:
         await self.session.execute(
             update(OutboxMessage)
@@ -196,6 +205,32 @@ class OutboxRepository(TenantRepository):
             .returning(OutboxMessage)
         )
         return result.all()
+
+
+# Filing a Sent copy is tried this often in all; the pause grows by this much a try.
+MAX_SENT_COPY_ATTEMPTS = 8
+SENT_COPY_PAUSE_MINUTES = 2
+
+
+async def copies_to_file(session: AsyncSession, *, limit: int) -> list[tuple[str, uuid.UUID]]:
+    """(tenant, id) of sent entries whose Sent copy failed and is due another try."""
+    rows = await session.execute(
+        select(OutboxMessage.tenant_id, OutboxMessage.id)
+        .where(
+            OutboxMessage.status.in_(("sent", "bounced")),
+            OutboxMessage.sent_copy_saved_at.is_(None),
+            OutboxMessage.sent_copy_attempts > 0,
+            OutboxMessage.sent_copy_attempts < MAX_SENT_COPY_ATTEMPTS,
+            OutboxMessage.updated_at
+            < func.now()
+            - func.make_interval(
+                0, 0, 0, 0, 0, OutboxMessage.sent_copy_attempts * SENT_COPY_PAUSE_MINUTES
+            ),
+        )
+        .order_by(OutboxMessage.updated_at)
+        .limit(limit)
+    )
+    return [(tenant_id, entry_id) for tenant_id, entry_id in rows.all()]
 
 
 async def due_entries(

@@ -201,32 +201,55 @@ class OutboxSender:
         return str(values["status"])
 
     async def _after_sent(self, tenant_id: str, attempt: _Attempt) -> None:
-        """File the copy in Sent and flag the original answered; a failure here is
-        recorded, never turned into a second send."""
-        account, entry = attempt.account, attempt.entry
+        """File the copy in Sent and flag the original answered."""
+        await self._file_copy(tenant_id, attempt.account, attempt.entry, flag_original=True)
+
+    async def file_copy(self, tenant_id: str, entry_id: uuid.UUID) -> bool:
+        """Try again to file a sent message's copy whose filing failed; whether it did."""
+        async with self._sessionmaker() as session:
+            entry = await OutboxRepository(session, tenant_id).with_message(entry_id)
+            if entry is None or entry.sent_copy_saved_at is not None:
+                return False
+            account = await AccountRepository(session, tenant_id).get(entry.account_id)
+        if account is None or entry.status not in ("sent", "bounced"):
+            return False
+        return await self._file_copy(tenant_id, account, entry, flag_original=False)
+
+    async def _file_copy(
+        self, tenant_id: str, account: Account, entry: OutboxMessage, *, flag_original: bool
+    ) -> bool:
+        """Append the message to the Sent mailbox (unless the provider files it), and
+        flag the original of a reply answered. A failure is recorded for the sweep to
+        try again (outbox/dispatch.py), never turned into a second send."""
         provider_files = (account.send_options or {}).get("sent_copy") == "provider"
-        saved = provider_files
+        saved = False
         try:
             async with self._imap(account) as connection:
-                if not provider_files:
-                    sent = await _mailbox_with_role(connection, "sent")
-                    if sent is not None:
-                        await connection.append(sent, entry.raw_mime, flags=["\\Seen"])
-                        saved = True
-                await self._flag_answered(tenant_id, entry, connection)
+                if provider_files:
+                    saved = True
+                elif (sent := await _mailbox_with_role(connection, "sent")) is not None:
+                    await connection.append(sent, entry.raw_mime, flags=["\\Seen"])
+                    saved = True
+                if saved:
+                    # Recorded before anything else can fail, so no try appends twice.
+                    await self._set(tenant_id, entry.id, sent_copy_saved_at=datetime.now(UTC))
+                if flag_original:
+                    await self._flag_answered(tenant_id, entry, connection)
         except (ImapConnectError, ImapCommandError) as exc:
             log.warning("outbox.after_sent_failed", outbox_id=str(entry.id), error=str(exc))
-            async with self._sessionmaker() as session, session.begin():
-                await OutboxRepository(session, tenant_id).set_values(
-                    entry.id, {"last_error": f"sent, but filing the copy failed: {exc}"}
-                )
-        if saved:
-            async with self._sessionmaker() as session, session.begin():
-                await OutboxRepository(session, tenant_id).set_values(
-                    entry.id, {"sent_copy_saved_at": datetime.now(UTC)}
-                )
+            await self._set(
+                tenant_id,
+                entry.id,
+                last_error=f"sent; filing the copy failed: {exc}",
+                sent_copy_attempts=OutboxMessage.sent_copy_attempts + (0 if saved else 1),
+            )
         # The copy and the flag reach the API through the account's next sync.
         await enqueue_sync(self._arq, tenant_id=tenant_id, account_id=account.id)
+        return saved
+
+    async def _set(self, tenant_id: str, entry_id: uuid.UUID, **values: Any) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            await OutboxRepository(session, tenant_id).set_values(entry_id, values)
 
     async def _flag_answered(
         self, tenant_id: str, entry: OutboxMessage, connection: ImapConnection

@@ -19,7 +19,7 @@ from mailsvc.config import Settings, get_settings
 from mailsvc.event.retention import trim_change_log
 from mailsvc.kit.db import create_engine, create_sessionmaker
 from mailsvc.logging import configure_logging
-from mailsvc.outbox.dispatch import send_job_function, sweep_outbox
+from mailsvc.outbox.dispatch import file_copy_job_function, send_job_function, sweep_outbox
 from mailsvc.outbox.sender import OutboxSender
 from mailsvc.state import build_secret_box
 from mailsvc.sync.engine import SyncEngine
@@ -98,6 +98,7 @@ def worker_settings(settings: Settings | None = None) -> type:
         functions = [  # noqa: RUF012
             sync_job_function(),
             send_job_function(),
+            file_copy_job_function(),
             deliver_job_function(resolved),
         ]
         cron_jobs = [  # noqa: RUF012 - arq reads class attributes
