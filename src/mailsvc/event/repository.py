@@ -66,12 +66,17 @@ class ChangeRepository(TenantRepository):
                     change_seq=Account.change_seq + len(events),
                     change_txid=func.greatest(Account.change_txid, _CURRENT_TXID),
                 )
-                .returning(Account.change_seq, Account.change_txid)
+                # NOTIFY rides on this statement: no round trip of its own.
+                .returning(
+                    Account.change_seq,
+                    Account.change_txid,
+                    func.pg_notify(CHANGES_CHANNEL, self.tenant_id),
+                )
             )
         ).first()
         if row is None:
             raise LookupError(f"account {account_id} does not exist in this tenant")
-        last, txid = row
+        last, txid, _ = row
         first = last - len(events) + 1
         await self.session.execute(
             insert(Change).values(
@@ -88,7 +93,6 @@ class ChangeRepository(TenantRepository):
                 ]
             )
         )
-        await self.session.execute(select(func.pg_notify(CHANGES_CHANNEL, self.tenant_id)))
 
     async def append(self, account_id: uuid.UUID, type_: str, payload: dict[str, Any]) -> None:
         """Append one change in the caller's transaction (see `append_many`)."""
