@@ -25,26 +25,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
 
-from mailsvc.account.credentials import imap_server
 from mailsvc.account.repository import UNWATCHED_STATES, AccountRepository
 from mailsvc.compose.build import build_message, new_message_id
 from mailsvc.compose.model import AttachmentSpec, Composition, Mailbox, OriginalMessage
 from mailsvc.compose.validate import CompositionError
 from mailsvc.draft.repository import DraftRepository, ServerCopy, server_copy
-from mailsvc.kit.mailserver import tls_context
+from mailsvc.message.mailserver import account_imap, mailbox_on_server
 from mailsvc.message.repository import MessageRepository
 from mailsvc.models import Account, Draft
 from mailsvc.models.message import Address
 from mailsvc.state import AppState
-from mailsvc.sync.imap import ImapConnection, ImapError, connect_imap
-from mailsvc.sync.plan import is_selectable, mailbox_role
+from mailsvc.sync.imap import ImapConnection, ImapError
 
 log = structlog.get_logger("mailsvc.draft")
 
@@ -192,27 +189,10 @@ class DraftMirror:
             )
         if known is not None:
             return known.name
-        candidates = [
-            listed
-            for listed in await imap.list_mailboxes()
-            if is_selectable(listed) and mailbox_role(listed) == "drafts"
-        ]
-        # A \Drafts attribute outranks a folder that is merely called "Drafts".
-        candidates.sort(key=lambda listed: "\\drafts" not in {a.lower() for a in listed.attributes})
-        return candidates[0].name if candidates else None
+        return await mailbox_on_server(imap, "drafts")
 
-    @asynccontextmanager
-    async def _imap(self, account: Account) -> AsyncIterator[ImapConnection]:
-        settings = self._state.settings
-        connection = await connect_imap(
-            imap_server(self._state.secrets, account),
-            io_timeout=settings.mail_connect_timeout_seconds,
-            tls=tls_context(settings.mail_tls_ca_file),
-        )
-        try:
-            yield connection
-        finally:
-            await connection.logout()
+    def _imap(self, account: Account) -> AbstractAsyncContextManager[ImapConnection]:
+        return account_imap(self._state.secrets, self._state.settings, account)
 
 
 async def _append(imap: ImapConnection, mailbox: str, built: _Built) -> ServerCopy | None:

@@ -9,10 +9,12 @@ selects the message's mailbox, checks that its UIDVALIDITY is still the stored o
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from mailsvc.account.credentials import imap_server
+from mailsvc.config import Settings
 from mailsvc.errors import BadGatewayError, ConflictError
+from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.mailserver import tls_context
 from mailsvc.models import Account, Mailbox
 from mailsvc.state import AppState
@@ -21,34 +23,52 @@ from mailsvc.sync.imap import (
     ImapCommandError,
     ImapConnectError,
     ImapConnection,
-    connect_imap,
+    imap_session,
 )
+from mailsvc.sync.plan import is_selectable, mailbox_role
+
+
+def account_imap(
+    secrets: SecretBox, settings: Settings, account: Account
+) -> AbstractAsyncContextManager[ImapConnection]:
+    """A logged-in connection to the account's IMAP server for one piece of work."""
+    return imap_session(
+        imap_server(secrets, account),
+        io_timeout=settings.mail_connect_timeout_seconds,
+        tls=tls_context(settings.mail_tls_ca_file),
+    )
 
 
 @asynccontextmanager
 async def open_account(state: AppState, account: Account) -> AsyncIterator[ImapConnection]:
-    """A logged-in connection; IMAP failures inside become 502/409 problems."""
-    settings = state.settings
+    """A logged-in connection; IMAP failures inside become 502 problems."""
     try:
-        connection = await connect_imap(
-            imap_server(state.secrets, account),
-            io_timeout=settings.mail_connect_timeout_seconds,
-            tls=tls_context(settings.mail_tls_ca_file),
-        )
+        async with account_imap(state.secrets, state.settings, account) as connection:
+            yield connection
     except ImapAuthError as exc:
         raise BadGatewayError(
             f"the IMAP server refused the login: {exc}", code="imap_login_refused"
         ) from exc
-    except ImapConnectError as exc:
-        raise BadGatewayError(str(exc), code="imap_unavailable") from exc
-    try:
-        yield connection
     except ImapCommandError as exc:
         raise BadGatewayError(f"the IMAP server refused: {exc}", code="imap_refused") from exc
     except ImapConnectError as exc:
         raise BadGatewayError(str(exc), code="imap_unavailable") from exc
-    finally:
-        await connection.logout()
+
+
+async def mailbox_on_server(connection: ImapConnection, role: str) -> str | None:
+    """The server's selectable mailbox for `role`, as it lists them now.
+
+    Asked of the server, not the mirror: an account used before its first sync has
+    no mailboxes stored yet. A special-use attribute (e.g. `\\Sent`) outranks a
+    folder that is merely called so.
+    """
+    candidates = [
+        listed
+        for listed in await connection.list_mailboxes()
+        if is_selectable(listed) and mailbox_role(listed) == role
+    ]
+    candidates.sort(key=lambda listed: f"\\{role}" not in {a.lower() for a in listed.attributes})
+    return candidates[0].name if candidates else None
 
 
 async def select_mailbox(connection: ImapConnection, mailbox: Mailbox, *, readonly: bool) -> None:

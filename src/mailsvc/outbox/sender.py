@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,18 +27,18 @@ import structlog
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailsvc.account.credentials import imap_server, smtp_server
+from mailsvc.account.credentials import smtp_server
 from mailsvc.account.repository import AccountRepository
 from mailsvc.config import Settings
 from mailsvc.event.repository import ChangeRepository
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.mailserver import tls_context
+from mailsvc.message.mailserver import account_imap, mailbox_on_server
 from mailsvc.message.repository import MessageRepository
 from mailsvc.models import Account, OutboxMessage
 from mailsvc.outbox.delivery import DeliveryResult, Outcome, deliver
 from mailsvc.outbox.repository import OutboxRepository
-from mailsvc.sync.imap import ImapCommandError, ImapConnectError, ImapConnection, connect_imap
-from mailsvc.sync.plan import is_selectable, mailbox_role
+from mailsvc.sync.imap import ImapCommandError, ImapConnectError, ImapConnection
 from mailsvc.sync.queue import enqueue_sync
 
 log = structlog.get_logger("mailsvc.outbox")
@@ -227,7 +226,7 @@ class OutboxSender:
             async with self._imap(account) as connection:
                 if provider_files:
                     saved = True
-                elif (sent := await _mailbox_with_role(connection, "sent")) is not None:
+                elif (sent := await mailbox_on_server(connection, "sent")) is not None:
                     await connection.append(sent, entry.raw_mime, flags=["\\Seen"])
                     saved = True
                 if saved:
@@ -274,7 +273,7 @@ class OutboxSender:
         """
         try:
             async with self._imap(account) as connection:
-                sent = await _mailbox_with_role(connection, "sent")
+                sent = await mailbox_on_server(connection, "sent")
                 if sent is None:
                     return False
                 await connection.select(sent, readonly=True)
@@ -285,26 +284,5 @@ class OutboxSender:
             log.warning("outbox.sent_check_failed", outbox_id=str(entry.id), error=str(exc))
             return None
 
-    @asynccontextmanager
-    async def _imap(self, account: Account) -> AsyncIterator[ImapConnection]:
-        connection = await connect_imap(
-            imap_server(self._secrets, account),
-            io_timeout=self._settings.mail_connect_timeout_seconds,
-            tls=tls_context(self._settings.mail_tls_ca_file),
-        )
-        try:
-            yield connection
-        finally:
-            await connection.logout()
-
-
-async def _mailbox_with_role(connection: ImapConnection, role: str) -> str | None:
-    """The server's mailbox for `role` (special-use attribute, else a well-known name).
-
-    Asked of the server, not the mirror: an account that sends before its first sync
-    has no mailboxes stored yet.
-    """
-    for mailbox in await connection.list_mailboxes():
-        if is_selectable(mailbox) and mailbox_role(mailbox) == role:
-            return mailbox.name
-    return None
+    def _imap(self, account: Account) -> AbstractAsyncContextManager[ImapConnection]:
+        return account_imap(self._secrets, self._settings, account)

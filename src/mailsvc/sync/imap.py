@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aioimaplib
@@ -532,10 +533,22 @@ async def connect_imap(
     return connection
 
 
+@asynccontextmanager
+async def imap_session(
+    server: MailServer, *, io_timeout: float, tls: ssl.SSLContext
+) -> AsyncIterator[ImapConnection]:
+    """A logged-in connection for one piece of work, logged out when it ends."""
+    connection = await connect_imap(server, io_timeout=io_timeout, tls=tls)
+    try:
+        yield connection
+    finally:
+        await connection.logout()
+
+
 async def check_imap_login(server: MailServer, *, io_timeout: float, tls: ssl.SSLContext) -> None:
     """Prove that `server` accepts the login, then disconnect."""
-    connection = await connect_imap(server, io_timeout=io_timeout, tls=tls)
-    await connection.logout()
+    async with imap_session(server, io_timeout=io_timeout, tls=tls):
+        pass
 
 
 __all__: Sequence[str] = (
@@ -546,4 +559,5 @@ __all__: Sequence[str] = (
     "ImapError",
     "check_imap_login",
     "connect_imap",
+    "imap_session",
 )
