@@ -13,12 +13,12 @@ from mailsvc.account.control import ControlAction, publish_account_control
 from mailsvc.account.credentials import imap_server, seal_password, smtp_server
 from mailsvc.account.repository import AccountRepository
 from mailsvc.account.verify import ensure_hosts_allowed, verify_logins
-from mailsvc.errors import BadRequestError, ConflictError, NotFoundError
+from mailsvc.errors import ConflictError, NotFoundError
 from mailsvc.event.repository import ChangeRepository
 from mailsvc.kit.db import after_commit, utcnow
 from mailsvc.kit.ids import uuid7
 from mailsvc.kit.mailserver import MailServer, Security
-from mailsvc.kit.pagination import InvalidCursorError, decode_cursor, encode_cursor
+from mailsvc.kit.pagination import encode_cursor, read_cursor
 from mailsvc.models import Account
 from mailsvc.state import AppState
 from mailsvc.sync.queue import enqueue_sync
@@ -83,10 +83,7 @@ class AccountService:
         return account
 
     async def page(self, *, cursor: str | None, limit: int) -> schemas.AccountPage:
-        try:
-            after = uuid.UUID(str(decode_cursor(cursor)["after"])) if cursor else None
-        except (InvalidCursorError, KeyError, ValueError) as exc:
-            raise BadRequestError("cursor is not valid", code="invalid_cursor") from exc
+        after = read_cursor(cursor, lambda position: uuid.UUID(str(position["after"])))
         rows = await self._accounts.page(after=after, limit=limit + 1)
         items = [to_out(account) for account in rows[:limit]]
         next_cursor = (

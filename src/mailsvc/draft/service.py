@@ -20,14 +20,13 @@ from mailsvc.draft.checks import DraftChecker
 from mailsvc.draft.mirror import DraftMirror, attachment_specs, saves_drafts
 from mailsvc.draft.repository import DraftRepository, server_copy
 from mailsvc.errors import (
-    BadRequestError,
     FieldError,
     NotFoundError,
     PayloadTooLargeError,
     UnprocessableError,
 )
 from mailsvc.kit.db import after_commit
-from mailsvc.kit.pagination import InvalidCursorError, decode_cursor, encode_cursor
+from mailsvc.kit.pagination import encode_cursor, read_cursor
 from mailsvc.models import Account, Draft
 from mailsvc.models.message import Address
 from mailsvc.outbox.composing import invalid
@@ -128,10 +127,7 @@ class DraftService:
     async def page(
         self, *, account_id: uuid.UUID | None, cursor: str | None, limit: int
     ) -> schemas.DraftPage:
-        try:
-            before = uuid.UUID(str(decode_cursor(cursor)["before"])) if cursor else None
-        except (InvalidCursorError, KeyError, ValueError) as exc:
-            raise BadRequestError("cursor is not valid", code="invalid_cursor") from exc
+        before = read_cursor(cursor, lambda position: uuid.UUID(str(position["before"])))
         rows = await self._drafts.page(account_id=account_id, before=before, limit=limit + 1)
         next_cursor = (
             encode_cursor({"before": str(rows[limit - 1].id)}) if len(rows) > limit else None

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from mailsvc.errors import BadRequestError
+
+T = TypeVar("T")
 
 
 class InvalidCursorError(ValueError):
@@ -25,3 +30,15 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     if not isinstance(position, dict):
         raise InvalidCursorError("cursor is not valid")
     return position
+
+
+def read_cursor(cursor: str | None, position: Callable[[dict[str, Any]], T]) -> T | None:
+    """Where `cursor` points, as `position` reads it from the decoded cursor; None for
+    no cursor, and a 400 `invalid_cursor` for anything this service did not hand out
+    (`position` may raise KeyError, TypeError or ValueError on a bad one)."""
+    if cursor is None:
+        return None
+    try:
+        return position(decode_cursor(cursor))
+    except (InvalidCursorError, KeyError, TypeError, ValueError) as exc:
+        raise BadRequestError("cursor is not valid", code="invalid_cursor") from exc

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailsvc.errors import BadRequestError, FieldError, NotFoundError, UnprocessableError
-from mailsvc.kit.pagination import InvalidCursorError, decode_cursor, encode_cursor
+from mailsvc.errors import FieldError, NotFoundError, UnprocessableError
+from mailsvc.kit.pagination import encode_cursor, read_cursor
 from mailsvc.message import schemas
 from mailsvc.message.repository import MessageFilter, MessageRepository, Position
 from mailsvc.mime.reply import reply_text
@@ -212,19 +212,16 @@ class MessageService:
 
     @staticmethod
     def _position(cursor: str | None, order: str) -> Position | None:
-        if cursor is None:
-            return None
-        try:
-            raw = decode_cursor(cursor)
+        def position(raw: dict[str, Any]) -> Position:
             if raw.get("o") != order:
-                raise InvalidCursorError("cursor is for another order")
+                raise ValueError("cursor is for another order")
             key = raw["k"]
             return Position(
                 key=datetime.fromisoformat(key) if isinstance(key, str) else float(key),
                 id=uuid.UUID(str(raw["i"])),
             )
-        except (InvalidCursorError, KeyError, TypeError, ValueError) as exc:
-            raise BadRequestError("cursor is not valid", code="invalid_cursor") from exc
+
+        return read_cursor(cursor, position)
 
     async def _mailboxes(
         self, request: ListRequest, query: SearchQuery

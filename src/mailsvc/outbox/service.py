@@ -14,14 +14,13 @@ from mailsvc.account.repository import AccountRepository
 from mailsvc.compose.build import build_message, new_message_id
 from mailsvc.compose.model import AttachmentSpec
 from mailsvc.errors import (
-    BadRequestError,
     ConflictError,
     NotFoundError,
     RateLimitedError,
 )
 from mailsvc.event.repository import ChangeRepository
 from mailsvc.kit.db import after_commit
-from mailsvc.kit.pagination import InvalidCursorError, decode_cursor, encode_cursor
+from mailsvc.kit.pagination import encode_cursor, read_cursor
 from mailsvc.models import Account, OutboxMessage
 from mailsvc.outbox import schemas
 from mailsvc.outbox.composing import Composer, invalid
@@ -148,13 +147,10 @@ class OutboxService:
         cursor: str | None,
         limit: int,
     ) -> schemas.OutboxPage:
-        after = None
-        if cursor is not None:
-            try:
-                position = decode_cursor(cursor)
-                after = (datetime.fromisoformat(position["t"]), uuid.UUID(position["i"]))
-            except (InvalidCursorError, KeyError, TypeError, ValueError) as exc:
-                raise BadRequestError("cursor is not valid", code="invalid_cursor") from exc
+        after = read_cursor(
+            cursor,
+            lambda position: (datetime.fromisoformat(position["t"]), uuid.UUID(position["i"])),
+        )
         rows = await self._outbox.page(
             account_id=account_id, status=status, after=after, limit=limit + 1
         )

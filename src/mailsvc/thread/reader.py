@@ -7,8 +7,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailsvc.errors import BadRequestError, NotFoundError
-from mailsvc.kit.pagination import InvalidCursorError, decode_cursor, encode_cursor
+from mailsvc.errors import NotFoundError
+from mailsvc.kit.pagination import encode_cursor, read_cursor
 from mailsvc.message.repository import MessageRepository
 from mailsvc.message.schemas import AddressOut
 from mailsvc.message.service import ListRequest, MessageService, summary_from_row
@@ -46,13 +46,10 @@ class ThreadReader:
 
     async def page(self, request: ListRequest) -> schemas.ThreadPage:
         filters = await MessageService(self._session, self._tenant_id).filters(request)
-        after = None
-        if request.cursor is not None:
-            try:
-                raw = decode_cursor(request.cursor)
-                after = (datetime.fromisoformat(str(raw["t"])), uuid.UUID(str(raw["i"])))
-            except (InvalidCursorError, KeyError, ValueError) as exc:
-                raise BadRequestError("cursor is not valid", code="invalid_cursor") from exc
+        after = read_cursor(
+            request.cursor,
+            lambda raw: (datetime.fromisoformat(str(raw["t"])), uuid.UUID(str(raw["i"]))),
+        )
         threads = await self._threads.page(filters, limit=request.limit + 1, after=after)
         next_cursor = None
         if len(threads) > request.limit:

@@ -8,12 +8,12 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailsvc.errors import BadRequestError, FieldError, NotFoundError, UnprocessableError
+from mailsvc.errors import FieldError, NotFoundError, UnprocessableError
 from mailsvc.event.repository import ChangeRepository, FeedPosition
 from mailsvc.event.schemas import encode_position
 from mailsvc.kit.db import after_commit, utcnow
 from mailsvc.kit.ids import uuid7
-from mailsvc.kit.pagination import InvalidCursorError, decode_cursor, encode_cursor
+from mailsvc.kit.pagination import encode_cursor, read_cursor
 from mailsvc.models import Webhook, WebhookDelivery
 from mailsvc.state import AppState
 from mailsvc.webhook import schemas
@@ -62,10 +62,7 @@ def delivery_out(delivery: WebhookDelivery) -> schemas.DeliveryOut:
 
 
 def _after_id(cursor: str | None) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(decode_cursor(cursor)["after"])) if cursor else None
-    except (InvalidCursorError, KeyError, ValueError) as exc:
-        raise BadRequestError("cursor is not valid", code="invalid_cursor") from exc
+    return read_cursor(cursor, lambda position: uuid.UUID(str(position["after"])))
 
 
 class WebhookService:
