@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 
 from mailsvc.auth.scopes import Scope
+from mailsvc.compose.model import AttachmentSpec
 from mailsvc.dependencies import Principal, SessionDep, StateDep, scoped
 from mailsvc.errors import problems
 from mailsvc.outbox import schemas
@@ -38,6 +40,10 @@ def replayed(response: Response, created: bool) -> None:
         response.headers[REPLAYED_HEADER] = "true"
 
 
+def _fingerprint_and_files(body: schemas.SendRequest) -> tuple[str, list[AttachmentSpec]]:
+    return request_hash("send", body.model_dump_json()), decode_attachments(body.attachments)
+
+
 @router.post(
     "/api/send",
     operation_id="send_message",
@@ -58,10 +64,11 @@ async def send_message(
     The answer is the outbox entry (`queued`, or `sending` already); follow it with
     `GET /api/outbox/{id}` or the change feed.
     """
-    fingerprint = request_hash("send", body.model_dump_json())
+    # Up to SEND_MAX_MESSAGE_BYTES of base64 to hash and decode: off the event loop.
+    fingerprint, attachments = await asyncio.to_thread(_fingerprint_and_files, body)
     entry, created = await OutboxService(session, principal.tenant_id, state).send(
         body,
-        decode_attachments(body.attachments),
+        attachments,
         send_at=body.send_at,
         idempotency_key=idempotency_key,
         fingerprint=fingerprint,
