@@ -117,11 +117,16 @@ class OutboxSender:
                     error="an earlier attempt may have been delivered, and the Sent "
                     "mailbox could not be checked",
                 )
-                return await self._record(tenant_id, attempt, result, copy_saved=False)
+                return await self._record(tenant_id, attempt, result)
             if found:
                 log.info("outbox.found_in_sent", outbox_id=str(entry.id))
                 result = DeliveryResult(outcome=Outcome.DELIVERED, error=None)
-                return await self._record(tenant_id, attempt, result, copy_saved=True)
+                status = await self._record(tenant_id, attempt, result)
+                if status == "sent":
+                    await self._file_copy(
+                        tenant_id, attempt.account, entry, flag_original=True, filed=True
+                    )
+                return status
         addresses = [entry.envelope_from, *entry.envelope_to]
         result = await deliver(
             smtp_server(self._secrets, attempt.account),
@@ -139,9 +144,9 @@ class OutboxSender:
             outcome=result.outcome.value,
             smtp_code=result.reply.code if result.reply else None,
         )
-        status = await self._record(tenant_id, attempt, result, copy_saved=False)
+        status = await self._record(tenant_id, attempt, result)
         if status == "sent":
-            await self._after_sent(tenant_id, attempt)
+            await self._file_copy(tenant_id, attempt.account, entry, flag_original=True)
         return status
 
     async def _claim(self, tenant_id: str, entry_id: uuid.UUID) -> _Attempt | None:
@@ -159,7 +164,7 @@ class OutboxSender:
             return _Attempt(entry=claim.entry, account=account, verify_sent=claim.verify_sent)
 
     async def _record(
-        self, tenant_id: str, attempt: _Attempt, result: DeliveryResult, *, copy_saved: bool
+        self, tenant_id: str, attempt: _Attempt, result: DeliveryResult
     ) -> str | None:
         entry = attempt.entry
         values: dict[str, Any] = {
@@ -171,8 +176,6 @@ class OutboxSender:
         retry_at: datetime | None = None
         if result.outcome is Outcome.DELIVERED:
             values.update(status="sent", sent_at=now, verify_sent=False)
-            if copy_saved:
-                values["sent_copy_saved_at"] = now
         elif result.outcome is Outcome.FAILED or entry.attempts >= entry.max_attempts:
             values["status"] = "failed"
         else:
@@ -199,10 +202,6 @@ class OutboxSender:
             )
         return str(values["status"])
 
-    async def _after_sent(self, tenant_id: str, attempt: _Attempt) -> None:
-        """File the copy in Sent and flag the original answered."""
-        await self._file_copy(tenant_id, attempt.account, attempt.entry, flag_original=True)
-
     async def file_copy(self, tenant_id: str, entry_id: uuid.UUID) -> bool:
         """Try again to file a sent message's copy whose filing failed; whether it did."""
         async with self._sessionmaker() as session:
@@ -215,21 +214,28 @@ class OutboxSender:
         return await self._file_copy(tenant_id, account, entry, flag_original=False)
 
     async def _file_copy(
-        self, tenant_id: str, account: Account, entry: OutboxMessage, *, flag_original: bool
+        self,
+        tenant_id: str,
+        account: Account,
+        entry: OutboxMessage,
+        *,
+        flag_original: bool,
+        filed: bool = False,
     ) -> bool:
-        """Append the message to the Sent mailbox (unless the provider files it), and
-        flag the original of a reply answered. A failure is recorded for the sweep to
-        try again (outbox/dispatch.py), never turned into a second send."""
-        provider_files = (account.send_options or {}).get("sent_copy") == "provider"
-        saved = False
+        """Append the message to the Sent mailbox (unless the provider files it, or it
+        is there already: `filed`), and flag the original of a reply answered. A
+        failure is recorded for the sweep to try again (outbox/dispatch.py), never
+        turned into a second send."""
+        saved = filed or (account.send_options or {}).get("sent_copy") == "provider"
+        if saved:
+            await self._set(tenant_id, entry.id, sent_copy_saved_at=datetime.now(UTC))
+            if not flag_original:
+                return True
         try:
             async with self._imap(account) as connection:
-                if provider_files:
-                    saved = True
-                elif (sent := await mailbox_on_server(connection, "sent")) is not None:
+                if not saved and (sent := await mailbox_on_server(connection, "sent")):
                     await connection.append(sent, entry.raw_mime, flags=["\\Seen"])
                     saved = True
-                if saved:
                     # Recorded before anything else can fail, so no try appends twice.
                     await self._set(tenant_id, entry.id, sent_copy_saved_at=datetime.now(UTC))
                 if flag_original:
@@ -239,7 +245,8 @@ class OutboxSender:
             await self._set(
                 tenant_id,
                 entry.id,
-                last_error=f"sent; filing the copy failed: {exc}",
+                last_error=f"sent; {'flagging the original' if saved else 'filing the copy'} "
+                f"failed: {exc}",
                 sent_copy_attempts=OutboxMessage.sent_copy_attempts + (0 if saved else 1),
             )
         # The copy and the flag reach the API through the account's next sync.
