@@ -167,19 +167,11 @@ Event = Annotated[
     | SyncCompletedEvent,
     Field(discriminator="type"),
 ]
-EVENT_TYPES: tuple[str, ...] = (
-    "message.created",
-    "message.updated",
-    "message.deleted",
-    "mailbox.created",
-    "mailbox.deleted",
-    "mailbox.renamed",
-    *get_args(OutboxEventType),
-    "account.created",
-    "account.updated",
-    "account.deleted",
-    "account.state_changed",
-    "sync.completed",
+# Every `type` value, read off the union so that a new event model is listed by itself.
+EVENT_TYPES: tuple[str, ...] = tuple(
+    value
+    for model in get_args(get_args(Event)[0])
+    for value in get_args(model.model_fields["type"].annotation)
 )
 _EVENT = TypeAdapter(Event)
 
