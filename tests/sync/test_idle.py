@@ -23,6 +23,8 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from mailsvc.config import Settings
+from mailsvc.imap.wire import ListedMailbox
+from mailsvc.jobs import sync_job_id
 from mailsvc.kit.redis import create_redis
 from mailsvc.models import Account, Change, Message
 from mailsvc.state import AppState
@@ -38,8 +40,6 @@ from mailsvc.sync.idle import (
     resolve_idle_mailboxes,
 )
 from mailsvc.sync.lease import SUPERVISORS_KEY, LeaseManager, account_lease_key
-from mailsvc.sync.queue import sync_job_id
-from mailsvc.sync.wire import ListedMailbox
 from tests.fixtures import imap_client
 from tests.fixtures.app import account_body, remember_secret
 from tests.fixtures.dovecot import DovecotServer, TestMailUser

@@ -1,5 +1,7 @@
 import pytest
 
+from mailsvc.imap.mailboxes import is_selectable, mailbox_role
+from mailsvc.imap.wire import ListedMailbox, SelectedState
 from mailsvc.sync.plan import (
     Candidate,
     LocalMailbox,
@@ -7,13 +9,10 @@ from mailsvc.sync.plan import (
     SyncOptions,
     batches,
     deleted_uids,
-    is_selectable,
     limit_initial,
-    mailbox_role,
     plan_mailbox,
     reconcile_mailboxes,
 )
-from mailsvc.sync.wire import ListedMailbox, SelectedState
 
 
 def listed(name: str, *attributes: str, delimiter: str = ".") -> ListedMailbox:

@@ -11,11 +11,11 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from mailsvc.config import Settings
+from mailsvc.imap.errors import ImapConnectError
 from mailsvc.mime import ParsedMessage
 from mailsvc.models import Attachment, Message
 from mailsvc.state import AppState
 from mailsvc.sync.engine import SyncEngine
-from mailsvc.sync.imap import ImapConnectError
 from mailsvc.sync.parser import ParserPool, PartialSource
 from tests.fixtures import imap_client
 from tests.fixtures.dovecot import DovecotServer

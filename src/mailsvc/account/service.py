@@ -15,13 +15,13 @@ from mailsvc.account.repository import AccountRepository
 from mailsvc.account.verify import ensure_hosts_allowed, verify_logins
 from mailsvc.errors import ConflictError, NotFoundError
 from mailsvc.event.repository import ChangeRepository
+from mailsvc.jobs import enqueue_sync
 from mailsvc.kit.db import after_commit, utcnow
 from mailsvc.kit.ids import uuid7
 from mailsvc.kit.mailserver import MailServer, Security
 from mailsvc.kit.pagination import encode_cursor, read_cursor
 from mailsvc.models import Account
 from mailsvc.state import AppState
-from mailsvc.sync.queue import enqueue_sync
 
 
 def to_out(account: Account) -> schemas.AccountOut:

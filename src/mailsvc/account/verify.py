@@ -7,10 +7,11 @@ from collections.abc import Awaitable, Callable
 
 from mailsvc.config import Settings
 from mailsvc.errors import FieldError, UnprocessableError
+from mailsvc.imap.connection import check_imap_login
+from mailsvc.imap.errors import ImapAuthError, ImapError
 from mailsvc.kit.hosts import HostNotAllowedError, ensure_public_host
 from mailsvc.kit.mailserver import MailServer, tls_context
-from mailsvc.outbox.smtp import SmtpAuthError, SmtpError, check_smtp_login
-from mailsvc.sync.imap import ImapAuthError, ImapError, check_imap_login
+from mailsvc.smtp.client import SmtpAuthError, SmtpError, check_smtp_login
 
 
 async def ensure_hosts_allowed(imap: MailServer, smtp: MailServer, settings: Settings) -> None:

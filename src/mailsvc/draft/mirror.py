@@ -31,17 +31,19 @@ from datetime import UTC, datetime
 
 import structlog
 
+from mailsvc.account.connect import account_imap
 from mailsvc.account.repository import UNWATCHED_STATES, AccountRepository
 from mailsvc.compose.build import build_message, new_message_id
 from mailsvc.compose.model import AttachmentSpec, Composition, Mailbox, OriginalMessage
 from mailsvc.compose.validate import CompositionError
 from mailsvc.draft.repository import DraftRepository, ServerCopy, server_copy
-from mailsvc.message.mailserver import account_imap, mailbox_on_server
+from mailsvc.imap.connection import ImapConnection
+from mailsvc.imap.errors import ImapError
+from mailsvc.imap.mailboxes import mailbox_on_server
 from mailsvc.message.repository import MessageRepository
 from mailsvc.models import Account, Draft
 from mailsvc.models.message import Address
 from mailsvc.state import AppState
-from mailsvc.sync.imap import ImapConnection, ImapError
 
 log = structlog.get_logger("mailsvc.draft")
 

@@ -20,18 +20,18 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailsvc.account.connect import open_account, select_mailbox
 from mailsvc.account.repository import AccountRepository
 from mailsvc.errors import ConflictError, FieldError, NotFoundError, UnprocessableError
 from mailsvc.event.repository import ChangeRepository
+from mailsvc.imap import wire
+from mailsvc.imap.connection import ImapConnection
+from mailsvc.jobs import enqueue_sync
 from mailsvc.kit.db import after_commit
 from mailsvc.message import schemas
-from mailsvc.message.mailserver import open_account, select_mailbox
 from mailsvc.message.repository import MessageRepository
 from mailsvc.models import Account, Mailbox, Message
 from mailsvc.state import AppState
-from mailsvc.sync import wire
-from mailsvc.sync.imap import ImapConnection
-from mailsvc.sync.queue import enqueue_sync
 from mailsvc.sync.writer import record_server_changes, session_free_flags
 from mailsvc.thread.repository import ThreadRepository
 

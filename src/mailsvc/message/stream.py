@@ -19,15 +19,15 @@ from urllib.parse import quote
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailsvc.account.connect import open_mailbox
 from mailsvc.account.repository import AccountRepository
 from mailsvc.errors import BadGatewayError, NotFoundError
-from mailsvc.message.mailserver import open_mailbox
+from mailsvc.imap.errors import ImapCommandError, ImapConnectError
 from mailsvc.message.repository import MessageRepository
 from mailsvc.message.service import MessageService
 from mailsvc.mime.transfer import TransferDecoder
 from mailsvc.models import Account, Mailbox, Message
 from mailsvc.state import AppState
-from mailsvc.sync.imap import ImapCommandError, ImapConnectError
 
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\/]')

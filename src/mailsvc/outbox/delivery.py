@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from mailsvc.kit.mailserver import MailServer
-from mailsvc.outbox.smtp import (
+from mailsvc.smtp.client import (
     SmtpAuthError,
     SmtpConnectError,
     SmtpReply,

@@ -27,19 +27,21 @@ import structlog
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailsvc.account.connect import account_imap
 from mailsvc.account.credentials import smtp_server
 from mailsvc.account.repository import AccountRepository
 from mailsvc.config import Settings
 from mailsvc.event.repository import ChangeRepository
+from mailsvc.imap.connection import ImapConnection
+from mailsvc.imap.errors import ImapCommandError, ImapConnectError
+from mailsvc.imap.mailboxes import mailbox_on_server
+from mailsvc.jobs import enqueue_sync
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.mailserver import tls_context
-from mailsvc.message.mailserver import account_imap, mailbox_on_server
 from mailsvc.message.repository import MessageRepository
 from mailsvc.models import Account, OutboxMessage
 from mailsvc.outbox.delivery import DeliveryResult, Outcome, deliver
 from mailsvc.outbox.repository import OutboxRepository
-from mailsvc.sync.imap import ImapCommandError, ImapConnectError, ImapConnection
-from mailsvc.sync.queue import enqueue_sync
 
 log = structlog.get_logger("mailsvc.outbox")
 

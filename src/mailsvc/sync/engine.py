@@ -40,6 +40,10 @@ from mailsvc.account.credentials import imap_server
 from mailsvc.account.repository import AccountRepository
 from mailsvc.config import Settings
 from mailsvc.event.repository import ChangeRepository
+from mailsvc.imap import wire
+from mailsvc.imap.connection import ImapConnection, connect_imap
+from mailsvc.imap.errors import ImapAuthError, ImapCommandError, ImapConnectError
+from mailsvc.imap.mailboxes import is_selectable, mailbox_role
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.db import utcnow
 from mailsvc.kit.mailserver import tls_context
@@ -49,14 +53,6 @@ from mailsvc.models import Mailbox
 from mailsvc.ops.metrics import observe_sync
 from mailsvc.search.repository import SearchIndexRepository
 from mailsvc.sync import plan as planning
-from mailsvc.sync import wire
-from mailsvc.sync.imap import (
-    ImapAuthError,
-    ImapCommandError,
-    ImapConnectError,
-    ImapConnection,
-    connect_imap,
-)
 from mailsvc.sync.parser import Fetched, ParserPool, PartialSource
 from mailsvc.sync.repository import MailboxRepository, MessageRepository
 from mailsvc.sync.writer import MailboxWriter, session_free_flags
@@ -251,7 +247,7 @@ class SyncEngine:
         statuses: dict[str, wire.MailboxStatus],
         options: planning.SyncOptions,
     ) -> list[Mailbox]:
-        wanted = [m for m in listed if options.wants(m, planning.mailbox_role(m))]
+        wanted = [m for m in listed if options.wants(m, mailbox_role(m))]
         async with self._sessionmaker.begin() as session:
             repository = MailboxRepository(session, tenant_id)
             stored = await repository.for_account(account_id)
@@ -280,9 +276,9 @@ class SyncEngine:
                         account_id=account_id,
                         name=listing.name,
                         delimiter=listing.delimiter,
-                        special_use=planning.mailbox_role(listing),
+                        special_use=mailbox_role(listing),
                         attributes=sorted(listing.attributes),
-                        selectable=planning.is_selectable(listing),
+                        selectable=is_selectable(listing),
                     )
                 )
                 events.append(
@@ -292,8 +288,8 @@ class SyncEngine:
             for listing in [*changes.kept, *(new for _, new in changes.renamed)]:
                 row = by_name.get(listing.name) or next(m for m in stored if m.name == listing.name)
                 row.attributes = sorted(listing.attributes)
-                row.special_use = planning.mailbox_role(listing)
-                row.selectable = planning.is_selectable(listing)
+                row.special_use = mailbox_role(listing)
+                row.selectable = is_selectable(listing)
             await ChangeRepository(session, tenant_id).append_many(account_id, events)
             await session.flush()
             current = await repository.for_account(account_id)

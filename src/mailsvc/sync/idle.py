@@ -78,17 +78,18 @@ from mailsvc.account.repository import (
     accounts_to_watch,
 )
 from mailsvc.config import Settings
+from mailsvc.imap.connection import ImapConnection, connect_imap
+from mailsvc.imap.errors import ImapAuthError, ImapError
+from mailsvc.imap.mailboxes import is_selectable, mailbox_role
+from mailsvc.imap.wire import ListedMailbox
+from mailsvc.jobs import enqueue_sync
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.mailserver import MailServer, tls_context
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.ops.metrics import count_idle_connections
-from mailsvc.sync import plan
 from mailsvc.sync.engine import AccountGoneError, SyncEngine
-from mailsvc.sync.imap import ImapAuthError, ImapConnection, ImapError, connect_imap
 from mailsvc.sync.lease import LeaseManager, account_lease_key
-from mailsvc.sync.queue import enqueue_sync
 from mailsvc.sync.repository import MailboxRepository
-from mailsvc.sync.wire import ListedMailbox
 
 log = structlog.get_logger("mailsvc.sync.idle")
 
@@ -146,7 +147,7 @@ def resolve_idle_mailboxes(wanted: Sequence[str], listed: Sequence[ListedMailbox
     well-known name. INBOX always exists (RFC 3501): it is the answer when nothing
     else matches.
     """
-    selectable = [m for m in listed if plan.is_selectable(m)]
+    selectable = [m for m in listed if is_selectable(m)]
     names = {m.name for m in selectable}
     found: list[str] = []
     for entry in wanted:
@@ -158,7 +159,7 @@ def resolve_idle_mailboxes(wanted: Sequence[str], listed: Sequence[ListedMailbox
         else:
             role = entry.removeprefix("\\").lower()
             flag = f"\\{role}"
-            matches = [m for m in selectable if plan.mailbox_role(m) == role]
+            matches = [m for m in selectable if mailbox_role(m) == role]
             matches.sort(key=lambda m: flag not in {a.lower() for a in m.attributes})
             name = matches[0].name if matches else None
         if name is not None and name not in found:

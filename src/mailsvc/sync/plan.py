@@ -24,45 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from mailsvc.sync.wire import ListedMailbox, SelectedState
-
-_ROLE_ATTRIBUTES = {
-    "\\sent": "sent",
-    "\\drafts": "drafts",
-    "\\trash": "trash",
-    "\\junk": "junk",
-    "\\archive": "archive",
-    "\\all": "all",
-    "\\flagged": "flagged",
-}
-# Servers without SPECIAL-USE (RFC 6154) still name these folders predictably.
-_ROLE_NAMES = {
-    "sent": "sent", "sent items": "sent", "sent messages": "sent", "sent mail": "sent",
-    "gesendet": "sent", "gesendete objekte": "sent", "envoyés": "sent",
-    "drafts": "drafts", "draft": "drafts", "entwürfe": "drafts", "brouillons": "drafts",
-    "trash": "trash", "deleted items": "trash", "deleted messages": "trash", "bin": "trash",
-    "papierkorb": "trash", "corbeille": "trash",
-    "junk": "junk", "spam": "junk", "junk e-mail": "junk", "junk email": "junk",
-    "bulk mail": "junk",
-    "archive": "archive", "archives": "archive", "archiv": "archive",
-}  # fmt: skip
-_UNSELECTABLE = {"\\noselect", "\\nonexistent"}
-
-
-def mailbox_role(mailbox: ListedMailbox) -> str | None:
-    """API role of a mailbox: `inbox`, a special-use role, or a well-known name's."""
-    if mailbox.name.upper() == "INBOX":
-        return "inbox"
-    for attribute in mailbox.attributes:
-        role = _ROLE_ATTRIBUTES.get(attribute.lower())
-        if role is not None:
-            return role
-    leaf = mailbox.name.rsplit(mailbox.delimiter, 1)[-1] if mailbox.delimiter else mailbox.name
-    return _ROLE_NAMES.get(leaf.strip().lower())
-
-
-def is_selectable(mailbox: ListedMailbox) -> bool:
-    return not any(a.lower() in _UNSELECTABLE for a in mailbox.attributes)
+from mailsvc.imap.wire import ListedMailbox, SelectedState
 
 
 @dataclass(frozen=True, slots=True)

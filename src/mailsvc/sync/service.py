@@ -8,11 +8,11 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.account.service import AccountService
+from mailsvc.jobs import enqueue_sync
 from mailsvc.models import Mailbox
 from mailsvc.state import AppState
 from mailsvc.sync import schemas
 from mailsvc.sync.idle import idle_status
-from mailsvc.sync.queue import enqueue_sync
 from mailsvc.sync.repository import MailboxRepository
 
 

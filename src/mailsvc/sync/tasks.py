@@ -9,9 +9,9 @@ import structlog
 from arq.worker import Function, func
 
 from mailsvc.account.repository import accounts_to_watch
+from mailsvc.imap.errors import ImapError
+from mailsvc.jobs import SYNC_JOB, enqueue_sync, take_again_mark
 from mailsvc.sync.engine import AccountGoneError
-from mailsvc.sync.imap import ImapError
-from mailsvc.sync.queue import SYNC_JOB, enqueue_sync, take_again_mark
 
 log = structlog.get_logger("mailsvc.sync.tasks")
 

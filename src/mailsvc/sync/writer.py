@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailsvc.event.repository import ChangeRepository
+from mailsvc.imap import wire
 from mailsvc.kit.db import ModSeq, Uid, utcnow
 from mailsvc.kit.ids import uuid7
 from mailsvc.kit.tasks import cancel_and_wait
@@ -22,7 +23,6 @@ from mailsvc.mime import ParsedMessage
 from mailsvc.models import Mailbox
 from mailsvc.outbox.bounces import read_bounces, record_bounces
 from mailsvc.search.repository import SearchIndexRepository
-from mailsvc.sync import wire
 from mailsvc.sync.repository import MailboxRepository, MessageRepository
 from mailsvc.thread.repository import ThreadRepository
 from mailsvc.thread.service import ThreadingInput, thread_new_messages

@@ -14,18 +14,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from mailsvc.account.credentials import imap_server
 from mailsvc.config import Settings
 from mailsvc.errors import BadGatewayError, ConflictError
+from mailsvc.imap.connection import ImapConnection, imap_session
+from mailsvc.imap.errors import ImapAuthError, ImapCommandError, ImapConnectError
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.mailserver import tls_context
 from mailsvc.models import Account, Mailbox
 from mailsvc.state import AppState
-from mailsvc.sync.imap import (
-    ImapAuthError,
-    ImapCommandError,
-    ImapConnectError,
-    ImapConnection,
-    imap_session,
-)
-from mailsvc.sync.plan import is_selectable, mailbox_role
 
 
 def account_imap(
@@ -53,22 +47,6 @@ async def open_account(state: AppState, account: Account) -> AsyncIterator[ImapC
         raise BadGatewayError(f"the IMAP server refused: {exc}", code="imap_refused") from exc
     except ImapConnectError as exc:
         raise BadGatewayError(str(exc), code="imap_unavailable") from exc
-
-
-async def mailbox_on_server(connection: ImapConnection, role: str) -> str | None:
-    """The server's selectable mailbox for `role`, as it lists them now.
-
-    Asked of the server, not the mirror: an account used before its first sync has
-    no mailboxes stored yet. A special-use attribute (e.g. `\\Sent`) outranks a
-    folder that is merely called so.
-    """
-    candidates = [
-        listed
-        for listed in await connection.list_mailboxes()
-        if is_selectable(listed) and mailbox_role(listed) == role
-    ]
-    candidates.sort(key=lambda listed: f"\\{role}" not in {a.lower() for a in listed.attributes})
-    return candidates[0].name if candidates else None
 
 
 async def select_mailbox(connection: ImapConnection, mailbox: Mailbox, *, readonly: bool) -> None:

@@ -1,4 +1,7 @@
-"""Enqueueing sync jobs so that no trigger is ever lost.
+"""Asking for a sync of an account, from any domain, so that no trigger is ever lost.
+
+Accounts, message actions and the outbox ask for syncs; the sync engine runs them.
+This module is the contract between them and imports no domain package.
 
 arq drops an enqueue whose `_job_id` is already queued or running. A trigger that
 arrives while the account's job runs would be lost, so it leaves a mark in Redis

@@ -1,23 +1,20 @@
-"""Pure parsing of IMAP server responses (RFC 3501/9051, 7162) and mailbox names.
+"""Pure parsing of IMAP server responses (RFC 3501/9051, 7162).
 
 aioimaplib hands a response over as a list whose `bytes` items are text lines and
 whose `bytearray` items are literal payloads (`{123}` followed by 123 bytes). This
 module turns those into plain data; it never raises on hostile input other than
-`WireError`, which the adapter treats as a protocol failure.
+`ImapProtocolError`, which callers treat as a protocol failure.
 """
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-
-class WireError(ValueError):
-    """The server sent something this parser cannot read."""
-
+from mailsvc.imap import names
+from mailsvc.imap.errors import ImapProtocolError
 
 _ATOM_END = set(b' ()[]{}"\r\n')
 
@@ -236,9 +233,7 @@ def parse_list(lines: Iterable[bytes | bytearray]) -> list[ListedMailbox]:
         raw_name = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw
         if not isinstance(raw_name, str):
             return
-        mailboxes.append(
-            ListedMailbox(decode_mailbox_name(raw_name), raw_name, delimiter, attributes)
-        )
+        mailboxes.append(ListedMailbox(names.decode(raw_name), raw_name, delimiter, attributes))
 
     for line in lines:
         # aioimaplib strips "* LIST " when it dispatches by command name, and keeps
@@ -332,7 +327,7 @@ def parse_status(lines: Sequence[bytes | bytearray]) -> dict[str, MailboxStatus]
             for i in range(0, len(values) - 1, 2)
             if str(values[i + 1]).isdigit()
         }
-        statuses[decode_mailbox_name(name)] = MailboxStatus(
+        statuses[names.decode(name)] = MailboxStatus(
             messages=fields.get("MESSAGES"),
             uidnext=fields.get("UIDNEXT"),
             uidvalidity=fields.get("UIDVALIDITY"),
@@ -372,12 +367,12 @@ def expand_uid_set(text: str, *, limit: int = 10_000_000) -> list[int]:
             continue
         low, _, high = part.partition(":")
         if not low.isdigit() or (high and not high.isdigit()):
-            raise WireError(f"bad UID set {text[:60]!r}")
+            raise ImapProtocolError(f"bad UID set {text[:60]!r}")
         start, end = int(low), int(high or low)
         if start > end:
             start, end = end, start
         if end - start > limit - len(uids):
-            raise WireError("UID set too large")
+            raise ImapProtocolError("UID set too large")
         uids.extend(range(start, end + 1))
     return uids
 
@@ -399,62 +394,6 @@ def compress_uid_set(uids: Iterable[int]) -> str:
     return ",".join(parts)
 
 
-def decode_mailbox_name(name: str) -> str:
-    """Modified UTF-7 (RFC 3501 5.1.3) to text; names that are not valid stay as sent."""
-    if "&" not in name:
-        return name
-    out: list[str] = []
-    i = 0
-    while i < len(name):
-        char = name[i]
-        if char != "&":
-            out.append(char)
-            i += 1
-            continue
-        end = name.find("-", i)
-        if end < 0:
-            return name
-        chunk = name[i + 1 : end]
-        if not chunk:
-            out.append("&")
-        else:
-            padded = chunk.replace(",", "/") + "=" * (-len(chunk) % 4)
-            try:
-                out.append(base64.b64decode(padded, validate=True).decode("utf-16-be"))
-            except (ValueError, UnicodeDecodeError):
-                return name
-        i = end + 1
-    return "".join(out)
-
-
-def encode_mailbox_name(name: str) -> str:
-    """Text to modified UTF-7 for commands (inverse of `decode_mailbox_name`)."""
-    out: list[str] = []
-    pending: list[str] = []
-
-    def flush() -> None:
-        if pending:
-            encoded = base64.b64encode("".join(pending).encode("utf-16-be")).decode()
-            out.append("&" + encoded.rstrip("=").replace("/", ",") + "-")
-            pending.clear()
-
-    for char in name:
-        if 0x20 <= ord(char) <= 0x7E:
-            flush()
-            out.append("&-" if char == "&" else char)
-        else:
-            pending.append(char)
-    flush()
-    return "".join(out)
-
-
-def quote(text: str) -> str:
-    """An IMAP quoted string; refuses CR/LF/NUL, which would end the command line."""
-    if any(c in text for c in "\r\n\0"):
-        raise ValueError("CR, LF and NUL cannot be sent in a quoted string")
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def tokens(segments: Sequence[bytes | bytearray]) -> list[object]:
     """Public access to the tokenizer (BODYSTRUCTURE trees, tests)."""
     return _tokens(segments)
@@ -465,10 +404,7 @@ __all__ = [
     "ListedMailbox",
     "MailboxStatus",
     "SelectedState",
-    "WireError",
     "compress_uid_set",
-    "decode_mailbox_name",
-    "encode_mailbox_name",
     "expand_uid_set",
     "imap_date",
     "parse_fetch",
@@ -478,7 +414,6 @@ __all__ = [
     "parse_select",
     "parse_status",
     "parse_vanished",
-    "quote",
     "to_sexpr",
     "tokens",
 ]
@@ -520,7 +455,7 @@ def parse_copyuid(lines: Iterable[bytes | bytearray]) -> tuple[int, dict[int, in
         try:
             sources = expand_uid_set(match.group(2).decode())
             targets = expand_uid_set(match.group(3).decode())
-        except ValueError:
+        except ImapProtocolError:
             return None
         if len(sources) != len(targets):
             return None

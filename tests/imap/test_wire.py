@@ -2,12 +2,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from mailsvc.sync.wire import (
+from mailsvc.imap import names
+from mailsvc.imap.errors import ImapProtocolError
+from mailsvc.imap.wire import (
     MailboxStatus,
-    WireError,
     compress_uid_set,
-    decode_mailbox_name,
-    encode_mailbox_name,
     expand_uid_set,
     imap_date,
     parse_copyuid,
@@ -17,7 +16,6 @@ from mailsvc.sync.wire import (
     parse_search,
     parse_select,
     parse_status,
-    quote,
     to_sexpr,
     tokens,
 )
@@ -91,23 +89,23 @@ def test_search_and_esearch() -> None:
 def test_uid_sets_round_trip_and_refuse_nonsense() -> None:
     assert compress_uid_set([7, 1, 2, 3, 9, 10]) == "1:3,7,9:10"
     assert expand_uid_set("1:3,7,10:9") == [1, 2, 3, 7, 9, 10]
-    with pytest.raises(WireError):
+    with pytest.raises(ImapProtocolError):
         expand_uid_set("1:*")
-    with pytest.raises(WireError):
+    with pytest.raises(ImapProtocolError):
         expand_uid_set("1:4000000000")
 
 
 def test_modified_utf7_names() -> None:
     for name in ("Entwürfe", "日本語", "A&B", "plain"):
-        assert decode_mailbox_name(encode_mailbox_name(name)) == name
-    assert encode_mailbox_name("A&B") == "A&-B"
-    assert decode_mailbox_name("bad&~-") == "bad&~-"  # invalid stays as sent
+        assert names.decode(names.encode(name)) == name
+    assert names.encode("A&B") == "A&-B"
+    assert names.decode("bad&~-") == "bad&~-"  # invalid stays as sent
 
 
 def test_quote_refuses_line_breaks() -> None:
-    assert quote('a "b" \\c') == '"a \\"b\\" \\\\c"'
+    assert names.quote('a "b" \\c') == '"a \\"b\\" \\\\c"'
     with pytest.raises(ValueError, match="CR, LF"):
-        quote("x\r\nA1 DELETE INBOX")
+        names.quote("x\r\nA1 DELETE INBOX")
 
 
 def test_dates() -> None:
