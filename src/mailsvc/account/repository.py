@@ -6,61 +6,51 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, distinct, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailsvc.kit.repository import TenantRepository
+from mailsvc.kit.repository import TenantRepository, cross_tenant
 from mailsvc.models import Account
 
 
 class AccountRepository(TenantRepository):
     async def get(self, account_id: uuid.UUID, *, for_update: bool = False) -> Account | None:
-        statement = select(Account).where(
-            Account.tenant_id == self.tenant_id, Account.id == account_id
-        )
+        statement = self.scoped.select(Account).where(Account.id == account_id)
         if for_update:
             statement = statement.with_for_update()
         found: Account | None = await self.session.scalar(statement)
         return found
 
     async def email_taken(self, email: str, *, except_id: uuid.UUID | None = None) -> bool:
-        statement = select(Account.id).where(
-            Account.tenant_id == self.tenant_id, Account.email == email
-        )
+        statement = self.scoped.select(Account.id).where(Account.email == email)
         if except_id is not None:
             statement = statement.where(Account.id != except_id)
         return (await self.session.scalar(statement.limit(1))) is not None
 
     async def page(self, *, after: uuid.UUID | None, limit: int) -> Sequence[Account]:
         """Up to `limit` accounts in id (creation) order, after the given id."""
-        statement = select(Account).where(Account.tenant_id == self.tenant_id)
+        statement = self.scoped.select(Account)
         if after is not None:
             statement = statement.where(Account.id > after)
         result = await self.session.scalars(statement.order_by(Account.id).limit(limit))
         return result.all()
 
     async def add(self, account: Account) -> Account:
-        account.tenant_id = self.tenant_id
-        self.session.add(account)
-        await self.session.flush()
-        return account
+        return await self.scoped.add(account)
 
     async def delete(self, account_id: uuid.UUID) -> None:
         """Delete the account; foreign keys cascade to everything it owns."""
-        await self.session.execute(
-            delete(Account).where(Account.tenant_id == self.tenant_id, Account.id == account_id)
-        )
+        await self.session.execute(self.scoped.delete(Account).where(Account.id == account_id))
 
     async def all_in_tenant(self) -> Sequence[Account]:
-        result = await self.session.scalars(
-            select(Account).where(Account.tenant_id == self.tenant_id).order_by(Account.id)
-        )
+        result = await self.session.scalars(self.scoped.select(Account).order_by(Account.id))
         return result.all()
 
 
+@cross_tenant(reason="key rotation walks every tenant")
 async def tenants_with_accounts(session: AsyncSession) -> list[str]:
     """Operator use only (key rotation walks every tenant); never behind an endpoint."""
-    result = await session.scalars(select(distinct(Account.tenant_id)))
+    result = await session.scalars(select(Account.tenant_id).distinct())
     return sorted(result.all())
 
 
@@ -79,6 +69,7 @@ class AccountToWatch(NamedTuple):
 UNWATCHED_STATES = ("disabled", "auth_error")
 
 
+@cross_tenant(reason="the IDLE supervisor and the periodic resync serve every tenant")
 async def accounts_to_watch(
     session: AsyncSession, *, tenant_ids: Collection[str] | None = None
 ) -> list[AccountToWatch]:

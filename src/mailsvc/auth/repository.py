@@ -7,9 +7,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.kit.db import utcnow
+from mailsvc.kit.repository import cross_tenant
 from mailsvc.models import ApiKey
 
 
+@cross_tenant(reason="a key is found by its hash before any tenant is known, and may grant several")
 class ApiKeyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func
 from sqlalchemy.orm import selectinload, undefer
 
 from mailsvc.kit.db import Uid, utcnow
@@ -41,8 +41,8 @@ class DraftRepository(TenantRepository):
         if content:
             loader = loader.options(undefer(DraftAttachment.content))
         statement = (
-            select(Draft)
-            .where(Draft.tenant_id == self.tenant_id, Draft.id == draft_id)
+            self.scoped.select(Draft)
+            .where(Draft.id == draft_id)
             .options(loader)
             .execution_options(populate_existing=True)
         )
@@ -55,7 +55,7 @@ class DraftRepository(TenantRepository):
         self, *, account_id: uuid.UUID | None, before: uuid.UUID | None, limit: int
     ) -> Sequence[Draft]:
         """Up to `limit` drafts, newest first (ids are time-ordered), older than `before`."""
-        statement = select(Draft).where(Draft.tenant_id == self.tenant_id)
+        statement = self.scoped.select(Draft)
         if account_id is not None:
             statement = statement.where(Draft.account_id == account_id)
         if before is not None:
@@ -68,16 +68,14 @@ class DraftRepository(TenantRepository):
         return result.all()
 
     async def add(self, values: dict[str, Any]) -> Draft:
-        draft = Draft(tenant_id=self.tenant_id, **values)
-        self.session.add(draft)
-        await self.session.flush()
+        draft = await self.scoped.add(Draft(**values))
         return await self._reloaded(draft.id)
 
     async def update(self, draft_id: uuid.UUID, values: dict[str, Any]) -> Draft:
         """Set `values` (and `updated_at`) on a draft the caller has locked."""
         await self.session.execute(
-            update(Draft)
-            .where(Draft.tenant_id == self.tenant_id, Draft.id == draft_id)
+            self.scoped.update(Draft)
+            .where(Draft.id == draft_id)
             .values(**values, updated_at=utcnow())
         )
         return await self._reloaded(draft_id)
@@ -85,16 +83,12 @@ class DraftRepository(TenantRepository):
     async def touch(self, draft_id: uuid.UUID) -> None:
         """Mark a draft changed (its attachments changed): a new version to mirror."""
         await self.session.execute(
-            update(Draft)
-            .where(Draft.tenant_id == self.tenant_id, Draft.id == draft_id)
-            .values(updated_at=utcnow())
+            self.scoped.update(Draft).where(Draft.id == draft_id).values(updated_at=utcnow())
         )
 
     async def delete(self, draft_id: uuid.UUID) -> None:
         """Delete a draft; its attachments go with it (foreign key cascade)."""
-        await self.session.execute(
-            delete(Draft).where(Draft.tenant_id == self.tenant_id, Draft.id == draft_id)
-        )
+        await self.session.execute(self.scoped.delete(Draft).where(Draft.id == draft_id))
 
     async def record_server_copy(
         self, draft_id: uuid.UUID, *, version: datetime, copy: ServerCopy | None
@@ -105,8 +99,8 @@ class DraftRepository(TenantRepository):
         one replaced, or `copy` itself when the draft changed or went meanwhile.
         """
         draft = await self.session.scalar(
-            select(Draft)
-            .where(Draft.tenant_id == self.tenant_id, Draft.id == draft_id)
+            self.scoped.select(Draft)
+            .where(Draft.id == draft_id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
@@ -116,8 +110,8 @@ class DraftRepository(TenantRepository):
         if previous == copy:
             return True, None
         await self.session.execute(
-            update(Draft)
-            .where(Draft.tenant_id == self.tenant_id, Draft.id == draft_id)
+            self.scoped.update(Draft)
+            .where(Draft.id == draft_id)
             .values(
                 imap_uidvalidity=None if copy is None else Uid(copy.uidvalidity),
                 imap_uid=None if copy is None else Uid(copy.uid),
@@ -131,26 +125,21 @@ class DraftRepository(TenantRepository):
         """(count, total size in octets) of a draft's attachments."""
         row = (
             await self.session.execute(
-                select(func.count(), func.coalesce(func.sum(DraftAttachment.size), 0)).where(
-                    DraftAttachment.tenant_id == self.tenant_id,
-                    DraftAttachment.draft_id == draft_id,
-                )
+                self.scoped.select(
+                    func.count(), func.coalesce(func.sum(DraftAttachment.size), 0)
+                ).where(DraftAttachment.draft_id == draft_id)
             )
         ).one()
         return int(row[0]), int(row[1])
 
     async def add_attachment(self, values: dict[str, Any]) -> DraftAttachment:
-        attachment = DraftAttachment(tenant_id=self.tenant_id, **values)
-        self.session.add(attachment)
-        await self.session.flush()
-        return attachment
+        return await self.scoped.add(DraftAttachment(**values))
 
     async def delete_attachment(self, draft_id: uuid.UUID, attachment_id: uuid.UUID) -> bool:
         """Delete one attachment of a draft; False when the draft has no such attachment."""
         result = await self.session.execute(
-            delete(DraftAttachment)
+            self.scoped.delete(DraftAttachment)
             .where(
-                DraftAttachment.tenant_id == self.tenant_id,
                 DraftAttachment.draft_id == draft_id,
                 DraftAttachment.id == attachment_id,
             )
@@ -164,9 +153,8 @@ class DraftRepository(TenantRepository):
         """A message of the account with this Message-ID: the original of a reply
         whose row was replaced (a mailbox's UIDVALIDITY changed) since it was saved."""
         found: uuid.UUID | None = await self.session.scalar(
-            select(Message.id)
+            self.scoped.select(Message.id)
             .where(
-                Message.tenant_id == self.tenant_id,
                 Message.account_id == account_id,
                 Message.message_id_header == message_id_header,
             )

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, tuple_, update
+from sqlalchemy import delete, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailsvc.kit.repository import TenantRepository
+from mailsvc.kit.repository import TenantRepository, cross_tenant
 from mailsvc.models import Account, Change, ChangeTrim
 
 # PostgreSQL NOTIFY channel; the payload is the tenant id. Sent inside the writing
@@ -60,8 +60,8 @@ class ChangeRepository(TenantRepository):
             return
         row = (
             await self.session.execute(
-                update(Account)
-                .where(Account.tenant_id == self.tenant_id, Account.id == account_id)
+                self.scoped.update(Account)
+                .where(Account.id == account_id)
                 .values(
                     change_seq=Account.change_seq + len(events),
                     change_txid=func.greatest(Account.change_txid, _CURRENT_TXID),
@@ -78,21 +78,17 @@ class ChangeRepository(TenantRepository):
             raise LookupError(f"account {account_id} does not exist in this tenant")
         last, txid, _ = row
         first = last - len(events) + 1
-        await self.session.execute(
-            insert(Change).values(
-                [
-                    {
-                        "tenant_id": self.tenant_id,
-                        "account_id": account_id,
-                        "seq": first + offset,
-                        "txid": txid,
-                        "type": type_,
-                        "payload": payload,
-                    }
-                    for offset, (type_, payload) in enumerate(events)
-                ]
-            )
-        )
+        rows = [
+            {
+                "account_id": account_id,
+                "seq": first + offset,
+                "txid": txid,
+                "type": type_,
+                "payload": payload,
+            }
+            for offset, (type_, payload) in enumerate(events)
+        ]
+        await self.session.execute(self.scoped.insert(Change, rows))
 
     async def append(self, account_id: uuid.UUID, type_: str, payload: dict[str, Any]) -> None:
         """Append one change in the caller's transaction (see `append_many`)."""
@@ -113,9 +109,8 @@ class ChangeRepository(TenantRepository):
         change that commits later.
         """
         statement = (
-            select(Change)
+            self.scoped.select(Change)
             .where(
-                Change.tenant_id == self.tenant_id,
                 tuple_(Change.txid, Change.id) > tuple_(position.txid, position.id),
                 Change.txid < _HORIZON,
             )
@@ -133,8 +128,8 @@ class ChangeRepository(TenantRepository):
         """The position after the tenant's last committed change (where "now" starts)."""
         row = (
             await self.session.execute(
-                select(Change.txid, Change.id)
-                .where(Change.tenant_id == self.tenant_id, Change.txid < _HORIZON)
+                self.scoped.select(Change.txid, Change.id)
+                .where(Change.txid < _HORIZON)
                 .order_by(Change.txid.desc(), Change.id.desc())
                 .limit(1)
             )
@@ -148,6 +143,7 @@ async def trimmed_before(session: AsyncSession) -> FeedPosition:
     return START if row is None else FeedPosition(row[0], row[1])
 
 
+@cross_tenant(reason="retention trims the one change log of every tenant by age")
 async def trim_changes(session: AsyncSession, *, older_than: datetime, batch: int) -> int:
     """Delete up to `batch` changes written before `older_than` (every tenant), and
     move the trim mark past them, in the caller's transaction."""

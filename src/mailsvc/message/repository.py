@@ -17,16 +17,12 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
-    delete,
-    exists,
     false,
     func,
     null,
     or_,
     select,
-    true,
     tuple_,
-    update,
 )
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.expression import ColumnElement
@@ -149,8 +145,9 @@ def _has_flag(flag: str) -> ColumnElement[bool]:
 _SUMMARY_JSON = _summary_json(null())
 
 
-def message_conditions(tenant_id: str, filters: MessageFilter) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [Message.tenant_id == tenant_id]
+def message_conditions(filters: MessageFilter) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of `filters` on a scoped statement over messages."""
+    where: list[ColumnElement[bool]] = []
     if filters.account_id is not None:
         where.append(Message.account_id == filters.account_id)
     if filters.mailbox_ids is not None:
@@ -205,7 +202,7 @@ class MessageRepository(TenantRepository):
             rank(filters.text) if order == "relevance" else Message.internal_date  # type: ignore[assignment]
         )
         # The text condition comes last, and a phrase search may replace it.
-        where = message_conditions(self.tenant_id, replace(filters, text=""))
+        where = message_conditions(replace(filters, text=""))
         descending = order != "oldest"
         if after is not None:
             position = tuple_(key, Message.id)
@@ -220,8 +217,8 @@ class MessageRepository(TenantRepository):
             where.append(matches_text(filters.text))
         ordering = (key.desc(), Message.id.desc()) if descending else (key.asc(), Message.id.asc())
         statement: Select[Any] = (
-            select(*columns, key.label("sort_key"), Message.id.label("position_id"))
-            .where(and_(true(), *where))
+            self.scoped.select(*columns, key.label("sort_key"), Message.id.label("position_id"))
+            .where(*where)
             .order_by(*ordering)
             .limit(limit)
         )
@@ -250,8 +247,8 @@ class MessageRepository(TenantRepository):
         candidates_where = [*where, matches_text(relaxed)]
         ordering = (key.desc(), Message.id.desc()) if descending else (key.asc(), Message.id.asc())
         candidates = (
-            select(Message.id.label("candidate_id"), key.label("candidate_key"))
-            .where(and_(true(), *candidates_where))
+            self.scoped.select(Message.id.label("candidate_id"), key.label("candidate_key"))
+            .where(*candidates_where)
             .order_by(*ordering)
             .offset(0)  # keeps the sorted candidates a subquery of their own
             .subquery("candidates")
@@ -262,12 +259,16 @@ class MessageRepository(TenantRepository):
             if descending
             else (candidate_key.asc(), candidate_id.asc())
         )
+        # `columns` read messages, so the scope filters them already; the join keeps its
+        # own `owns` because a table only joined would not be (and a reader of this join
+        # cannot see what `columns` hold). PostgreSQL plans the repeat once.
         statement: Select[Any] = (
-            select(*columns, candidate_key.label("sort_key"), candidate_id.label("position_id"))
+            self.scoped.select(
+                *columns, candidate_key.label("sort_key"), candidate_id.label("position_id")
+            )
             .select_from(
                 candidates.join(
-                    Message,
-                    and_(Message.id == candidate_id, Message.tenant_id == self.tenant_id),
+                    Message, and_(Message.id == candidate_id, self.scoped.owns(Message))
                 )
             )
             .where(matches_text(text))
@@ -324,26 +325,22 @@ class MessageRepository(TenantRepository):
     async def summary(self, message_id: uuid.UUID) -> Row[Any] | None:
         """The summary columns of one message (fresh from the database)."""
         columns: list[Any] = [*_SUMMARY_COLUMNS]
-        statement: Select[Any] = select(*columns).where(
-            Message.tenant_id == self.tenant_id, Message.id == message_id
-        )
+        statement: Select[Any] = self.scoped.select(*columns).where(Message.id == message_id)
         row: Row[Any] | None = (await self.session.execute(statement)).first()
         return row
 
     async def get(self, message_id: uuid.UUID) -> Message | None:
         """One message with its attachments."""
         found: Message | None = await self.session.scalar(
-            select(Message)
-            .where(Message.tenant_id == self.tenant_id, Message.id == message_id)
+            self.scoped.select(Message)
+            .where(Message.id == message_id)
             .options(selectinload(Message.attachments))
         )
         return found
 
     async def get_many(self, message_ids: Sequence[uuid.UUID]) -> list[Message]:
         result = await self.session.scalars(
-            select(Message).where(
-                Message.tenant_id == self.tenant_id, Message.id.in_(list(message_ids))
-            )
+            self.scoped.select(Message).where(Message.id.in_(list(message_ids)))
         )
         return list(result.all())
 
@@ -352,19 +349,9 @@ class MessageRepository(TenantRepository):
     ) -> tuple[Message, Attachment] | None:
         row = (
             await self.session.execute(
-                select(Message, Attachment)
-                .join(
-                    Attachment,
-                    and_(
-                        Attachment.message_id == Message.id,
-                        Attachment.tenant_id == Message.tenant_id,
-                    ),
-                )
-                .where(
-                    Message.tenant_id == self.tenant_id,
-                    Message.id == message_id,
-                    Attachment.id == attachment_id,
-                )
+                self.scoped.select(Message, Attachment)
+                .join(Attachment, Attachment.message_id == Message.id)
+                .where(Message.id == message_id, Attachment.id == attachment_id)
             )
         ).first()
         return None if row is None else (row[0], row[1])
@@ -373,27 +360,26 @@ class MessageRepository(TenantRepository):
         self, *, account_id: uuid.UUID | None, role: str | None, name: str | None
     ) -> tuple[uuid.UUID, ...]:
         """The mailboxes with this role (or name), in one account or all of the tenant's."""
-        where: list[ColumnElement[bool]] = [Mailbox.tenant_id == self.tenant_id]
+        where: list[ColumnElement[bool]] = []
         if account_id is not None:
             where.append(Mailbox.account_id == account_id)
         if role is not None:
             where.append(Mailbox.special_use == role)
         if name is not None:
             where.append(or_(Mailbox.name == name, func.lower(Mailbox.name) == name.lower()))
-        result = await self.session.scalars(select(Mailbox.id).where(*where))
+        result = await self.session.scalars(self.scoped.select(Mailbox.id).where(*where))
         return tuple(result.all())
 
     async def mailbox(self, mailbox_id: uuid.UUID) -> Mailbox | None:
         found: Mailbox | None = await self.session.scalar(
-            select(Mailbox).where(Mailbox.tenant_id == self.tenant_id, Mailbox.id == mailbox_id)
+            self.scoped.select(Mailbox).where(Mailbox.id == mailbox_id)
         )
         return found
 
     async def mailbox_with_role(self, account_id: uuid.UUID, role: str) -> Mailbox | None:
         found: Mailbox | None = await self.session.scalar(
-            select(Mailbox)
+            self.scoped.select(Mailbox)
             .where(
-                Mailbox.tenant_id == self.tenant_id,
                 Mailbox.account_id == account_id,
                 Mailbox.special_use == role,
                 Mailbox.selectable.is_(True),
@@ -418,8 +404,7 @@ class MessageRepository(TenantRepository):
         if not moves:
             return
         await self.session.execute(
-            delete(Message).where(
-                Message.tenant_id == self.tenant_id,
+            self.scoped.delete(Message).where(
                 Message.mailbox_id == mailbox_id,
                 Message.uidvalidity == uidvalidity,
                 Message.uid.in_([uid for _, uid in moves]),
@@ -429,14 +414,13 @@ class MessageRepository(TenantRepository):
         # Core, not ORM: one executemany (the ORM's bulk path wants primary-key rows).
         table: Table = Message.__table__  # type: ignore[assignment]
         await self.session.execute(
-            update(table)
-            .where(table.c.tenant_id == self.tenant_id, table.c.id == bindparam("moved_id"))
+            self.scoped.update(table)
+            .where(table.c.id == bindparam("moved_id"))
             .values(mailbox_id=mailbox_id, uid=bindparam("new_uid"), uidvalidity=uidvalidity),
             [{"moved_id": message_id, "new_uid": uid} for message_id, uid in moves],
         )
 
     async def has_mailbox(self, mailbox_id: uuid.UUID) -> bool:
-        found = await self.session.scalar(
-            select(exists().where(Mailbox.tenant_id == self.tenant_id, Mailbox.id == mailbox_id))
-        )
+        mailbox = self.scoped.select(Mailbox.id).where(Mailbox.id == mailbox_id)
+        found = await self.session.scalar(select(mailbox.exists()))
         return bool(found)

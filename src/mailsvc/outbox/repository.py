@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
-from mailsvc.kit.repository import TenantRepository
+from mailsvc.kit.repository import TenantRepository, cross_tenant
 from mailsvc.models import OutboxMessage
 
 # Statuses in which an entry may still be attempted.
@@ -35,8 +34,7 @@ class OutboxRepository(TenantRepository):
     async def add(self, values: dict[str, Any]) -> OutboxMessage | None:
         """Insert an entry; None when its idempotency key is already used."""
         statement = (
-            insert(OutboxMessage)
-            .values(tenant_id=self.tenant_id, **values)
+            self.scoped.insert(OutboxMessage, values)
             .on_conflict_do_nothing(
                 index_elements=["tenant_id", "idempotency_key"],
                 index_where=OutboxMessage.idempotency_key.is_not(None),
@@ -48,16 +46,12 @@ class OutboxRepository(TenantRepository):
 
     async def by_idempotency_key(self, key: str) -> OutboxMessage | None:
         found: OutboxMessage | None = await self.session.scalar(
-            select(OutboxMessage).where(
-                OutboxMessage.tenant_id == self.tenant_id, OutboxMessage.idempotency_key == key
-            )
+            self.scoped.select(OutboxMessage).where(OutboxMessage.idempotency_key == key)
         )
         return found
 
     async def get(self, entry_id: uuid.UUID, *, for_update: bool = False) -> OutboxMessage | None:
-        statement = select(OutboxMessage).where(
-            OutboxMessage.tenant_id == self.tenant_id, OutboxMessage.id == entry_id
-        )
+        statement = self.scoped.select(OutboxMessage).where(OutboxMessage.id == entry_id)
         if for_update:
             statement = statement.with_for_update()
         found: OutboxMessage | None = await self.session.scalar(statement)
@@ -72,19 +66,17 @@ class OutboxRepository(TenantRepository):
         limit: int,
     ) -> Sequence[OutboxMessage]:
         """Newest first, keyset-paged on (created_at, id)."""
-        where = [OutboxMessage.tenant_id == self.tenant_id]
+        statement = self.scoped.select(OutboxMessage)
         if account_id is not None:
-            where.append(OutboxMessage.account_id == account_id)
+            statement = statement.where(OutboxMessage.account_id == account_id)
         if status is not None:
-            where.append(OutboxMessage.status == status)
+            statement = statement.where(OutboxMessage.status == status)
         if after is not None:
-            where.append(tuple_(OutboxMessage.created_at, OutboxMessage.id) < tuple_(*after))
-        result = await self.session.scalars(
-            select(OutboxMessage)
-            .where(*where)
-            .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
-            .limit(limit)
-        )
+            statement = statement.where(
+                tuple_(OutboxMessage.created_at, OutboxMessage.id) < tuple_(*after)
+            )
+        statement = statement.order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
+        result = await self.session.scalars(statement.limit(limit))
         return result.all()
 
     async def claim(self, entry_id: uuid.UUID, *, lease: timedelta) -> Claim | None:
@@ -95,9 +87,8 @@ class OutboxRepository(TenantRepository):
         `sending` after its lease belongs to a process that died mid-attempt.
         """
         entry = await self.session.scalar(
-            select(OutboxMessage)
+            self.scoped.select(OutboxMessage)
             .where(
-                OutboxMessage.tenant_id == self.tenant_id,
                 OutboxMessage.id == entry_id,
                 OutboxMessage.status.in_(IN_FLIGHT),
                 OutboxMessage.next_attempt_at <= func.now(),
@@ -110,8 +101,8 @@ class OutboxRepository(TenantRepository):
         stale = entry.status == "sending"
         verify = entry.verify_sent or stale
         await self.session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.tenant_id == self.tenant_id, OutboxMessage.id == entry_id)
+            self.scoped.update(OutboxMessage)
+            .where(OutboxMessage.id == entry_id)
             .values(
                 status="sending",
                 attempts=OutboxMessage.attempts + 1,
@@ -130,12 +121,8 @@ class OutboxRepository(TenantRepository):
         ran out and another process took the entry over.
         """
         entry: OutboxMessage | None = await self.session.scalar(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.tenant_id == self.tenant_id,
-                OutboxMessage.id == entry_id,
-                OutboxMessage.status == "sending",
-            )
+            self.scoped.update(OutboxMessage)
+            .where(OutboxMessage.id == entry_id, OutboxMessage.status == "sending")
             .values(**values)
             .returning(OutboxMessage)
         )
@@ -144,28 +131,22 @@ class OutboxRepository(TenantRepository):
     async def with_message(self, entry_id: uuid.UUID) -> OutboxMessage | None:
         """An entry with its message bytes."""
         found: OutboxMessage | None = await self.session.scalar(
-            select(OutboxMessage)
-            .where(OutboxMessage.tenant_id == self.tenant_id, OutboxMessage.id == entry_id)
+            self.scoped.select(OutboxMessage)
+            .where(OutboxMessage.id == entry_id)
             .options(undefer(OutboxMessage.raw_mime))
         )
         return found
 
     async def set_values(self, entry_id: uuid.UUID, values: dict[str, Any]) -> None:
         await self.session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.tenant_id == self.tenant_id, OutboxMessage.id == entry_id)
-            .values(**values)
+            self.scoped.update(OutboxMessage).where(OutboxMessage.id == entry_id).values(**values)
         )
 
     async def cancel(self, entry_id: uuid.UUID) -> OutboxMessage | None:
         """Cancel a queued entry; None when it is not queued (any more)."""
         entry: OutboxMessage | None = await self.session.scalar(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.tenant_id == self.tenant_id,
-                OutboxMessage.id == entry_id,
-                OutboxMessage.status == "queued",
-            )
+            self.scoped.update(OutboxMessage)
+            .where(OutboxMessage.id == entry_id, OutboxMessage.status == "queued")
             .values(status="cancelled")
             .returning(OutboxMessage)
         )
@@ -174,11 +155,8 @@ class OutboxRepository(TenantRepository):
     async def by_message_id_header(self, message_id: str) -> OutboxMessage | None:
         """The sent entry with this Message-ID (for bounces), newest first."""
         found: OutboxMessage | None = await self.session.scalar(
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.tenant_id == self.tenant_id,
-                OutboxMessage.message_id_header == message_id,
-            )
+            self.scoped.select(OutboxMessage)
+            .where(OutboxMessage.message_id_header == message_id)
             .order_by(OutboxMessage.created_at.desc())
             .limit(1)
         )
@@ -194,9 +172,8 @@ class OutboxRepository(TenantRepository):
         are generated per entry, so this marks one entry, or none.
         """
         result = await self.session.scalars(
-            update(OutboxMessage)
+            self.scoped.update(OutboxMessage)
             .where(
-                OutboxMessage.tenant_id == self.tenant_id,
                 OutboxMessage.account_id == account_id,
                 OutboxMessage.message_id_header == message_id_header,
                 OutboxMessage.status == "sent",
@@ -212,6 +189,7 @@ MAX_SENT_COPY_ATTEMPTS = 8
 SENT_COPY_PAUSE_MINUTES = 2
 
 
+@cross_tenant(reason="the sweep finds Sent copies to retry in every tenant; ids only")
 async def copies_to_file(session: AsyncSession, *, limit: int) -> list[tuple[str, uuid.UUID]]:
     """(tenant, id) of sent entries whose Sent copy failed and is due another try."""
     rows = await session.execute(
@@ -233,6 +211,7 @@ async def copies_to_file(session: AsyncSession, *, limit: int) -> list[tuple[str
     return [(tenant_id, entry_id) for tenant_id, entry_id in rows.all()]
 
 
+@cross_tenant(reason="the sweep finds overdue sends in every tenant; ids only")
 async def due_entries(
     session: AsyncSession, *, overdue_by: timedelta, limit: int
 ) -> list[tuple[str, uuid.UUID]]:

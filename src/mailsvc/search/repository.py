@@ -27,7 +27,6 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.sql.expression import ColumnElement
@@ -94,16 +93,10 @@ _DOCUMENT = (
         _weighted(_with_cjk_bigrams(func.left(_MESSAGES.c.text_body, SEARCH_BODY_CHARS)), "C")
     )
 )
-_INDEX = (
-    update(_MESSAGES)
-    .where(
-        _MESSAGES.c.tenant_id == bindparam("tenant"),
-        _MESSAGES.c.id == any_(bindparam("message_ids", type_=ARRAY(UUID(as_uuid=True)))),
-        # Idempotent: a repair pass and the sync's own indexing may meet.
-        _MESSAGES.c.search_vector.is_(None),
-    )
-    # Filling the index is not a change of the message: `updated_at` stays.
-    .values(search_vector=_DOCUMENT, updated_at=_MESSAGES.c.updated_at)
+_UNINDEXED = (
+    _MESSAGES.c.id == any_(bindparam("message_ids", type_=ARRAY(UUID(as_uuid=True)))),
+    # Idempotent: a repair pass and the sync's own indexing may meet.
+    _MESSAGES.c.search_vector.is_(None),
 )
 
 
@@ -112,17 +105,20 @@ class SearchIndexRepository(TenantRepository):
         """Compute the search documents of these messages (those still without one)."""
         if not message_ids:
             return 0
-        result = await self.session.execute(
-            _INDEX, {"tenant": self.tenant_id, "message_ids": list(message_ids)}
+        statement = (
+            self.scoped.update(_MESSAGES)
+            .where(*_UNINDEXED)
+            # Filling the index is not a change of the message: `updated_at` stays.
+            .values(search_vector=_DOCUMENT, updated_at=_MESSAGES.c.updated_at)
         )
+        result = await self.session.execute(statement, {"message_ids": list(message_ids)})
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def pending(self, account_id: uuid.UUID, *, limit: int) -> list[uuid.UUID]:
         """Messages of the account still without a search document (oldest first)."""
         result = await self.session.scalars(
-            select(Message.id)
+            self.scoped.select(Message.id)
             .where(
-                Message.tenant_id == self.tenant_id,
                 Message.account_id == account_id,
                 Message.search_vector.is_(None),
             )

@@ -15,21 +15,16 @@ from sqlalchemy import (
     Text,
     bindparam,
     column,
-    delete,
     func,
-    insert,
-    select,
     text,
-    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from mailsvc.kit.repository import TenantRepository
+from mailsvc.kit.repository import TenantRepository, cross_tenant
 from mailsvc.models import Attachment, Mailbox, Message
 
-# What a batch hands over per message: the stored columns, less tenant_id (a
-# parameter) and the search vector (filled later, see mailsvc.search.repository).
+# What a batch hands over per message: the stored columns, less tenant_id (the
+# scope adds it) and the search vector (filled later, see mailsvc.search.repository).
 _INCOMING = (
     func.jsonb_to_recordset(bindparam("rows", type_=JSONB))
     .table_valued(
@@ -63,29 +58,17 @@ _INCOMING = (
     )
     .render_derived(name="incoming", with_types=True)
 )
-_STORED = [c.name for c in _INCOMING.c]
-
-
-# One constant statement per batch, compiled once.
-# `ON CONFLICT DO NOTHING` makes a batch replayed after a crash a no-op.
+# Each stored column, by name, as INSERT ... SELECT reads it from the batch.
+_STORED = {c.name: c for c in _INCOMING.c}
+# Core, not ORM: the ORM's bulk path does not take INSERT ... SELECT.
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
-_INSERT_MESSAGES = (
-    # Core, not ORM: the ORM's bulk path does not take INSERT ... SELECT.
-    pg_insert(_MESSAGES)
-    .from_select(
-        ["tenant_id", *_STORED],
-        select(bindparam("tenant_id", type_=Text), *[_INCOMING.c[name] for name in _STORED]),
-    )
-    .on_conflict_do_nothing(index_elements=["tenant_id", "mailbox_id", "uidvalidity", "uid"])
-    .returning(_MESSAGES.c.uid, _MESSAGES.c.id)
-)
 
 
 class MailboxRepository(TenantRepository):
     async def for_account(self, account_id: uuid.UUID) -> list[Mailbox]:
         result = await self.session.scalars(
-            select(Mailbox)
-            .where(Mailbox.tenant_id == self.tenant_id, Mailbox.account_id == account_id)
+            self.scoped.select(Mailbox)
+            .where(Mailbox.account_id == account_id)
             .order_by(Mailbox.name)
         )
         return list(result.all())
@@ -93,9 +76,8 @@ class MailboxRepository(TenantRepository):
     async def has_synced(self, account_id: uuid.UUID) -> bool:
         """Whether any mailbox of the account has completed a sync pass."""
         found = await self.session.scalar(
-            select(Mailbox.id)
+            self.scoped.select(Mailbox.id)
             .where(
-                Mailbox.tenant_id == self.tenant_id,
                 Mailbox.account_id == account_id,
                 Mailbox.last_synced_at.is_not(None),
             )
@@ -106,28 +88,19 @@ class MailboxRepository(TenantRepository):
     async def lock(self, mailbox_id: uuid.UUID) -> Mailbox | None:
         """The mailbox row, locked until commit (one writer per mailbox at a time)."""
         found: Mailbox | None = await self.session.scalar(
-            select(Mailbox)
-            .where(Mailbox.tenant_id == self.tenant_id, Mailbox.id == mailbox_id)
-            .with_for_update()
+            self.scoped.select(Mailbox).where(Mailbox.id == mailbox_id).with_for_update()
         )
         return found
 
     async def add(self, mailbox: Mailbox) -> Mailbox:
-        mailbox.tenant_id = self.tenant_id
-        self.session.add(mailbox)
-        await self.session.flush()
-        return mailbox
+        return await self.scoped.add(mailbox)
 
     async def delete(self, mailbox_id: uuid.UUID) -> None:
-        await self.session.execute(
-            delete(Mailbox).where(Mailbox.tenant_id == self.tenant_id, Mailbox.id == mailbox_id)
-        )
+        await self.session.execute(self.scoped.delete(Mailbox).where(Mailbox.id == mailbox_id))
 
     async def set_fields(self, mailbox_id: uuid.UUID, **values: Any) -> None:
         await self.session.execute(
-            update(Mailbox)
-            .where(Mailbox.tenant_id == self.tenant_id, Mailbox.id == mailbox_id)
-            .values(**values)
+            self.scoped.update(Mailbox).where(Mailbox.id == mailbox_id).values(**values)
         )
 
 
@@ -140,11 +113,18 @@ class MessageRepository(TenantRepository):
         """
         if not rows:
             return {}
-        result = await self.session.execute(
-            _INSERT_MESSAGES, {"rows": list(rows), "tenant_id": self.tenant_id}
+        # `ON CONFLICT DO NOTHING` makes a batch replayed after a crash a no-op.
+        statement = (
+            self.scoped.insert_select(_MESSAGES, _STORED)
+            .on_conflict_do_nothing(
+                index_elements=["tenant_id", "mailbox_id", "uidvalidity", "uid"]
+            )
+            .returning(_MESSAGES.c.uid, _MESSAGES.c.id)
         )
+        result = await self.session.execute(statement, {"rows": list(rows)})
         return {int(uid): message_id for uid, message_id in result.all()}
 
+    @cross_tenant(reason="ANALYZE gathers statistics of the whole messages table")
     async def refresh_statistics(self) -> None:
         """ANALYZE the messages table (operator-level: statistics span all tenants).
 
@@ -155,25 +135,17 @@ class MessageRepository(TenantRepository):
         await self.session.execute(text("ANALYZE messages"))
 
     async def insert_attachments(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            # executemany of one cached statement, not a new multi-row VALUES each time.
-            await self.session.execute(
-                insert(Attachment), [{**row, "tenant_id": self.tenant_id} for row in rows]
-            )
+        await self.scoped.insert_many(Attachment, rows)
 
     async def uids(self, mailbox_id: uuid.UUID) -> list[int]:
         result = await self.session.scalars(
-            select(Message.uid).where(
-                Message.tenant_id == self.tenant_id, Message.mailbox_id == mailbox_id
-            )
+            self.scoped.select(Message.uid).where(Message.mailbox_id == mailbox_id)
         )
         return [int(uid) for uid in result.all()]
 
     async def count(self, mailbox_id: uuid.UUID) -> int:
         value = await self.session.scalar(
-            select(func.count()).where(
-                Message.tenant_id == self.tenant_id, Message.mailbox_id == mailbox_id
-            )
+            self.scoped.select(func.count(), from_=Message).where(Message.mailbox_id == mailbox_id)
         )
         return int(value or 0)
 
@@ -197,9 +169,8 @@ class MessageRepository(TenantRepository):
             .render_derived(name="incoming", with_types=True)
         )
         statement = (
-            update(Message)
+            self.scoped.update(Message)
             .where(
-                Message.tenant_id == self.tenant_id,
                 Message.mailbox_id == mailbox_id,
                 Message.uid == incoming.c.uid,
                 Message.flags != incoming.c.flags,
@@ -217,12 +188,8 @@ class MessageRepository(TenantRepository):
         if not uids:
             return []
         result = await self.session.execute(
-            delete(Message)
-            .where(
-                Message.tenant_id == self.tenant_id,
-                Message.mailbox_id == mailbox_id,
-                Message.uid.in_(list(uids)),
-            )
+            self.scoped.delete(Message)
+            .where(Message.mailbox_id == mailbox_id, Message.uid.in_(list(uids)))
             .returning(Message.id, Message.uid, Message.thread_id)
         )
         return [(row[0], int(row[1]), row[2]) for row in result.all()]
@@ -231,8 +198,8 @@ class MessageRepository(TenantRepository):
         self, mailbox_id: uuid.UUID
     ) -> list[tuple[uuid.UUID, int, uuid.UUID | None]]:
         result = await self.session.execute(
-            delete(Message)
-            .where(Message.tenant_id == self.tenant_id, Message.mailbox_id == mailbox_id)
+            self.scoped.delete(Message)
+            .where(Message.mailbox_id == mailbox_id)
             .returning(Message.id, Message.uid, Message.thread_id)
         )
         return [(row[0], int(row[1]), row[2]) for row in result.all()]

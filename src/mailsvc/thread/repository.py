@@ -12,19 +12,15 @@ from sqlalchemy import (
     Text,
     any_,
     bindparam,
-    delete,
     func,
-    insert,
     literal,
     literal_column,
     not_,
     select,
     true,
     tuple_,
-    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, array
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.expression import ColumnElement
 
 from mailsvc.kit.db import utcnow
@@ -44,7 +40,7 @@ class ThreadRepository(TenantRepository):
         after: tuple[datetime, uuid.UUID] | None,
     ) -> Sequence[Thread]:
         """Threads with a message matching `filters`, newest activity first (keyset)."""
-        where: list[ColumnElement[bool]] = [Thread.tenant_id == self.tenant_id]
+        where: list[ColumnElement[bool]] = []
         if filters.account_id is not None:
             where.append(Thread.account_id == filters.account_id)
         if filters.unread is True:
@@ -53,16 +49,14 @@ class ThreadRepository(TenantRepository):
         if narrowing != MessageFilter() or filters.unread is False:
             if filters.unread is False:
                 narrowing = replace(narrowing, unread=False)
-            matching = select(Message.thread_id).where(
-                *message_conditions(self.tenant_id, narrowing)
-            )
+            matching = self.scoped.select(Message.thread_id).where(*message_conditions(narrowing))
             if filters.account_id is not None:
                 matching = matching.where(Message.account_id == filters.account_id)
             where.append(Thread.id.in_(matching))
         if after is not None:
             where.append(tuple_(Thread.last_message_at, Thread.id) < tuple_(*after))
         result = await self.session.scalars(
-            select(Thread)
+            self.scoped.select(Thread)
             .where(*where)
             .order_by(Thread.last_message_at.desc(), Thread.id.desc())
             .limit(limit)
@@ -71,7 +65,7 @@ class ThreadRepository(TenantRepository):
 
     async def get(self, thread_id: uuid.UUID) -> Thread | None:
         found: Thread | None = await self.session.scalar(
-            select(Thread).where(Thread.tenant_id == self.tenant_id, Thread.id == thread_id)
+            self.scoped.select(Thread).where(Thread.id == thread_id)
         )
         return found
 
@@ -82,8 +76,7 @@ class ThreadRepository(TenantRepository):
         if not message_ids:
             return []
         result = await self.session.execute(
-            select(Message.message_id_header, Message.thread_id).where(
-                Message.tenant_id == self.tenant_id,
+            self.scoped.select(Message.message_id_header, Message.thread_id).where(
                 Message.account_id == account_id,
                 Message.message_id_header.in_(list(message_ids)),
                 Message.thread_id.is_not(None),
@@ -104,18 +97,16 @@ class ThreadRepository(TenantRepository):
         if not message_ids:
             return []
         wanted = list(message_ids)
-        scope = (
-            Message.tenant_id == self.tenant_id,
-            Message.account_id == account_id,
-            Message.thread_id.is_not(None),
-        )
+        scope = (Message.account_id == account_id, Message.thread_id.is_not(None))
         probe = (
             func.unnest(bindparam("wanted", wanted, type_=ARRAY(Text)))
             .table_valued("ref")
             .render_derived(name="probe")
         )
         referencing = (
-            select(Message.id, Message.references, Message.in_reply_to, Message.thread_id)
+            self.scoped.select(
+                Message.id, Message.references, Message.in_reply_to, Message.thread_id
+            )
             .where(*scope, Message.references.contains(array([probe.c.ref], type_=Text)))
             .lateral("referencing")
         )
@@ -130,9 +121,9 @@ class ThreadRepository(TenantRepository):
             .join(referencing, true())
         )
         by_reply = await self.session.execute(
-            select(Message.id, Message.references, Message.in_reply_to, Message.thread_id).where(
-                *scope, Message.in_reply_to.in_(wanted)
-            )
+            self.scoped.select(
+                Message.id, Message.references, Message.in_reply_to, Message.thread_id
+            ).where(*scope, Message.in_reply_to.in_(wanted))
         )
         found = {row[0]: row for row in [*by_references.all(), *by_reply.all()]}
         return [(list(refs or []), irt, tid) for _, refs, irt, tid in found.values() if tid]
@@ -140,12 +131,13 @@ class ThreadRepository(TenantRepository):
     async def thread_for_gmail_id(self, account_id: uuid.UUID, gm_thread_id: int) -> uuid.UUID:
         """The thread of a Gmail X-GM-THRID, created on first sight."""
         statement = (
-            pg_insert(Thread)
-            .values(
-                tenant_id=self.tenant_id,
-                account_id=account_id,
-                gm_thread_id=gm_thread_id,
-                last_message_at=func.now(),
+            self.scoped.insert(
+                Thread,
+                {
+                    "account_id": account_id,
+                    "gm_thread_id": gm_thread_id,
+                    "last_message_at": func.now(),
+                },
             )
             .on_conflict_do_update(
                 index_elements=["tenant_id", "account_id", "gm_thread_id"],
@@ -160,33 +152,29 @@ class ThreadRepository(TenantRepository):
         self, account_id: uuid.UUID, threads: Sequence[tuple[uuid.UUID, str | None]]
     ) -> None:
         """New, empty threads (id, subject); `refresh_summaries` fills them in."""
-        if threads:
-            await self.session.execute(
-                insert(Thread),
-                [
-                    {
-                        "id": thread_id,
-                        "tenant_id": self.tenant_id,
-                        "account_id": account_id,
-                        "subject": subject,
-                        "last_message_at": utcnow(),
-                    }
-                    for thread_id, subject in threads
-                ],
-            )
+        await self.scoped.insert_many(
+            Thread,
+            [
+                {
+                    "id": thread_id,
+                    "account_id": account_id,
+                    "subject": subject,
+                    "last_message_at": utcnow(),
+                }
+                for thread_id, subject in threads
+            ],
+        )
 
     async def merge(self, target: uuid.UUID, sources: Collection[uuid.UUID]) -> None:
         """Move every message of `sources` into `target` and drop the emptied threads."""
         if not sources:
             return
         await self.session.execute(
-            update(Message)
-            .where(Message.tenant_id == self.tenant_id, Message.thread_id.in_(list(sources)))
+            self.scoped.update(Message)
+            .where(Message.thread_id.in_(list(sources)))
             .values(thread_id=target)
         )
-        await self.session.execute(
-            delete(Thread).where(Thread.tenant_id == self.tenant_id, Thread.id.in_(list(sources)))
-        )
+        await self.session.execute(self.scoped.delete(Thread).where(Thread.id.in_(list(sources))))
 
     async def refresh_summaries(self, thread_ids: Sequence[uuid.UUID]) -> None:
         """Recompute counts, last activity and participants; drop threads left empty."""
@@ -196,31 +184,31 @@ class ThreadRepository(TenantRepository):
         member = Message.__table__.alias("member")
         unseen = not_(literal("\\Seen", Text) == any_(member.c.flags))
         stats = (
-            select(
+            self.scoped.select(
                 member.c.thread_id,
                 func.count().label("message_count"),
                 func.count().filter(unseen).label("unread_count"),
                 func.max(member.c.internal_date).label("last_message_at"),
             )
-            .where(member.c.tenant_id == self.tenant_id, member.c.thread_id.in_(ids))
+            .where(member.c.thread_id.in_(ids))
             .group_by(member.c.thread_id)
             .subquery()
         )
         sender = func.jsonb_array_elements(member.c.from_).table_valued("value").alias("sender")
         participants = (
-            select(
+            self.scoped.select(
                 func.coalesce(
                     func.jsonb_agg(sender.c.value.distinct()), literal_column("'[]'::jsonb")
-                )
+                ),
+                from_=member,
             )
-            .select_from(member)
             .join(sender, true())
-            .where(member.c.tenant_id == self.tenant_id, member.c.thread_id == Thread.id)
+            .where(member.c.thread_id == Thread.id)
             .scalar_subquery()
         )
         await self.session.execute(
-            update(Thread)
-            .where(Thread.tenant_id == self.tenant_id, Thread.id == stats.c.thread_id)
+            self.scoped.update(Thread)
+            .where(Thread.id == stats.c.thread_id)
             .values(
                 message_count=stats.c.message_count,
                 unread_count=stats.c.unread_count,
@@ -228,13 +216,7 @@ class ThreadRepository(TenantRepository):
                 participants=participants,
             )
         )
-        still_used = select(Message.thread_id).where(
-            Message.tenant_id == self.tenant_id, Message.thread_id.in_(ids)
-        )
+        still_used = self.scoped.select(Message.thread_id).where(Message.thread_id.in_(ids))
         await self.session.execute(
-            delete(Thread).where(
-                Thread.tenant_id == self.tenant_id,
-                Thread.id.in_(ids),
-                Thread.id.not_in(still_used),
-            )
+            self.scoped.delete(Thread).where(Thread.id.in_(ids), Thread.id.not_in(still_used))
         )

@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import and_, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.event.repository import CHANGES_CHANNEL, FeedPosition
 from mailsvc.kit.ids import uuid7
-from mailsvc.kit.repository import TenantRepository
+from mailsvc.kit.repository import TenantRepository, cross_tenant
 from mailsvc.models import Change, Webhook, WebhookDelivery
 from mailsvc.models.webhook_delivery import UNFINISHED
 
@@ -25,16 +24,12 @@ class WebhookRepository(TenantRepository):
     """One tenant's webhooks."""
 
     async def add(self, webhook: Webhook) -> Webhook:
-        webhook.tenant_id = self.tenant_id
-        self.session.add(webhook)
-        await self.session.flush()
+        await self.scoped.add(webhook)
         await self.session.refresh(webhook)
         return webhook
 
     async def get(self, webhook_id: uuid.UUID, *, for_update: bool = False) -> Webhook | None:
-        statement = select(Webhook).where(
-            Webhook.tenant_id == self.tenant_id, Webhook.id == webhook_id
-        )
+        statement = self.scoped.select(Webhook).where(Webhook.id == webhook_id)
         if for_update:
             statement = statement.with_for_update()
         found: Webhook | None = await self.session.scalar(statement)
@@ -42,7 +37,7 @@ class WebhookRepository(TenantRepository):
 
     async def page(self, *, after: uuid.UUID | None, limit: int) -> Sequence[Webhook]:
         """Up to `limit` webhooks in id (creation) order, after the given id."""
-        statement = select(Webhook).where(Webhook.tenant_id == self.tenant_id)
+        statement = self.scoped.select(Webhook)
         if after is not None:
             statement = statement.where(Webhook.id > after)
         result = await self.session.scalars(statement.order_by(Webhook.id).limit(limit))
@@ -51,23 +46,17 @@ class WebhookRepository(TenantRepository):
     async def delete(self, webhook_id: uuid.UUID) -> bool:
         """Delete the webhook (its deliveries cascade); False when there was none."""
         deleted = await self.session.scalar(
-            delete(Webhook)
-            .where(Webhook.tenant_id == self.tenant_id, Webhook.id == webhook_id)
-            .returning(Webhook.id)
+            self.scoped.delete(Webhook).where(Webhook.id == webhook_id).returning(Webhook.id)
         )
         return deleted is not None
 
     async def all_in_tenant(self) -> Sequence[Webhook]:
-        result = await self.session.scalars(
-            select(Webhook).where(Webhook.tenant_id == self.tenant_id).order_by(Webhook.id)
-        )
+        result = await self.session.scalars(self.scoped.select(Webhook).order_by(Webhook.id))
         return result.all()
 
     async def active_ids(self) -> list[uuid.UUID]:
         result = await self.session.scalars(
-            select(Webhook.id)
-            .where(Webhook.tenant_id == self.tenant_id, Webhook.active)
-            .order_by(Webhook.id)
+            self.scoped.select(Webhook.id).where(Webhook.active).order_by(Webhook.id)
         )
         return list(result.all())
 
@@ -76,8 +65,8 @@ class WebhookRepository(TenantRepository):
         (or it is inactive or gone). Several workers can fan out: each skips the
         webhooks another one is on."""
         found: Webhook | None = await self.session.scalar(
-            select(Webhook)
-            .where(Webhook.tenant_id == self.tenant_id, Webhook.id == webhook_id, Webhook.active)
+            self.scoped.select(Webhook)
+            .where(Webhook.id == webhook_id, Webhook.active)
             .with_for_update(skip_locked=True)
         )
         return found
@@ -88,8 +77,8 @@ class WebhookRepository(TenantRepository):
     async def count_given_up(self, webhook_id: uuid.UUID) -> int:
         """One more delivery given up in a row; the new count."""
         count: int | None = await self.session.scalar(
-            update(Webhook)
-            .where(Webhook.tenant_id == self.tenant_id, Webhook.id == webhook_id)
+            self.scoped.update(Webhook)
+            .where(Webhook.id == webhook_id)
             .values(failure_count=Webhook.failure_count + 1)
             .returning(Webhook.failure_count)
         )
@@ -98,12 +87,8 @@ class WebhookRepository(TenantRepository):
     async def reset_failures(self, webhook_id: uuid.UUID) -> None:
         """A delivery succeeded. Writes (and locks) the row only when there is a count."""
         await self.session.execute(
-            update(Webhook)
-            .where(
-                Webhook.tenant_id == self.tenant_id,
-                Webhook.id == webhook_id,
-                Webhook.failure_count != 0,
-            )
+            self.scoped.update(Webhook)
+            .where(Webhook.id == webhook_id, Webhook.failure_count != 0)
             .values(failure_count=0)
         )
 
@@ -117,9 +102,7 @@ class WebhookRepository(TenantRepository):
 
     async def _set(self, webhook_id: uuid.UUID, **values: Any) -> None:
         await self.session.execute(
-            update(Webhook)
-            .where(Webhook.tenant_id == self.tenant_id, Webhook.id == webhook_id)
-            .values(**values)
+            self.scoped.update(Webhook).where(Webhook.id == webhook_id).values(**values)
         )
 
 
@@ -130,43 +113,37 @@ class DeliveryRepository(TenantRepository):
         """A pending delivery per change; changes that have one already are skipped."""
         if not changes:
             return
+        rows = [
+            {
+                "id": uuid7(),
+                "webhook_id": webhook_id,
+                "change_id": change.id,
+                "account_id": change.account_id,
+                "change_txid": change.txid,
+                "change_seq": change.seq,
+                "event_type": change.type,
+            }
+            for change in changes
+        ]
         await self.session.execute(
-            insert(WebhookDelivery)
-            .values(
-                [
-                    {
-                        "id": uuid7(),
-                        "tenant_id": self.tenant_id,
-                        "webhook_id": webhook_id,
-                        "change_id": change.id,
-                        "account_id": change.account_id,
-                        "change_txid": change.txid,
-                        "change_seq": change.seq,
-                        "event_type": change.type,
-                    }
-                    for change in changes
-                ]
+            self.scoped.insert(WebhookDelivery, rows).on_conflict_do_nothing(
+                index_elements=["tenant_id", "webhook_id", "change_id"]
             )
-            .on_conflict_do_nothing(index_elements=["tenant_id", "webhook_id", "change_id"])
         )
 
     async def held_back(self, after: FeedPosition) -> bool:
         """Whether a committed change after `after` is held back by an older
         transaction still running (the feed will return it once that one ends)."""
-        found: bool | None = await self.session.scalar(
-            select(
-                exists().where(
-                    Change.tenant_id == self.tenant_id,
-                    tuple_(Change.txid, Change.id) > tuple_(after.txid, after.id),
-                    Change.txid >= _HORIZON,
-                )
-            )
+        held = self.scoped.select(Change.id).where(
+            tuple_(Change.txid, Change.id) > tuple_(after.txid, after.id),
+            Change.txid >= _HORIZON,
         )
+        found: bool | None = await self.session.scalar(select(held.exists()))
         return bool(found)
 
     async def change(self, change_id: int) -> Change | None:
         found: Change | None = await self.session.scalar(
-            select(Change).where(Change.tenant_id == self.tenant_id, Change.id == change_id)
+            self.scoped.select(Change).where(Change.id == change_id)
         )
         return found
 
@@ -181,9 +158,8 @@ class DeliveryRepository(TenantRepository):
         """
         row = (
             await self.session.execute(
-                select(WebhookDelivery, WebhookDelivery.next_attempt_at <= func.now())
+                self.scoped.select(WebhookDelivery, WebhookDelivery.next_attempt_at <= func.now())
                 .where(
-                    WebhookDelivery.tenant_id == self.tenant_id,
                     WebhookDelivery.webhook_id == webhook_id,
                     WebhookDelivery.account_id == account_id,
                     WebhookDelivery.status.in_(UNFINISHED),
@@ -199,11 +175,8 @@ class DeliveryRepository(TenantRepository):
         """Take the delivery for one attempt: `delivering` under a lease, attempts + 1."""
         claimed: WebhookDelivery = (
             await self.session.scalars(
-                update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.tenant_id == self.tenant_id,
-                    WebhookDelivery.id == delivery_id,
-                )
+                self.scoped.update(WebhookDelivery)
+                .where(WebhookDelivery.id == delivery_id)
                 .values(
                     status="delivering",
                     attempts=WebhookDelivery.attempts + 1,
@@ -220,9 +193,8 @@ class DeliveryRepository(TenantRepository):
         """Record an attempt's outcome if the delivery is still this attempt's; None when
         its lease ran out and another worker took it over."""
         finished: WebhookDelivery | None = await self.session.scalar(
-            update(WebhookDelivery)
+            self.scoped.update(WebhookDelivery)
             .where(
-                WebhookDelivery.tenant_id == self.tenant_id,
                 WebhookDelivery.id == delivery_id,
                 WebhookDelivery.status == "delivering",
                 WebhookDelivery.attempts == attempt,
@@ -234,20 +206,16 @@ class DeliveryRepository(TenantRepository):
 
     async def give_up(self, delivery_id: uuid.UUID, error: str) -> None:
         await self.session.execute(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.tenant_id == self.tenant_id,
-                WebhookDelivery.id == delivery_id,
-            )
+            self.scoped.update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id)
             .values(status="failed", last_error=error)
         )
 
     async def unfinished_accounts(self, webhook_id: uuid.UUID) -> list[uuid.UUID]:
         """Accounts with deliveries to this webhook still to go."""
         result = await self.session.scalars(
-            select(WebhookDelivery.account_id)
+            self.scoped.select(WebhookDelivery.account_id)
             .where(
-                WebhookDelivery.tenant_id == self.tenant_id,
                 WebhookDelivery.webhook_id == webhook_id,
                 WebhookDelivery.status.in_(UNFINISHED),
             )
@@ -264,9 +232,8 @@ class DeliveryRepository(TenantRepository):
         limit: int,
     ) -> Sequence[WebhookDelivery]:
         """Newest first (ids are time-ordered), keyset-paged on the id."""
-        statement = select(WebhookDelivery).where(
-            WebhookDelivery.tenant_id == self.tenant_id,
-            WebhookDelivery.webhook_id == webhook_id,
+        statement = self.scoped.select(WebhookDelivery).where(
+            WebhookDelivery.webhook_id == webhook_id
         )
         if status is not None:
             statement = statement.where(WebhookDelivery.status == status)
@@ -278,6 +245,7 @@ class DeliveryRepository(TenantRepository):
         return result.all()
 
 
+@cross_tenant(reason="the fan-out's safety net looks for every tenant with webhooks to serve")
 async def tenants_with_active_webhooks(session: AsyncSession) -> list[str]:
     """Operator use only (the fan-out's safety net spans every tenant); never behind an
     endpoint."""
@@ -285,6 +253,7 @@ async def tenants_with_active_webhooks(session: AsyncSession) -> list[str]:
     return sorted(result.all())
 
 
+@cross_tenant(reason="the sweep finds overdue deliveries in every tenant; ids only")
 async def due_deliveries(
     session: AsyncSession, *, overdue_by: timedelta, limit: int
 ) -> list[tuple[str, uuid.UUID, uuid.UUID]]:
@@ -314,6 +283,7 @@ async def due_deliveries(
     return [(tenant_id, webhook_id, account_id) for tenant_id, webhook_id, account_id in rows]
 
 
+@cross_tenant(reason="key rotation walks every tenant")
 async def tenants_with_webhooks(session: AsyncSession) -> list[str]:
     """Operator use only (key rotation walks every tenant); never behind an endpoint."""
     result = await session.scalars(select(Webhook.tenant_id).distinct())
