@@ -4,12 +4,10 @@ import pytest
 
 from mailsvc.imap import names
 from mailsvc.imap.errors import ImapProtocolError
+from mailsvc.imap.uids import compress_uid_set, expand_uid_set, parse_copyuid
 from mailsvc.imap.wire import (
     MailboxStatus,
-    compress_uid_set,
-    expand_uid_set,
     imap_date,
-    parse_copyuid,
     parse_fetch,
     parse_internal_date,
     parse_list,
@@ -141,3 +139,100 @@ def test_copyuid_maps_old_to_new_uids() -> None:
     assert parse_copyuid(lines) == (1700000000, {3: 101, 4: 102, 5: 103, 9: 104})
     assert parse_copyuid([b"OK Moved."]) is None
     assert parse_copyuid([b"OK [COPYUID 1 1:3 7:8] uneven"]) is None
+
+
+# -- hostile server input: a malformed number is a protocol error or is ignored, never
+# silently read as another number, and nothing but ImapProtocolError escapes.
+
+
+def test_search_is_numbers_optionally_followed_by_modseq() -> None:
+    assert parse_search([b"* SEARCH 1 2 3"]) == [1, 2, 3]
+    assert parse_search([b"SEARCH 2 5 (MODSEQ 917162500)"]) == [2, 5]
+    assert parse_search([b"* SEARCH", b"SEARCH "]) == []
+    assert parse_search([b"3 EXISTS", b"SEARCH 4"]) == [4]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"* SEARCH 1 2 3abc",  # would make UID 3 look expunged
+        b"SEARCH 1 \xc2\xb2",  # a Unicode digit
+        b"SEARCH 1 -2",
+        b"SEARCH 1 (MODSEQ x)",
+        b"SEARCH 1 (MODSEQ 5) 7",
+    ],
+)
+def test_search_refuses_anything_but_numbers(line: bytes) -> None:
+    with pytest.raises(ImapProtocolError, match="SEARCH"):
+        parse_search([line])
+
+
+def test_esearch_all_without_a_set_is_refused() -> None:
+    with pytest.raises(ImapProtocolError, match="ESEARCH ALL"):
+        parse_search([b'ESEARCH (TAG "A1") UID ALL'])
+    assert parse_search([b'ESEARCH (TAG "A1") UID COUNT 0']) == []
+
+
+@pytest.mark.parametrize("uid", [b"\xc2\xb2", b"\xd9\xa3", b"5x", b"-5"])
+def test_fetch_with_a_malformed_uid_is_refused(uid: bytes) -> None:
+    # "²" made int() raise ValueError; "٣" (Arabic-Indic three) was read as UID 3.
+    with pytest.raises(ImapProtocolError, match="UID"):
+        parse_fetch([b"1 FETCH (UID " + uid + b" FLAGS ())"])
+
+
+def test_fetch_ignores_malformed_optional_numbers() -> None:
+    (item,) = parse_fetch(
+        [b"1 FETCH (UID 7 MODSEQ (\xc2\xb2) RFC822.SIZE \xd9\xa3 X-GM-THRID 12x FLAGS ())"]
+    )
+    assert (item.uid, item.modseq, item.size, item.gm_thrid) == (7, None, None, None)
+
+
+def test_fetch_with_a_malformed_sequence_number_is_refused() -> None:
+    # Skipping it would lose the item: its message would never be fetched.
+    with pytest.raises(ImapProtocolError, match="FETCH"):
+        parse_fetch([b"1x FETCH (UID 5 FLAGS ())"])
+
+
+def test_status_with_a_malformed_number_is_dropped() -> None:
+    statuses = parse_status(
+        [
+            b"STATUS INBOX (MESSAGES \xc2\xb2 UIDNEXT 9 UIDVALIDITY 5)",
+            # Read as "no CONDSTORE", this would let a flag change go unnoticed.
+            b"STATUS Sent (MESSAGES 3 UIDNEXT 9 UIDVALIDITY 5 HIGHESTMODSEQ 12x)",
+            b"STATUS Drafts (MESSAGES 3 UIDNEXT 9 UIDVALIDITY 5 HIGHESTMODSEQ)",
+            b"STATUS Trash (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 5 APPENDLIMIT NIL)",
+        ]
+    )
+    assert statuses == {"Trash": MailboxStatus(1, 2, 5, None, None)}
+
+
+@pytest.mark.parametrize("text", ["1:\u00b2", "\u0663", "1,,3", ",", "1:"])
+def test_uid_sets_refuse_unicode_digits_and_empty_parts(text: str) -> None:
+    with pytest.raises(ImapProtocolError):
+        expand_uid_set(text)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"OK [UIDVALIDITY 12x] UIDs valid",  # None would reset the mailbox: all rows deleted
+        b"OK [UIDVALIDITY \xd9\xa3] UIDs valid",
+        b"OK [UIDNEXT] Predicted next UID",
+        b"OK [HIGHESTMODSEQ -1]",
+        b"4x EXISTS",
+    ],
+)
+def test_select_with_a_malformed_number_is_refused(line: bytes) -> None:
+    with pytest.raises(ImapProtocolError):
+        parse_select([b"42 EXISTS", b"OK [UIDVALIDITY 7] UIDs valid", line])
+
+
+def test_internal_date_with_unicode_digits_is_malformed() -> None:
+    assert parse_internal_date("\u0661-Jan-2026 00:00:00 +0100") is None
+
+
+def test_deeply_nested_bodystructure_renders_without_recursion() -> None:
+    depth = 100_000
+    (nested,) = tokens([b"(" * depth + b"1" + b")" * depth])
+    assert to_sexpr(nested) == "(" * depth + "1" + ")" * depth
+    assert to_sexpr(["\u00b2", "12"]) == '("\u00b2" 12)'

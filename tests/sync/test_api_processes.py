@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from mailsvc.auth.tokens import TokenCodec
 from mailsvc.config import Settings
 from mailsvc.kit.redis import create_redis
-from mailsvc.sync.idle import idle_status
+from mailsvc.sync.idle_status import idle_status
 from mailsvc.sync.lease import account_lease_key
 from tests.fixtures.app import account_body
 from tests.fixtures.dovecot import DovecotServer

@@ -27,15 +27,15 @@ from mailsvc.imap.wire import ListedMailbox
 from mailsvc.jobs import sync_job_id
 from mailsvc.kit.redis import create_redis
 from mailsvc.models import Account, Change, Message
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
-from mailsvc.sync.idle import (
+from mailsvc.sync.idle import IdleSupervisor
+from mailsvc.sync.idle_status import idle_status
+from mailsvc.sync.idle_watch import (
     DEFAULT_IDLE_MAILBOXES,
-    IdleSupervisor,
     _SyncQueue,
     backoff_delay,
     idle_mailbox_setting,
-    idle_status,
     reports_change,
     resolve_idle_mailboxes,
 )
@@ -149,7 +149,7 @@ async def supervisors(
 
     Each has a Redis client of its own, as separate processes would.
     """
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     started: list[tuple[IdleSupervisor, aioredis.Redis]] = []
 
     def start(**overrides: Any) -> IdleSupervisor:
@@ -224,7 +224,7 @@ def _idle_connections() -> float:
     return REGISTRY.get_sample_value("mailsvc_idle_connections") or 0.0
 
 
-def _synced(state: AppState, account_id: uuid.UUID, *, times: int) -> Callable[[], Awaitable[bool]]:
+def _synced(state: Runtime, account_id: uuid.UUID, *, times: int) -> Callable[[], Awaitable[bool]]:
     """Whether `times` sync passes of the account have completed (the account's first
     mirror, then the watcher's catch-up pass right after it connects)."""
 
@@ -240,7 +240,7 @@ def _synced(state: AppState, account_id: uuid.UUID, *, times: int) -> Callable[[
     return check
 
 
-def _stored(state: AppState, account_id: uuid.UUID, subject: str) -> Callable[[], Awaitable[bool]]:
+def _stored(state: Runtime, account_id: uuid.UUID, subject: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         async with state.sessionmaker() as session:
             found = await session.scalar(
@@ -271,7 +271,7 @@ async def test_a_delivered_message_is_synced_by_the_idle_push(
     redis: aioredis.Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     account_id, user = await new_account()
     connections_before = _idle_connections()
     supervisor = supervisors()
@@ -392,7 +392,7 @@ async def test_a_refused_login_parks_the_account_until_new_credentials(
     redis: aioredis.Redis,
     leases: LeaseManager,
 ) -> None:
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     account_id, user = await new_account()
     # A long scan interval: being watched again must come from the control message.
     supervisor = supervisors(idle_scan_interval_seconds=600)
@@ -480,7 +480,7 @@ async def test_servers_without_idle_are_polled_with_noop(
     )
     account_id = uuid.UUID(created.json()["id"])
     await engine.sync_account(tenant_id, account_id)
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     supervisors(idle_poll_seconds=0.2)
 
     async def watching() -> bool:
@@ -504,7 +504,7 @@ import asyncio, sys
 from mailsvc.config import Settings
 from mailsvc.kit.db import create_engine, create_sessionmaker
 from mailsvc.kit.redis import create_redis
-from mailsvc.state import build_secret_box
+from mailsvc.kit.crypto import SecretBox
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.idle import IdleSupervisor
 from mailsvc.sync.parser import ParserPool
@@ -512,7 +512,7 @@ from mailsvc.sync.parser import ParserPool
 async def main(owner_id: str, tenant_id: str) -> None:
     settings = Settings(_env_file=None)
     sessionmaker = create_sessionmaker(create_engine(settings.async_database_url, pool_size=2))
-    box = build_secret_box(settings)
+    box = SecretBox(*settings.encryption_keys())
     engine = SyncEngine(sessionmaker=sessionmaker, secrets=box, settings=settings,
                         parser=ParserPool(processes=1))
     IdleSupervisor(sessionmaker=sessionmaker, redis=create_redis(settings.required_redis_url),

@@ -11,15 +11,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import structlog
+
 from mailsvc.account.credentials import imap_server
 from mailsvc.config import Settings
 from mailsvc.errors import BadGatewayError, ConflictError
 from mailsvc.imap.connection import ImapConnection, imap_session
-from mailsvc.imap.errors import ImapAuthError, ImapCommandError, ImapConnectError
+from mailsvc.imap.errors import (
+    ImapAuthError,
+    ImapCommandError,
+    ImapConnectError,
+    ImapProtocolError,
+)
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.mailserver import tls_context
+from mailsvc.kit.resources import Resources
 from mailsvc.models import Account, Mailbox
-from mailsvc.state import AppState
+
+log = structlog.get_logger("mailsvc.account.connect")
 
 
 def account_imap(
@@ -34,10 +43,10 @@ def account_imap(
 
 
 @asynccontextmanager
-async def open_account(state: AppState, account: Account) -> AsyncIterator[ImapConnection]:
+async def open_account(resources: Resources, account: Account) -> AsyncIterator[ImapConnection]:
     """A logged-in connection; IMAP failures inside become 502 problems."""
     try:
-        async with account_imap(state.secrets, state.settings, account) as connection:
+        async with account_imap(resources.secrets, resources.settings, account) as connection:
             yield connection
     except ImapAuthError as exc:
         raise BadGatewayError(
@@ -47,6 +56,12 @@ async def open_account(state: AppState, account: Account) -> AsyncIterator[ImapC
         raise BadGatewayError(f"the IMAP server refused: {exc}", code="imap_refused") from exc
     except ImapConnectError as exc:
         raise BadGatewayError(str(exc), code="imap_unavailable") from exc
+    except ImapProtocolError as exc:
+        # A server bug rather than a refusal: logged, as the client only sees the 502.
+        log.warning("imap.protocol_error", account_id=str(account.id), error=str(exc))
+        raise BadGatewayError(
+            f"the IMAP server's answer could not be read: {exc}", code="imap_unreadable"
+        ) from exc
 
 
 async def select_mailbox(connection: ImapConnection, mailbox: Mailbox, *, readonly: bool) -> None:
@@ -61,9 +76,9 @@ async def select_mailbox(connection: ImapConnection, mailbox: Mailbox, *, readon
 
 @asynccontextmanager
 async def open_mailbox(
-    state: AppState, account: Account, mailbox: Mailbox, *, readonly: bool
+    resources: Resources, account: Account, mailbox: Mailbox, *, readonly: bool
 ) -> AsyncIterator[ImapConnection]:
     """A connection with `mailbox` selected (see `open_account`)."""
-    async with open_account(state, account) as connection:
+    async with open_account(resources, account) as connection:
         await select_mailbox(connection, mailbox, readonly=readonly)
         yield connection

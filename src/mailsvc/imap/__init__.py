@@ -2,7 +2,8 @@
 
 - `connection`: `ImapConnection` and how to open one (`imap_session`, `connect_imap`,
   `check_imap_login`); `protocol` holds the aioimaplib classes it is built on.
-- `wire`: pure parsers of server responses; `names`: mailbox names on the wire.
+- `wire`: pure parsers of server responses; `uids`: UID sets and UIDPLUS answers;
+  `names`: mailbox names on the wire.
 - `mailboxes`: what a LIST entry means (its role, whether it can be selected).
 - `errors`: `ImapError` and its kinds; anything a server sends that cannot be read
   is an `ImapProtocolError`.

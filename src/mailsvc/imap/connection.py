@@ -15,11 +15,12 @@ from typing import Any
 
 import aioimaplib
 
-from mailsvc.imap import names, wire
+from mailsvc.imap import names, uids, wire
 from mailsvc.imap.errors import ImapAuthError, ImapCommandError, ImapConnectError, ImapError
 from mailsvc.imap.protocol import ImapClient, RawCommand, StreamingCommand
-from mailsvc.kit.mailserver import MailServer, Security, safe_server_text
+from mailsvc.kit.mailserver import MailServer, Security
 from mailsvc.kit.tasks import cancel_and_wait
+from mailsvc.mime.text import safe_server_text
 
 
 def _retrieve_result(task: asyncio.Future[object]) -> None:
@@ -123,12 +124,12 @@ class ImapConnection:
         """`UID MOVE` (RFC 6851); the COPYUID mapping when the server gives one."""
         text = f"UID MOVE {uid_set} {names.quote(names.encode(mailbox))}"
         response = await self._run(text)
-        return wire.parse_copyuid(response.lines)
+        return uids.parse_copyuid(response.lines)
 
     async def uid_copy(self, uid_set: str, mailbox: str) -> tuple[int, dict[int, int]] | None:
         text = f"UID COPY {uid_set} {names.quote(names.encode(mailbox))}"
         response = await self._run(text)
-        return wire.parse_copyuid(response.lines)
+        return uids.parse_copyuid(response.lines)
 
     async def uid_expunge(self, uid_set: str) -> None:
         """Expunge exactly these UIDs (RFC 4315 UIDPLUS), never other `\\Deleted` mail."""
@@ -152,7 +153,7 @@ class ImapConnection:
             raise ImapConnectError(f"connection failed: {safe_server_text(str(exc))}") from exc
         if response.result != "OK":
             raise ImapCommandError(f"APPEND refused: {_reply_text(response)}")
-        return wire.parse_appenduid(response.lines)
+        return uids.parse_appenduid(response.lines)
 
     async def _run(self, text: str) -> aioimaplib.Response:
         protocol = self._client.protocol

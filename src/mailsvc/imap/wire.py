@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 
 from mailsvc.imap import names
 from mailsvc.imap.errors import ImapProtocolError
+from mailsvc.imap.uids import uid_set_of
 
 _ATOM_END = set(b' ()[]{}"\r\n')
 
@@ -96,8 +97,14 @@ class FetchedItem:
     gm_thrid: int | None = None
 
 
+# ASCII digits only: `str.isdigit` also accepts "²", on which `int()` raises, and
+# "٣" (Arabic-Indic three), which `int()` reads as 3.
+_NUMBER = re.compile(r"[0-9]+")
+
+
 def _as_int(value: object) -> int | None:
-    if isinstance(value, str) and value.isdigit():
+    """`value` as a number if it is an atom of ASCII digits, else None."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
         return int(value)
     return None
 
@@ -105,7 +112,8 @@ def _as_int(value: object) -> int | None:
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, 1)}
 _INTERNALDATE = re.compile(
-    r"^\s*(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$"
+    r"^\s*(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$",
+    re.ASCII,  # \d would match any Unicode digit, which int() reads as well
 )
 
 
@@ -150,6 +158,10 @@ def _fetch_item(sequence: int, attributes: list[object]) -> FetchedItem:
         key = name.upper()
         if key == "UID":
             item.uid = _as_int(value)
+            if item.uid is None:
+                # Skipped for want of a UID, the message would never be fetched:
+                # the mailbox's `uidnext` moves past it.
+                raise ImapProtocolError(f"bad UID in FETCH response {sequence}")
         elif key == "FLAGS":
             item.flags = (
                 tuple(f for f in value if isinstance(f, str)) if isinstance(value, list) else ()
@@ -189,7 +201,9 @@ def _split_responses(lines: Iterable[bytes | bytearray]) -> Iterator[list[bytes 
         yield group
 
 
-_FETCH_START = re.compile(rb"^(?:\* )?(\d+) FETCH ", re.IGNORECASE)
+# Any first word, so that a malformed sequence number is refused rather than the
+# response skipped (and its message lost).
+_FETCH_START = re.compile(rb"^(?:\* )?(\S+) FETCH \(", re.IGNORECASE)
 
 
 def parse_fetch(lines: Iterable[bytes | bytearray]) -> list[FetchedItem]:
@@ -200,10 +214,13 @@ def parse_fetch(lines: Iterable[bytes | bytearray]) -> list[FetchedItem]:
         assert isinstance(first, bytes)
         match = _FETCH_START.match(first)
         assert match is not None
-        rest: list[bytes | bytearray] = [first[match.end() :], *group[1:]]
+        sequence = _as_int(match.group(1).decode("ascii", "replace"))
+        if sequence is None:
+            raise ImapProtocolError("bad sequence number in FETCH response")
+        rest: list[bytes | bytearray] = [first[match.end() - 1 :], *group[1:]]
         tokens = _tokens(rest)
         attributes = next((t for t in tokens if isinstance(t, list)), [])
-        items.append(_fetch_item(int(match.group(1)), attributes))
+        items.append(_fetch_item(sequence, attributes))
     return items
 
 
@@ -267,9 +284,12 @@ class SelectedState:
     changed: list[FetchedItem] = field(default_factory=list)
 
 
-_RESP_CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT|HIGHESTMODSEQ) (\d+)\]", re.IGNORECASE)
-_EXISTS = re.compile(rb"^(?:\* )?(\d+) EXISTS", re.IGNORECASE)
-_VANISHED = re.compile(rb"^(?:\* )?VANISHED (?:\(EARLIER\) )?([0-9:,*]+)", re.IGNORECASE)
+# Any argument and any count, so that a malformed one is refused: read as absent, a
+# bad UIDVALIDITY would reset the mailbox (every stored message deleted and fetched
+# again) and a bad EXISTS would hide new messages.
+_RESP_CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT|HIGHESTMODSEQ)(?: ([^\]]*))?\]", re.IGNORECASE)
+_EXISTS = re.compile(rb"^(?:\* )?(\S+) EXISTS\s*$", re.IGNORECASE)
+_VANISHED = re.compile(rb"^(?:\* )?VANISHED (?:\(EARLIER\) )?(\S+)", re.IGNORECASE)
 
 
 def parse_select(lines: Sequence[bytes | bytearray]) -> SelectedState:
@@ -278,14 +298,14 @@ def parse_select(lines: Sequence[bytes | bytearray]) -> SelectedState:
         if not isinstance(line, bytes):
             continue
         if match := _EXISTS.match(line):
-            state.exists = int(match.group(1))
+            state.exists = _select_number(match.group(1), "EXISTS")
         elif match := _VANISHED.match(line):
-            state.vanished.extend(expand_uid_set(match.group(1).decode()))
+            state.vanished.extend(uid_set_of(match.group(1), "VANISHED"))
         if b"NOMODSEQ" in line.upper():
             state.nomodseq = True
         for code, number in _RESP_CODE.findall(line):
-            value = int(number)
             name = code.upper()
+            value = _select_number(number, name.decode())
             if name == b"UIDVALIDITY":
                 state.uidvalidity = value
             elif name == b"UIDNEXT":
@@ -294,6 +314,13 @@ def parse_select(lines: Sequence[bytes | bytearray]) -> SelectedState:
                 state.highestmodseq = value
     state.changed = parse_fetch(lines)
     return state
+
+
+def _select_number(raw: bytes, source: str) -> int:
+    number = _as_int(raw.decode("ascii", "replace"))
+    if number is None:
+        raise ImapProtocolError(f"bad number in {source} of the SELECT response")
+    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,8 +334,14 @@ class MailboxStatus:
     highestmodseq: int | None = None
 
 
+_STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ")
+
+
 def parse_status(lines: Sequence[bytes | bytearray]) -> dict[str, MailboxStatus]:
-    """STATUS answers (from LIST-STATUS) by decoded mailbox name."""
+    """STATUS answers (from LIST-STATUS) by decoded mailbox name.
+
+    An answer with a malformed number among the items read here is left out whole.
+    """
     statuses: dict[str, MailboxStatus] = {}
     for line in lines:
         if not isinstance(line, bytes) or not line.upper().startswith((b"STATUS ", b"* STATUS ")):
@@ -323,10 +356,13 @@ def parse_status(lines: Sequence[bytes | bytearray]) -> dict[str, MailboxStatus]
             continue
         values = tokens[2]
         fields = {
-            str(values[i]).upper(): int(str(values[i + 1]))
-            for i in range(0, len(values) - 1, 2)
-            if str(values[i + 1]).isdigit()
+            str(values[i]).upper(): _as_int(values[i + 1]) if i + 1 < len(values) else None
+            for i in range(0, len(values), 2)
         }
+        if any(item in fields and fields[item] is None for item in _STATUS_ITEMS):
+            # Read as absent, a bad HIGHESTMODSEQ would let the engine skip a mailbox
+            # whose flags changed; a mailbox without a status is synced.
+            continue
         statuses[names.decode(name)] = MailboxStatus(
             messages=fields.get("MESSAGES"),
             uidnext=fields.get("UIDNEXT"),
@@ -341,57 +377,36 @@ def parse_vanished(lines: Iterable[bytes | bytearray]) -> list[int]:
     uids: list[int] = []
     for line in lines:
         if isinstance(line, bytes) and (match := _VANISHED.match(line)):
-            uids.extend(expand_uid_set(match.group(1).decode()))
+            uids.extend(uid_set_of(match.group(1), "VANISHED"))
     return uids
 
 
+# Numbers, then RFC 7162's `(MODSEQ n)` when the search had a MODSEQ criterion.
+_SEARCH = re.compile(rb"SEARCH((?: +[0-9]+)*)(?: +\(MODSEQ +[0-9]+\))? *")
+
+
 def parse_search(lines: Iterable[bytes | bytearray]) -> list[int]:
-    """`SEARCH` (or ESEARCH ALL) results as a list of numbers."""
+    """`SEARCH` (or ESEARCH ALL) results as a list of numbers.
+
+    A response that is not exactly that is refused: a number skipped or misread
+    would make its message look expunged to the sync engine, which then deletes it.
+    """
     numbers: list[int] = []
     for line in lines:
         if not isinstance(line, bytes):
             continue
         upper = line.upper().removeprefix(b"* ")
-        if upper.startswith(b"SEARCH"):
-            numbers.extend(int(n) for n in line.split()[1:] if n.isdigit())
-        elif upper.startswith(b"ESEARCH") and b" ALL " in upper:
-            numbers.extend(expand_uid_set(line.split(b" ALL ", 1)[1].split()[0].decode()))
+        words = upper.split()
+        if words[:1] == [b"SEARCH"]:
+            match = _SEARCH.fullmatch(upper)
+            if match is None:
+                shown = line.removeprefix(b"* ")[:60].decode("ascii", "replace")
+                raise ImapProtocolError(f"bad SEARCH response {shown!r}")
+            numbers.extend(int(number) for number in match.group(1).split())
+        elif words[:1] == [b"ESEARCH"] and b"ALL" in words:
+            after_all = words[words.index(b"ALL") + 1 :]
+            numbers.extend(uid_set_of(after_all[0] if after_all else b"", "ESEARCH ALL"))
     return numbers
-
-
-def expand_uid_set(text: str, *, limit: int = 10_000_000) -> list[int]:
-    """`"1:3,7,9:10"` as `[1, 2, 3, 7, 9, 10]`; `*` and absurd ranges are refused."""
-    uids: list[int] = []
-    for part in text.split(","):
-        if not part:
-            continue
-        low, _, high = part.partition(":")
-        if not low.isdigit() or (high and not high.isdigit()):
-            raise ImapProtocolError(f"bad UID set {text[:60]!r}")
-        start, end = int(low), int(high or low)
-        if start > end:
-            start, end = end, start
-        if end - start > limit - len(uids):
-            raise ImapProtocolError("UID set too large")
-        uids.extend(range(start, end + 1))
-    return uids
-
-
-def compress_uid_set(uids: Iterable[int]) -> str:
-    """Sorted UIDs as the shortest IMAP set: `[1, 2, 3, 7]` → `"1:3,7"`."""
-    ordered = sorted(set(uids))
-    if not ordered:
-        raise ValueError("empty UID set")
-    parts: list[str] = []
-    start = previous = ordered[0]
-    for uid in ordered[1:]:
-        if uid == previous + 1:
-            previous = uid
-            continue
-        parts.append(f"{start}:{previous}" if previous != start else str(start))
-        start = previous = uid
-    parts.append(f"{start}:{previous}" if previous != start else str(start))
-    return ",".join(parts)
 
 
 def tokens(segments: Sequence[bytes | bytearray]) -> list[object]:
@@ -404,8 +419,6 @@ __all__ = [
     "ListedMailbox",
     "MailboxStatus",
     "SelectedState",
-    "compress_uid_set",
-    "expand_uid_set",
     "imap_date",
     "parse_fetch",
     "parse_internal_date",
@@ -419,16 +432,45 @@ __all__ = [
 ]
 
 
+_END = object()
+
+
 def to_sexpr(value: object) -> str:
-    """Render tokens back as IMAP text (for BODYSTRUCTURE handed to the MIME layer)."""
+    """Render tokens back as IMAP text (for BODYSTRUCTURE handed to the MIME layer).
+
+    Without recursion: a server may nest lists deeper than Python's recursion limit.
+    """
+    parts: list[str] = []
+    # The items still to render of each list being rendered, innermost last.
+    open_lists: list[Iterator[object]] = [iter((value,))]
+    first_in_list = True
+    while open_lists:
+        item = next(open_lists[-1], _END)
+        if item is _END:
+            open_lists.pop()
+            if open_lists:  # the outermost iterator holds `value`, not a list
+                parts.append(")")
+            first_in_list = False
+            continue
+        if not first_in_list:
+            parts.append(" ")
+        if isinstance(item, list):
+            parts.append("(")
+            open_lists.append(iter(item))
+            first_in_list = True
+        else:
+            parts.append(_sexpr_atom(item))
+            first_in_list = False
+    return "".join(parts)
+
+
+def _sexpr_atom(value: object) -> str:
     if value is None:
         return "NIL"
-    if isinstance(value, list):
-        return "(" + " ".join(to_sexpr(item) for item in value) + ")"
     if isinstance(value, bytes | bytearray):
         value = value.decode("utf-8", errors="replace")
     text = str(value)
-    if text.isdigit():
+    if _NUMBER.fullmatch(text):
         return text
     # Every BODYSTRUCTURE field other than numbers is a string, so quoting is exact.
     return (
@@ -436,37 +478,3 @@ def to_sexpr(value: object) -> str:
         + text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
         + '"'
     )
-
-
-_COPYUID = re.compile(rb"\[COPYUID (\d+) ([0-9:,]+) ([0-9:,]+)\]", re.IGNORECASE)
-_APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
-
-
-def parse_copyuid(lines: Iterable[bytes | bytearray]) -> tuple[int, dict[int, int]] | None:
-    """RFC 4315 COPYUID of a COPY or MOVE answer: (destination UIDVALIDITY, old -> new UID).
-
-    MOVE reports it in an untagged OK, COPY in the tagged one; both lines are given.
-    None when the server did not say (no UIDPLUS) or said something inconsistent.
-    """
-    for line in lines:
-        match = _COPYUID.search(bytes(line))
-        if match is None:
-            continue
-        try:
-            sources = expand_uid_set(match.group(2).decode())
-            targets = expand_uid_set(match.group(3).decode())
-        except ImapProtocolError:
-            return None
-        if len(sources) != len(targets):
-            return None
-        return int(match.group(1)), dict(zip(sources, targets, strict=True))
-    return None
-
-
-def parse_appenduid(lines: Iterable[bytes | bytearray]) -> tuple[int, int] | None:
-    """RFC 4315 APPENDUID of an APPEND answer: (UIDVALIDITY, UID), or None."""
-    for line in lines:
-        match = _APPENDUID.search(bytes(line))
-        if match is not None:
-            return int(match.group(1)), int(match.group(2))
-    return None

@@ -21,6 +21,11 @@ messages below it, and inserts ignore UIDs already stored, so a pass cut anywher
 (socket closed, server restarted, process killed) is resumed by the next one with
 nothing missing and nothing duplicated. `highestmodseq` is written last, after the
 flag and deletion changes it vouches for.
+
+An answer that cannot be read (`ImapProtocolError`) fails its mailbox only: the
+mailbox is marked `error` with what could not be read, keeps what was committed
+before (by the invariants above, a consistent prefix), and the pass goes on with the
+next mailbox. Its next successful pass marks it `synced` again.
 """
 
 from __future__ import annotations
@@ -40,20 +45,26 @@ from mailsvc.account.credentials import imap_server
 from mailsvc.account.repository import AccountRepository
 from mailsvc.config import Settings
 from mailsvc.event.repository import ChangeRepository
-from mailsvc.imap import wire
+from mailsvc.imap import uids, wire
 from mailsvc.imap.connection import ImapConnection, connect_imap
-from mailsvc.imap.errors import ImapAuthError, ImapCommandError, ImapConnectError
-from mailsvc.imap.mailboxes import is_selectable, mailbox_role
+from mailsvc.imap.errors import (
+    ImapAuthError,
+    ImapCommandError,
+    ImapConnectError,
+    ImapProtocolError,
+)
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.db import utcnow
 from mailsvc.kit.mailserver import tls_context
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.mime.bodystructure import parse_bodystructure, text_sections
+from mailsvc.mime.text import safe_server_text
 from mailsvc.models import Mailbox
 from mailsvc.ops.metrics import observe_sync
 from mailsvc.search.repository import SearchIndexRepository
 from mailsvc.sync import plan as planning
 from mailsvc.sync.parser import Fetched, ParserPool, PartialSource
+from mailsvc.sync.reconcile import reconcile
 from mailsvc.sync.repository import MailboxRepository, MessageRepository
 from mailsvc.sync.writer import MailboxWriter, session_free_flags
 from mailsvc.thread.repository import ThreadRepository
@@ -79,6 +90,8 @@ class SyncReport:
     new_messages: int = 0
     updated: int = 0
     deleted: int = 0
+    # Mailboxes whose server answer could not be read; each is marked `error`.
+    failed: int = 0
 
 
 def _options(raw: dict[str, Any]) -> planning.SyncOptions:
@@ -166,6 +179,7 @@ class SyncEngine:
             new=report.new_messages,
             updated=report.updated,
             deleted=report.deleted,
+            failed=report.failed,
         )
         return report
 
@@ -188,7 +202,10 @@ class SyncEngine:
             statuses = wire.parse_status(
                 await connection.command(f'LIST "" "*" RETURN (STATUS ({items}))')
             )
-        rows = await self._reconcile(tenant_id, account_id, listed, statuses, options)
+        async with self._sessionmaker.begin() as session:
+            rows = await reconcile(
+                session, tenant_id, account_id, listed=listed, statuses=statuses, options=options
+            )
         wanted = set(only) if only is not None else None
         for mailbox in rows:
             if not mailbox.selectable or (wanted is not None and mailbox.name not in wanted):
@@ -199,9 +216,14 @@ class SyncEngine:
             if not full and status is not None and self._unchanged(mailbox, status):
                 continue
             report.mailboxes += 1
-            await self._sync_mailbox(
-                connection, tenant_id, account_id, mailbox, options, qresync, report
-            )
+            try:
+                await self._sync_mailbox(
+                    connection, tenant_id, account_id, mailbox, options, qresync, report
+                )
+            except ImapProtocolError as exc:
+                # Same connection: the bad answer was read to its tagged OK before parsing.
+                report.failed += 1
+                await self._record_mailbox_error(tenant_id, account_id, mailbox, exc)
         await self._index_leftovers(tenant_id, account_id)
         async with self._sessionmaker.begin() as session:
             await ChangeRepository(session, tenant_id).append_many(
@@ -231,70 +253,32 @@ class SyncEngine:
 
     @staticmethod
     def _unchanged(mailbox: Mailbox, status: wire.MailboxStatus) -> bool:
+        # A pass that failed or was cut may have stored the server's counts already,
+        # with the deletions or flags behind them still to do.
         return (
-            mailbox.uidvalidity is not None
+            mailbox.sync_state == "synced"
+            and mailbox.uidvalidity is not None
             and status.uidvalidity == mailbox.uidvalidity
             and status.uidnext == mailbox.uidnext
             and status.messages == mailbox.messages_total
             and (status.highestmodseq is None or status.highestmodseq == mailbox.highestmodseq)
         )
 
-    async def _reconcile(
-        self,
-        tenant_id: str,
-        account_id: uuid.UUID,
-        listed: list[wire.ListedMailbox],
-        statuses: dict[str, wire.MailboxStatus],
-        options: planning.SyncOptions,
-    ) -> list[Mailbox]:
-        wanted = [m for m in listed if options.wants(m, mailbox_role(m))]
+    async def _record_mailbox_error(
+        self, tenant_id: str, account_id: uuid.UUID, mailbox: Mailbox, error: ImapProtocolError
+    ) -> None:
+        """Mark the mailbox failed; its cursor and rows stay as last committed."""
+        text = safe_server_text(f"unreadable server response: {error}")
+        log.warning(
+            "sync.mailbox_protocol_error",
+            account_id=str(account_id),
+            mailbox_id=str(mailbox.id),
+            error=text,
+        )
         async with self._sessionmaker.begin() as session:
-            repository = MailboxRepository(session, tenant_id)
-            stored = await repository.for_account(account_id)
-            by_name = {m.name: m for m in stored}
-            validity = {
-                name: s.uidvalidity for name, s in statuses.items() if s.uidvalidity is not None
-            }
-            changes = planning.reconcile_mailboxes(
-                [planning.StoredMailbox(m.name, m.uidvalidity) for m in stored], wanted, validity
+            await MailboxRepository(session, tenant_id).set_fields(
+                mailbox.id, sync_state="error", sync_error=text, sync_error_at=utcnow()
             )
-            events: list[tuple[str, dict[str, Any]]] = []
-            for name in changes.deleted:
-                gone = by_name[name]
-                await repository.delete(gone.id)
-                events.append(("mailbox.deleted", {"mailbox_id": str(gone.id), "name": name}))
-            for old_name, listing in changes.renamed:
-                moved = by_name[old_name]
-                moved.name = listing.name
-                events.append(
-                    ("mailbox.renamed", {"mailbox_id": str(moved.id), "old_name": old_name,
-                                         "name": listing.name})
-                )  # fmt: skip
-            for listing in changes.created:
-                mailbox = await repository.add(
-                    Mailbox(
-                        account_id=account_id,
-                        name=listing.name,
-                        delimiter=listing.delimiter,
-                        special_use=mailbox_role(listing),
-                        attributes=sorted(listing.attributes),
-                        selectable=is_selectable(listing),
-                    )
-                )
-                events.append(
-                    ("mailbox.created", {"mailbox_id": str(mailbox.id), "name": listing.name,
-                                         "role": mailbox.special_use})
-                )  # fmt: skip
-            for listing in [*changes.kept, *(new for _, new in changes.renamed)]:
-                row = by_name.get(listing.name) or next(m for m in stored if m.name == listing.name)
-                row.attributes = sorted(listing.attributes)
-                row.special_use = mailbox_role(listing)
-                row.selectable = is_selectable(listing)
-            await ChangeRepository(session, tenant_id).append_many(account_id, events)
-            await session.flush()
-            current = await repository.for_account(account_id)
-        # INBOX first: it is what users look at while a big initial sync runs.
-        return sorted(current, key=lambda m: (m.special_use != "inbox", m.name))
 
     async def _forget(self, tenant_id: str, account_id: uuid.UUID, mailbox: Mailbox) -> None:
         """`full=True`: drop what is stored so the mailbox is fetched from scratch."""
@@ -454,7 +438,7 @@ class SyncEngine:
         fetched: list[tuple[wire.FetchedItem, Fetched]] = []
         if small:
             items, _ = await connection.uid_fetch(
-                wire.compress_uid_set(small), f"{_MESSAGE_ITEMS} MODSEQ BODY.PEEK[]"
+                uids.compress_uid_set(small), f"{_MESSAGE_ITEMS} MODSEQ BODY.PEEK[]"
                 if connection.has("CONDSTORE") else f"{_MESSAGE_ITEMS} BODY.PEEK[]"
             )  # fmt: skip
             fetched += [(item, item.body or b"") for item in items if item.uid is not None]

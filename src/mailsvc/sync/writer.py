@@ -351,6 +351,7 @@ class MailboxWriter:
                 sync_state="synced",
                 last_synced_at=utcnow(),
                 sync_error=None,
+                sync_error_at=None,
             )
         self._mailbox.messages_synced = count
         self._mailbox.uidnext = Uid(uidnext)
