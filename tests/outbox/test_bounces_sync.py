@@ -21,12 +21,12 @@ from sqlalchemy import select
 
 from mailsvc.config import Settings
 from mailsvc.mime import parse_message
+from mailsvc.mime.dsn import MAX_REPORT_BYTES
 from mailsvc.mime.parse import MAX_DELIVERY_REPORT_BYTES
 from mailsvc.models import Change, Message, OutboxMessage
-from mailsvc.outbox.bounce import MAX_REPORT_BYTES
 from mailsvc.outbox.bounces import PermanentBounce, permanent_bounce
 from mailsvc.outbox.repository import OutboxRepository
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.parser import ParserPool
 from tests.fixtures import imap_client
@@ -483,7 +483,7 @@ async def test_a_report_above_the_size_cap_is_stored_without_being_read(
     target: SyncTarget,
     dovecot: DovecotServer,
 ) -> None:
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     capped = SyncEngine(
         sessionmaker=state.sessionmaker,
         secrets=state.secrets,

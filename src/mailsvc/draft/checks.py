@@ -5,7 +5,7 @@ subject and body can come later. What is given must be safe and valid already (a
 header value with CR/LF, a bad address, a custom header off the allow-list, a
 sender that is not the account's, an original of another account are a 422
 naming the field), so that a stored draft never holds what could not be sent.
-The whole message is checked once more when it is sent (`Composer.prepare`).
+The whole message is checked once more when it is sent (`MessagePreparer.prepare`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from mailsvc.draft import schemas
 from mailsvc.message.repository import MessageRepository
 from mailsvc.models import Account, Draft
 from mailsvc.models.message import Address
-from mailsvc.outbox.composing import invalid, original_message
+from mailsvc.outbox.prepare import invalid, original_message
 from mailsvc.outbox.schemas import AddressIn
 
 

@@ -39,15 +39,3 @@ def tls_context(extra_ca_file: Path | None = None) -> ssl.SSLContext:
     if extra_ca_file is not None:
         context.load_verify_locations(cafile=str(extra_ca_file))
     return context
-
-
-def safe_server_text(text: str | bytes, *, limit: int = 200) -> str:
-    """A server's reply made fit for an error message: printable, one line, bounded.
-
-    Server replies are hostile input: they may carry control characters or be huge.
-    """
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
-    cleaned = " ".join(cleaned.split())
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"

@@ -18,7 +18,7 @@ from mailsvc.errors import FieldError, NotFoundError, UnprocessableError
 from mailsvc.kit.pagination import encode_cursor, read_cursor
 from mailsvc.message import schemas
 from mailsvc.message.repository import MessageFilter, MessageRepository, Position
-from mailsvc.mime.reply import reply_text
+from mailsvc.mime.reply_text import reply_text
 from mailsvc.mime.sanitize import sanitize_html
 from mailsvc.models import Attachment, Message
 from mailsvc.models.mailbox import MAILBOX_ROLES

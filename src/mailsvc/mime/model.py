@@ -75,5 +75,5 @@ class ParsedMessage:
     # A delivery status notification's first bytes (RFC 3464; the bound is
     # `mailsvc.mime.parse.MAX_DELIVERY_REPORT_BYTES`), None for other messages. Raw
     # sources are not kept past parsing, so the report travels here for
-    # `mailsvc.outbox.bounce` to read. `parse_partial` (above the size cap) never sets it.
+    # `mailsvc.mime.dsn` to read. `parse_partial` (above the size cap) never sets it.
     delivery_report: bytes | None = None

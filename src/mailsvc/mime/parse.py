@@ -55,7 +55,7 @@ from mailsvc.mime.parts import (
 
 MAX_DEPTH = 30
 MAX_DELIVERY_REPORT_BYTES = 500_000
-"""As much of a report as `mailsvc.outbox.bounce.parse_dsn` reads."""
+"""As much of a report as `mailsvc.mime.dsn.parse_dsn` reads."""
 
 _NESTED_MESSAGES = frozenset({"message/rfc822", "message/global"})
 _DELIVERY_REPORT_TYPES = frozenset({"delivery-status", "global-delivery-status"})

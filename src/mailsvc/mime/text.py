@@ -134,3 +134,15 @@ def make_snippet(text: str, limit: int = 200) -> str:
         return snippet
     cut = snippet.rfind(" ", limit - 30, limit)
     return snippet[: cut if cut > 0 else limit]
+
+
+def safe_server_text(text: str | bytes, *, limit: int = 200) -> str:
+    """A server's reply made fit for an error message: printable, one line, bounded.
+
+    Server replies are hostile input: they may carry control characters or be huge.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"

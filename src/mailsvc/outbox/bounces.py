@@ -50,8 +50,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.event.repository import ChangeRepository
 from mailsvc.mime import ParsedMessage
+from mailsvc.mime.dsn import parse_dsn
 from mailsvc.models import OutboxMessage
-from mailsvc.outbox.bounce import parse_dsn
 from mailsvc.outbox.repository import OutboxRepository
 from mailsvc.outbox.sender import outbox_event
 

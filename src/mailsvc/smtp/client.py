@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from mailsvc.kit.mailserver import MailServer, Security, safe_server_text
+from mailsvc.kit.mailserver import MailServer, Security
+from mailsvc.mime.text import safe_server_text
 
 # Preferred first. PLAIN and LOGIN only ever travel inside TLS (or on a network the
 # account's owner chose to trust); CRAM-MD5, which aiosmtplib would try first, makes

@@ -40,8 +40,7 @@ from email import message_from_bytes
 from email.message import Message
 from email.policy import Compat32
 
-from mailsvc.compose.reply import message_ids
-from mailsvc.kit.mailserver import safe_server_text
+from mailsvc.mime.text import safe_server_text
 
 MAX_REPORT_BYTES = 500_000
 MAX_RECIPIENTS = 1000
@@ -60,6 +59,10 @@ _FIELD = re.compile(r"([!-9;-~]+)[ \t]*:(.*)")
 _MAX_STATUS_CHARS = 256_000
 _MAX_ADDRESS_CHARS = 320
 _MAX_DIAGNOSTIC_CHARS = 500
+
+# The returned Message-ID only serves to find the outbox entry that sent it, and
+# mailsvc writes printable ASCII ids without spaces (compose.validate.ID_TEXT).
+_SENT_MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,8 +239,8 @@ def _returned_message_id(parts: list[Message]) -> str | None:
             data = part.get_payload(decode=True)
             returned = message_from_bytes(data, policy=_READER) if isinstance(data, bytes) else None
         value = returned.get("Message-ID") if returned is not None else None
-        ids = message_ids([_decoded(_raw_bytes(str(value)))]) if value is not None else []
-        return f"<{ids[0]}>" if ids else None
+        found = _SENT_MESSAGE_ID.search(_decoded(_raw_bytes(str(value)))) if value else None
+        return found.group(0) if found else None
     return None
 
 

@@ -10,7 +10,7 @@ from email.policy import compat32
 
 import pytest
 
-from mailsvc.outbox.bounce import (
+from mailsvc.mime.dsn import (
     MAX_RECIPIENTS,
     MAX_REPORT_BYTES,
     Bounce,

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from mailsvc.mime import reply
-from mailsvc.mime.reply import reply_text
+from mailsvc.mime import reply_text as reply_text_module
+from mailsvc.mime.reply_text import reply_text
 
 
 def test_an_english_reply_loses_the_quote_under_on_wrote() -> None:
@@ -135,7 +135,7 @@ def test_a_library_failure_gives_the_stripped_body(monkeypatch: pytest.MonkeyPat
     def broken(**options: object) -> None:
         raise RecursionError("regex engine gave up")
 
-    monkeypatch.setattr(reply, "EmailMessage", broken)
+    monkeypatch.setattr(reply_text_module, "EmailMessage", broken)
     assert reply_text("  Hello\n> quoted\n") == "Hello\n> quoted"
 
 

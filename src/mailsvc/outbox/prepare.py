@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailsvc.compose.model import AttachmentSpec, Composition, Mailbox, OriginalMessage
 from mailsvc.compose.validate import CompositionError, check_composition
 from mailsvc.errors import FieldError, UnprocessableError
+from mailsvc.kit.resources import Resources
 from mailsvc.message.repository import MessageRepository
 from mailsvc.message.stream import StreamService
 from mailsvc.models import Account, Message
 from mailsvc.outbox import schemas
-from mailsvc.state import AppState
 
 # compose.validate names fields as the Composition does; the API names some otherwise.
 _API_FIELDS = {
@@ -117,14 +117,14 @@ async def original_message(
     return message
 
 
-class Composer:
+class MessagePreparer:
     """Builds checked compositions for one tenant."""
 
-    def __init__(self, session: AsyncSession, tenant_id: str, state: AppState) -> None:
+    def __init__(self, session: AsyncSession, tenant_id: str, resources: Resources) -> None:
         self._messages = MessageRepository(session, tenant_id)
         self._session = session
         self._tenant_id = tenant_id
-        self._state = state
+        self._resources = resources
 
     async def prepare(
         self,
@@ -159,7 +159,7 @@ class Composer:
         )
         try:
             checked = check_composition(
-                composition, recipient_limit=self._state.settings.send_max_recipients
+                composition, recipient_limit=self._resources.settings.send_max_recipients
             )
         except CompositionError as exc:
             raise invalid(api_field(exc.field), exc.message) from exc
@@ -169,11 +169,11 @@ class Composer:
 
     async def _raw(self, message: Message) -> bytes:
         """The original's source, to forward it as an attachment (read from IMAP)."""
-        limit = self._state.settings.send_max_message_bytes
+        limit = self._resources.settings.send_max_message_bytes
         if message.size > limit:
             raise invalid("forward_of", f"the message is larger than {limit} bytes")
         chunks: list[bytes] = []
-        streams = StreamService(self._session, self._tenant_id, self._state)
+        streams = StreamService(self._session, self._tenant_id, self._resources)
         download = await streams.raw(message.id)
         async for chunk in download.body:
             chunks.append(chunk)
