@@ -85,9 +85,9 @@ from mailsvc.kit.db import create_engine, create_sessionmaker
 from mailsvc.kit.ids import uuid7
 from mailsvc.kit.redis import create_redis
 from mailsvc.models import Account, Attachment, Change, Message
-from mailsvc.state import build_secret_box
 from mailsvc.sync.engine import SyncEngine, SyncReport
-from mailsvc.sync.idle import IdleSupervisor, idle_status
+from mailsvc.sync.idle import IdleSupervisor
+from mailsvc.sync.idle_status import idle_status
 from mailsvc.sync.parser import ParserPool
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -612,7 +612,7 @@ async def in_process_steps(
     database = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
     sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(database)
     parser = ParserPool(processes=settings.sync_parse_processes or None)
-    box = build_secret_box(settings)
+    box = SecretBox(*settings.encryption_keys())
     engine = TimedEngine(sessionmaker=sessionmaker, secrets=box, settings=settings, parser=parser)
     try:
         processes = settings.sync_parse_processes or os.cpu_count() or 1
@@ -867,7 +867,7 @@ def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
         encryption_key=key,
         results=results,
     )
-    box = build_secret_box(ctx.settings())
+    box = SecretBox(*ctx.settings().encryption_keys())
 
     user = dovecot.add_user("bench", secrets.token_urlsafe(12))
     started = time.perf_counter()

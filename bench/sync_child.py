@@ -120,9 +120,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     import uuid
 
     from mailsvc.config import Settings
+    from mailsvc.kit.crypto import SecretBox
     from mailsvc.kit.db import create_engine, create_sessionmaker
     from mailsvc.logging import configure_logging
-    from mailsvc.state import build_secret_box
     from mailsvc.sync.engine import SyncEngine
     from mailsvc.sync.parser import ParserPool
 
@@ -134,7 +134,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         engine = SyncEngine(
             sessionmaker=create_sessionmaker(database),
-            secrets=build_secret_box(settings),
+            secrets=SecretBox(*settings.encryption_keys()),
             settings=settings,
             parser=parser,
         )

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from mailsvc.config import Settings, generate_encryption_key
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.models import Account
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from tests.fixtures.app import account_body
 from tests.fixtures.dovecot import DovecotServer, TestMailUser
 from tests.fixtures.net import free_port
@@ -122,7 +122,7 @@ async def test_keys_rotate_reseals_under_the_new_key(
     assert rotated.returncode == 0, rotated.stderr
     assert int(rotated.stdout.split()[1]) >= 2  # this account's IMAP and SMTP secrets at least
 
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     new_box = SecretBox(base64.urlsafe_b64decode(new_key))
     async with state.sessionmaker() as session:
         account = await session.get(Account, account_id)

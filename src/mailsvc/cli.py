@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -149,12 +148,12 @@ def cmd_keys_generate(_: argparse.Namespace) -> None:
 
 async def _rotate(settings: Settings) -> int:
     from mailsvc.account.rotation import rotate_account_secrets
+    from mailsvc.kit.crypto import SecretBox
     from mailsvc.kit.db import create_engine, create_sessionmaker
-    from mailsvc.state import build_secret_box
     from mailsvc.webhook.credentials import rotate_webhook_secrets
 
     engine = create_engine(settings.async_database_url, pool_size=1)
-    box = build_secret_box(settings)
+    box = SecretBox(*settings.encryption_keys())
     try:
         async with create_sessionmaker(engine).begin() as session:
             accounts = await rotate_account_secrets(session, box)
@@ -233,8 +232,3 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     args.handler(args)
-
-
-def spawn_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """The worker as a child process (used by `mailsvc dev`)."""
-    return subprocess.Popen([sys.executable, "-m", "mailsvc", "worker"], env=env)

@@ -49,8 +49,6 @@ def run_dev(*, data_dir: Path, port: int, with_worker: bool) -> None:
         upgrade_to_head(settings.async_database_url)
         api_key = asyncio.run(_create_dev_key())
         if with_worker:
-            from mailsvc.cli import spawn_worker
-
             worker = spawn_worker(dict(os.environ))
         _banner(
             [
@@ -87,3 +85,8 @@ async def _create_dev_key() -> str:
     finally:
         await engine.dispose()
     return created.key
+
+
+def spawn_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The worker as a child process."""
+    return subprocess.Popen([sys.executable, "-m", "mailsvc", "worker"], env=env)

@@ -11,7 +11,7 @@ from mailsvc.account.credentials import open_password
 from mailsvc.app import create_app
 from mailsvc.config import Settings
 from mailsvc.models import Account, Change
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from tests.fixtures.app import TokenFactory, account_body, remember_secret
 from tests.fixtures.dovecot import DovecotServer, TestMailUser
 from tests.fixtures.smtp_server import SmtpRelay
@@ -40,7 +40,7 @@ async def test_account_is_verified_against_dovecot_and_stored_encrypted(
     assert created["imap"] == {k: v for k, v in body["imap"].items() if k != "password"}
     assert body["imap"]["password"] not in response.text
 
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     async with state.sessionmaker() as session:
         account = await session.get(Account, uuid.UUID(created["id"]))
         assert account is not None
@@ -165,7 +165,7 @@ async def test_update_keeps_the_password_when_omitted_and_checks_new_ones(
     assert refused.status_code == 422
     assert refused.json()["code"] == "imap_login_failed"
 
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     async with state.sessionmaker() as session:
         account = await session.get(Account, uuid.UUID(created["id"]))
         assert account is not None
@@ -177,7 +177,7 @@ async def test_delete_removes_the_account_and_records_it(
     app: FastAPI, client: httpx.AsyncClient, auth: dict[str, str], body: dict[str, Any]
 ) -> None:
     account_id = (await _create(client, auth, body, verify="false")).json()["id"]
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     pubsub = state.redis.pubsub()
     await pubsub.subscribe("mailsvc:account-control")
     await pubsub.get_message(timeout=1)  # the subscribe confirmation

@@ -2,11 +2,11 @@ import httpx
 from fastapi import FastAPI
 
 from mailsvc.auth.service import create_api_key
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 
 
 async def _api_key(app: FastAPI, *tenants: str, scopes: list[str] | None = None) -> str:
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     async with state.sessionmaker.begin() as session:
         created = await create_api_key(session, name="test", tenants=list(tenants), scopes=scopes)
     return created.key

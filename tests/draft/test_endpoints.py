@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from tests.draft.conftest import Headers, create_draft, draft_body
 from tests.fixtures.app import TokenFactory
 from tests.fixtures.dovecot import DovecotServer
@@ -287,7 +287,7 @@ async def test_attachments_are_capped_in_total(
     target: SyncTarget,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     cap = 64 * 1024
     monkeypatch.setattr(state.settings, "send_max_message_bytes", cap)
     draft = await create_draft(client, auth, target)

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from mailsvc.models import OutboxMessage
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from tests.draft.conftest import Headers, create_draft, drafts_mailbox
 from tests.fixtures import imap_client
@@ -29,9 +29,9 @@ from tests.sync.messages import make_message
 
 
 @pytest.fixture
-async def state(app: FastAPI) -> AsyncIterator[AppState]:
+async def state(app: FastAPI) -> AsyncIterator[Runtime]:
     """The app's state; immediate sends started by the test are awaited at its end."""
-    app_state: AppState = app.state.mailsvc
+    app_state: Runtime = app.state.mailsvc
     yield app_state
     await app_state.outbox.wait_idle()
 
@@ -48,7 +48,7 @@ async def _send(
     return await client.post(f"/api/compose/{draft_id}/send", headers=headers, json=json)
 
 
-async def _raw_mime(state: AppState, entry_id: str) -> bytes:
+async def _raw_mime(state: Runtime, entry_id: str) -> bytes:
     async with state.sessionmaker() as session:
         raw = await session.scalar(
             select(OutboxMessage.raw_mime).where(OutboxMessage.id == uuid.UUID(entry_id))
@@ -58,7 +58,7 @@ async def _raw_mime(state: AppState, entry_id: str) -> bytes:
 
 
 async def test_sending_a_reply_draft_queues_it_and_deletes_the_draft(
-    state: AppState,
+    state: Runtime,
     client: httpx.AsyncClient,
     auth: Headers,
     target: SyncTarget,
@@ -112,7 +112,7 @@ async def test_sending_a_reply_draft_queues_it_and_deletes_the_draft(
 
 
 async def test_the_same_key_returns_the_first_entry_after_the_draft_is_gone(
-    state: AppState, client: httpx.AsyncClient, auth: Headers, target: SyncTarget
+    state: Runtime, client: httpx.AsyncClient, auth: Headers, target: SyncTarget
 ) -> None:
     to = [{"address": target.user.email}]
     draft = await create_draft(client, auth, target, to=to, subject="Once")
@@ -146,7 +146,7 @@ async def test_the_same_key_returns_the_first_entry_after_the_draft_is_gone(
 
 
 async def test_an_unfinished_draft_is_refused_at_send_and_kept(
-    state: AppState,
+    state: Runtime,
     client: httpx.AsyncClient,
     auth: Headers,
     target: SyncTarget,
@@ -170,7 +170,7 @@ async def test_an_unfinished_draft_is_refused_at_send_and_kept(
 
 
 async def test_a_draft_can_be_scheduled(
-    state: AppState, client: httpx.AsyncClient, auth: Headers, target: SyncTarget
+    state: Runtime, client: httpx.AsyncClient, auth: Headers, target: SyncTarget
 ) -> None:
     draft = await create_draft(client, auth, target, to=[{"address": target.user.email}])
     later = datetime.now(UTC) + timedelta(days=1)

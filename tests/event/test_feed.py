@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from mailsvc.event.repository import ChangeRepository
 from mailsvc.event.retention import trim_change_log
 from mailsvc.models import Change
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from tests.fixtures import imap_client
 from tests.fixtures.app import TokenFactory, account_body
@@ -58,7 +58,7 @@ async def _account(
 
 
 async def _append(app: FastAPI, tenant_id: str, account_id: uuid.UUID, count: int) -> None:
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     for number in range(count):
         async with state.sessionmaker.begin() as session:
             await ChangeRepository(session, tenant_id).append(
@@ -95,7 +95,7 @@ async def test_any_page_size_reads_each_change_once_while_mail_keeps_arriving(
         await arriving
         events, cursor = await _read_all(client, auth, since=cursor, limit=limit)
         seen += events
-        state: AppState = app.state.mailsvc
+        state: Runtime = app.state.mailsvc
         async with state.sessionmaker() as session:
             stored = await session.scalar(
                 select(func.count()).where(Change.tenant_id == target.tenant_id)
@@ -118,7 +118,7 @@ async def test_a_change_committed_late_is_not_skipped(
     smtp_relay: SmtpRelay,
 ) -> None:
     _, start = await _read_all(client, auth, since="0", limit=100)
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     async with state.sessionmaker() as slow:
         # This transaction writes first (its row gets the smaller id) and commits last.
         await ChangeRepository(slow, tenant_id).append(
@@ -191,7 +191,7 @@ async def test_a_cursor_older_than_retention_is_gone(
     await _append(app, tenant_id, account, 2)
     events, _ = await _read_all(client, auth, since="0", limit=10)
     old_cursor = events[0]["id"]
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     async with state.sessionmaker.begin() as session:
         # The first two changes are older than the retention window.
         await session.execute(
@@ -215,7 +215,7 @@ async def test_an_accounts_changes_keep_their_seq_order_whatever_the_transaction
     app: FastAPI, client: httpx.AsyncClient, auth: Headers, tenant_id: str, target: SyncTarget
 ) -> None:
     _, start = await _read_all(client, auth, since="0", limit=100)
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     async with state.sessionmaker() as early:
         # This transaction has its id before the other starts, but appends after it.
         await early.execute(select(func.pg_current_xact_id()))

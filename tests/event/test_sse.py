@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from mailsvc.event.endpoints import EventStreamResponse
 from mailsvc.event.feed import EventReader, Selection
 from mailsvc.event.repository import ChangeRepository
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from tests.fixtures import imap_client
 from tests.fixtures.app import TokenFactory
@@ -140,7 +140,7 @@ async def test_a_stream_carries_only_its_tenants_events(
     target: SyncTarget,
 ) -> None:
     other_auth = {"Authorization": f"Bearer {make_token(tenant_id + '-x')}"}
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     async with _stream(base_url, auth) as mine, _stream(base_url, other_auth) as theirs:
         async with state.sessionmaker.begin() as session:
             await ChangeRepository(session, tenant_id).append(
@@ -156,7 +156,7 @@ async def test_a_stream_carries_only_its_tenants_events(
 
 
 async def test_an_idle_stream_yields_keepalives(app: FastAPI, tenant_id: str) -> None:
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     reader = EventReader(state.read_sessionmaker, state.changes, tenant_id, Selection())
     position = await reader.start(None)
     following = reader.follow(position, keepalive_seconds=0.05)

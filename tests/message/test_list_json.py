@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from mailsvc.message.repository import MessageRepository
 from mailsvc.message.schemas import MessagePage, MessageSummary
 from mailsvc.message.service import ListRequest, MessageService, summary_from_row
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from tests.fixtures import imap_client
 from tests.fixtures.dovecot import DovecotServer
@@ -48,7 +48,7 @@ MESSAGES = [
 async def _pages_both_ways(
     app: FastAPI, tenant_id: str, request: ListRequest
 ) -> tuple[MessagePage, list[MessageSummary]]:
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     async with state.sessionmaker() as session:
         service = MessageService(session, tenant_id)
         built = MessagePage.model_validate_json(await service.page_json(request))

@@ -16,7 +16,7 @@ from arq.worker import Worker
 from fastapi import FastAPI
 
 from mailsvc.outbox.dispatch import file_copy_job_function, send_job_function
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.tasks import sync_job_function
 from tests.fixtures.app import account_body
@@ -52,7 +52,7 @@ async def run_send_jobs(app: FastAPI, engine: SyncEngine, *, within: float = 60)
     Not burst mode: a send scheduled for later stays in the queue and would keep a
     burst worker polling until it is due.
     """
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     await state.outbox.wait_idle()
     ctx: dict[str, Any] = {
         "outbox_sender": state.outbox.sender,

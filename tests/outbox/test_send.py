@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from mailsvc.kit.ratelimit import Window, WindowLimiter
 from mailsvc.models import Change, OutboxMessage
 from mailsvc.outbox.dispatch import send_outbox, sweep_outbox
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from tests.fixtures import imap_client
 from tests.fixtures.dovecot import DovecotServer
@@ -132,7 +132,7 @@ async def test_the_same_key_sends_once_and_another_body_is_a_conflict(
 
     await run_send_jobs(app, engine)
     # A job for the entry run twice more, after it was sent, sends nothing more.
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     ctx = {"outbox_sender": state.outbox.sender}
     entry_id = first.json()["id"]
     assert await send_outbox(ctx, target.tenant_id, entry_id) is None
@@ -155,7 +155,7 @@ async def test_two_attempts_racing_for_a_due_entry_deliver_once(
     assert response.status_code == 202
     assert response.json()["status"] == "queued"
     entry_id = uuid.UUID(response.json()["id"])
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     async with state.sessionmaker() as session, session.begin():
         row = await session.get(OutboxMessage, entry_id)
         assert row is not None
@@ -193,7 +193,7 @@ async def test_4xx_replies_are_retried_until_delivered_and_5xx_fails(
     assert failed["next_attempt_at"] is None
 
     # Every status change is in the change log, in order.
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     async with state.sessionmaker() as session:
         types = (
             await session.scalars(
@@ -234,7 +234,7 @@ async def test_header_injection_is_refused_and_nothing_is_sent(
         response = await _send(client, auth, _body(target, recipient, attachments=[], **change))
         assert response.status_code == 422, response.text
         assert next(e["field"] for e in response.json()["errors"]).startswith(field), field
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     await state.outbox.wait_idle()
     async with state.sessionmaker() as session:
         stored = await session.scalar(
@@ -268,7 +268,7 @@ async def test_scheduled_sends_can_be_cancelled_and_limits_answer_429(
     )  # fmt: skip
     assert [item["id"] for item in listed.json()["items"]] == [entry_id]
 
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     original = state.send_limiter
     state.send_limiter = WindowLimiter(
         state.redis, prefix=f"test:send:{uuid.uuid4().hex}", windows=[Window(60, 2)]
@@ -343,7 +343,7 @@ async def test_a_lost_reply_is_checked_against_the_sent_mailbox_before_a_retry(
     smtp_relay.drop_after_data(deliver=True)
     response = await _send(client, auth, _body(target, recipient, attachments=[]))
     entry_id = response.json()["id"]
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     await state.outbox.wait_idle()
     entry = await _entry(client, auth, entry_id)
     assert (entry["status"], entry["attempts"]) == ("queued", 1)
@@ -381,7 +381,7 @@ async def test_a_sent_copy_that_could_not_be_filed_is_filed_by_the_sweep_once(
     }  # fmt: skip
     await set_account(client, auth, target, dovecot, smtp_relay, imap=unreachable)
     response = await _send(client, auth, _body(target, recipient, attachments=[]))
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     await state.outbox.wait_idle()
     entry = await _entry(client, auth, response.json()["id"])
     assert (entry["status"], entry["sent_copy_saved"]) == ("sent", False)

@@ -12,7 +12,7 @@ from sqlalchemy import func as sql_func
 from sqlalchemy import select
 
 from mailsvc.models import Message
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.tasks import sync_job_function
 from tests.fixtures import imap_client
@@ -23,7 +23,7 @@ from tests.sync.messages import make_message
 
 
 async def _run_worker(app: FastAPI, engine: SyncEngine) -> None:
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     ctx: dict[str, Any] = {"sync_engine": engine, "sessionmaker": state.sessionmaker}
     worker = Worker(
         functions=[sync_job_function()],

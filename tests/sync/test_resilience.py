@@ -14,7 +14,7 @@ from mailsvc.config import Settings
 from mailsvc.imap.errors import ImapConnectError
 from mailsvc.mime import ParsedMessage
 from mailsvc.models import Attachment, Message
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.parser import ParserPool, PartialSource
 from tests.fixtures import imap_client
@@ -26,7 +26,7 @@ CORPUS = Path(__file__).resolve().parents[1] / "mime" / "corpus"
 
 
 def _engine(app: FastAPI, settings: Settings, parser: ParserPool, **overrides: int) -> SyncEngine:
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     return SyncEngine(
         sessionmaker=state.sessionmaker,
         secrets=state.secrets,
@@ -124,7 +124,7 @@ def _append_dated(dovecot: DovecotServer, target: SyncTarget, mailbox: str, when
 async def test_sync_options_limit_what_the_first_sync_fetches(
     app: FastAPI, engine: SyncEngine, target: SyncTarget, dovecot: DovecotServer
 ) -> None:
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     from mailsvc.models import Account
 
     async with state.sessionmaker.begin() as session:

@@ -20,7 +20,7 @@ from mailsvc.config import Settings
 from mailsvc.event.listener import ChangeListener, listen_dsn
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.models import Change
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from mailsvc.webhook.client import WebhookClient
 from mailsvc.webhook.deliverer import WebhookDeliverer
 from mailsvc.webhook.fanout import WebhookFanout
@@ -76,7 +76,7 @@ async def create_webhook(client: httpx.AsyncClient) -> AsyncIterator[CreateWebho
 async def webhook_worker(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     """The fan-out task and an arq worker for delivery jobs, as `mailsvc worker` runs
     them, until the block ends."""
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     pool = ArqRedis(connection_pool=state.redis.connection_pool)
     client = WebhookClient(timeout_seconds=settings.webhook_timeout_seconds)
     listener = ChangeListener(listen_dsn(settings.async_database_url))
@@ -112,7 +112,7 @@ async def webhook_worker(app: FastAPI, settings: Settings) -> AsyncIterator[None
 
 async def tenant_changes(app: FastAPI, tenant_id: str) -> list[Change]:
     """Every change of the tenant, in id order."""
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     async with state.sessionmaker() as session:
         result = await session.scalars(
             select(Change).where(Change.tenant_id == tenant_id).order_by(Change.id)

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from mailsvc.config import Settings
 from mailsvc.event.listener import ChangeListener
 from mailsvc.event.repository import ChangeRepository
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.webhook.fanout import WebhookFanout
 from tests.fixtures.dovecot import DovecotServer
@@ -27,7 +27,7 @@ Headers = dict[str, str]
 
 
 def _fanout(app: FastAPI) -> WebhookFanout:
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     return WebhookFanout(
         sessionmaker=state.sessionmaker,
         arq=ArqRedis(connection_pool=state.redis.connection_pool),
@@ -53,7 +53,7 @@ async def test_changes_held_back_by_an_older_transaction_go_out_once_it_ends_in_
     webhook = await create_webhook(auth, receiver.url)
     webhook_id = uuid.UUID(webhook["id"])
     account_id, _ = await mail_account(client, auth, dovecot, smtp_relay, messages=0)
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     # Transaction ids are taken in this order: `later`, `blocker`, `earlier`. `earlier`
     # appends first (seq N), `later` second (seq N+1) with the smaller id, and
     # `blocker` stays open: the feed holds both back (N+1 sorts after N, whatever its

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from mailsvc.kit.crypto import SecretBox, SecretDecryptionError
 from mailsvc.models import Webhook
-from mailsvc.state import AppState
+from mailsvc.runtime import Runtime
 from mailsvc.webhook.credentials import open_secret, rotate_webhook_secrets
 from tests.webhook.conftest import CreateWebhook, Headers
 from tests.webhook.receiver import Receiver
@@ -20,7 +20,7 @@ async def test_rotation_reseals_a_webhook_secret_under_the_new_key(
     app: FastAPI, auth: Headers, receiver: Receiver, create_webhook: CreateWebhook
 ) -> None:
     created = await create_webhook(auth, receiver.url)
-    state: AppState = app.state.mailsvc
+    state: Runtime = app.state.mailsvc
     old_key = state.settings.encryption_keys()[0]
     new_box = SecretBox(os.urandom(32), [old_key])
     async with state.sessionmaker.begin() as session:

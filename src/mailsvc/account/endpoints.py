@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from mailsvc.account.schemas import AccountCreate, AccountOut, AccountPage, AccountUpdate
 from mailsvc.account.service import AccountService, to_out
+from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
-from mailsvc.dependencies import Principal, SessionDep, StateDep, scoped
 from mailsvc.errors import problems
+from mailsvc.kit.http import ResourcesDep, SessionDep
 
 router = APIRouter(prefix="/api/accounts", tags=["accounts"])
 
@@ -35,12 +36,12 @@ async def create_account(
     body: AccountCreate,
     principal: AccountsWriter,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     response: Response,
     verify: VerifyQuery = True,
 ) -> AccountOut:
     """Register a mailbox account after checking its IMAP and SMTP logins."""
-    service = AccountService(session, principal.tenant_id, state)
+    service = AccountService(session, principal.tenant_id, resources)
     account = await service.create(body, verify=verify)
     response.headers["Location"] = f"/api/accounts/{account.id}"
     return to_out(account)
@@ -55,12 +56,12 @@ async def create_account(
 async def list_accounts(
     principal: AccountsReader,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> AccountPage:
     """List the tenant's accounts, oldest first."""
-    return await AccountService(session, principal.tenant_id, state).page(
+    return await AccountService(session, principal.tenant_id, resources).page(
         cursor=cursor, limit=limit
     )
 
@@ -72,10 +73,10 @@ async def list_accounts(
     responses=problems(*_AUTH_PROBLEMS, 404, 422),
 )
 async def get_account(
-    account_id: uuid.UUID, principal: AccountsReader, session: SessionDep, state: StateDep
+    account_id: uuid.UUID, principal: AccountsReader, session: SessionDep, resources: ResourcesDep
 ) -> AccountOut:
-    """Read one account and its connection state."""
-    return to_out(await AccountService(session, principal.tenant_id, state).get(account_id))
+    """Read one account and its connection resources."""
+    return to_out(await AccountService(session, principal.tenant_id, resources).get(account_id))
 
 
 @router.put(
@@ -89,11 +90,11 @@ async def update_account(
     body: AccountUpdate,
     principal: AccountsWriter,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     verify: VerifyQuery = True,
 ) -> AccountOut:
     """Replace an account's settings; changed logins are checked before saving."""
-    service = AccountService(session, principal.tenant_id, state)
+    service = AccountService(session, principal.tenant_id, resources)
     return to_out(await service.update(account_id, body, verify=verify))
 
 
@@ -104,7 +105,7 @@ async def update_account(
     responses=problems(*_AUTH_PROBLEMS, 404, 422),
 )
 async def delete_account(
-    account_id: uuid.UUID, principal: AccountsWriter, session: SessionDep, state: StateDep
+    account_id: uuid.UUID, principal: AccountsWriter, session: SessionDep, resources: ResourcesDep
 ) -> None:
     """Delete an account and all its synced data; its connections are closed."""
-    await AccountService(session, principal.tenant_id, state).delete(account_id)
+    await AccountService(session, principal.tenant_id, resources).delete(account_id)

@@ -20,8 +20,8 @@ from mailsvc.kit.db import after_commit, utcnow
 from mailsvc.kit.ids import uuid7
 from mailsvc.kit.mailserver import MailServer, Security
 from mailsvc.kit.pagination import encode_cursor, read_cursor
+from mailsvc.kit.resources import Resources
 from mailsvc.models import Account
-from mailsvc.state import AppState
 
 
 def to_out(account: Account) -> schemas.AccountOut:
@@ -69,10 +69,10 @@ def _public_fields(account: Account) -> dict[str, Any]:
 class AccountService:
     """Accounts of one tenant. Never commits: the caller owns the transaction."""
 
-    def __init__(self, session: AsyncSession, tenant_id: str, state: AppState) -> None:
+    def __init__(self, session: AsyncSession, tenant_id: str, resources: Resources) -> None:
         self._session = session
         self._tenant_id = tenant_id
-        self._state = state
+        self._resources = resources
         self._accounts = AccountRepository(session, tenant_id)
         self._changes = ChangeRepository(session, tenant_id)
 
@@ -94,11 +94,11 @@ class AccountService:
     async def create(self, body: schemas.AccountCreate, *, verify: bool) -> Account:
         imap = _server(body.imap, body.imap.password.get_secret_value())
         smtp = _server(body.smtp, body.smtp.password.get_secret_value())
-        await ensure_hosts_allowed(imap, smtp, self._state.settings)
+        await ensure_hosts_allowed(imap, smtp, self._resources.settings)
         if await self._accounts.email_taken(body.email):
             raise ConflictError("an account with this email exists", code="account_exists")
         if verify:
-            await verify_logins(imap, smtp, self._state.settings)
+            await verify_logins(imap, smtp, self._resources.settings)
         account_id = uuid7()
         account = Account(
             id=account_id,
@@ -127,22 +127,22 @@ class AccountService:
             body.imap,
             body.imap.password.get_secret_value()
             if body.imap.password
-            else imap_server(self._state.secrets, account).password,
+            else imap_server(self._resources.secrets, account).password,
         )
         smtp = _server(
             body.smtp,
             body.smtp.password.get_secret_value()
             if body.smtp.password
-            else smtp_server(self._state.secrets, account).password,
+            else smtp_server(self._resources.secrets, account).password,
         )
-        await ensure_hosts_allowed(imap, smtp, self._state.settings)
+        await ensure_hosts_allowed(imap, smtp, self._resources.settings)
         if await self._accounts.email_taken(body.email, except_id=account.id):
             raise ConflictError("an account with this email exists", code="account_exists")
         connection_changed = imap != imap_server(
-            self._state.secrets, account
-        ) or smtp != smtp_server(self._state.secrets, account)
+            self._resources.secrets, account
+        ) or smtp != smtp_server(self._resources.secrets, account)
         if verify and connection_changed:
-            await verify_logins(imap, smtp, self._state.settings)
+            await verify_logins(imap, smtp, self._resources.settings)
         account.email = body.email
         account.display_name = body.display_name
         account.sync_options = body.sync_options.model_dump(mode="json", exclude_defaults=True)
@@ -180,7 +180,7 @@ class AccountService:
             self._session,
             functools.partial(
                 publish_account_control,
-                self._state.redis,
+                self._resources.redis,
                 tenant_id=self._tenant_id,
                 account_id=account_id,
                 action=action,
@@ -192,7 +192,7 @@ class AccountService:
         after_commit(
             self._session,
             functools.partial(
-                enqueue_sync, self._state.arq, tenant_id=self._tenant_id, account_id=account_id
+                enqueue_sync, self._resources.arq, tenant_id=self._tenant_id, account_id=account_id
             ),
         )
 
@@ -205,7 +205,7 @@ class AccountService:
             f"{prefix}_security": server.security.value,
             f"{prefix}_username": server.username,
             f"{prefix}_secret": seal_password(
-                self._state.secrets,
+                self._resources.secrets,
                 tenant_id=self._tenant_id,
                 account_id=account_id,
                 purpose="imap" if prefix == "imap" else "smtp",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from mailsvc.auth import service
+from mailsvc.auth.dependencies import TokensDep
 from mailsvc.auth.schemas import LoginRequest, TokenResponse
-from mailsvc.dependencies import SessionDep, StateDep
 from mailsvc.errors import problems
+from mailsvc.kit.http import ResourcesDep, SessionDep
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -18,11 +19,13 @@ router = APIRouter(prefix="/auth", tags=["auth"])
     response_model=TokenResponse,
     responses=problems(401, 422),
 )
-async def login(body: LoginRequest, session: SessionDep, state: StateDep) -> TokenResponse:
+async def login(
+    body: LoginRequest, session: SessionDep, resources: ResourcesDep, tokens: TokensDep
+) -> TokenResponse:
     """Exchange an API key for a bearer access token."""
     return await service.login(
         session,
         api_key=body.api_key.get_secret_value(),
-        tokens=state.tokens,
-        expires_in=state.settings.access_token_expire_minutes * 60,
+        tokens=tokens,
+        expires_in=resources.settings.access_token_expire_minutes * 60,
     )

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
 
+from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
-from mailsvc.dependencies import Principal, ReadSessionDep, SessionDep, StateDep, scoped
 from mailsvc.draft import schemas
 from mailsvc.draft.service import DraftService
 from mailsvc.errors import problems
-from mailsvc.outbox.endpoints import IdempotencyKey, replayed
+from mailsvc.kit.http import ReadSessionDep, ResourcesDep, SessionDep
+from mailsvc.outbox.endpoints import DispatcherDep, IdempotencyKey, replayed
 from mailsvc.outbox.schemas import OutboxOut, ScheduleRequest
 
 router = APIRouter(tags=["drafts"])
@@ -42,7 +43,7 @@ async def create_draft(
     body: schemas.DraftIn,
     principal: DraftWriter,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     response: Response,
 ) -> schemas.DraftOut:
     """Start a draft; it may lack recipients until it is sent.
@@ -50,7 +51,7 @@ async def create_draft(
     With the account's `send_options.save_drafts`, a copy goes to its Drafts mailbox
     as soon as the draft has a recipient.
     """
-    draft = await DraftService(session, principal.tenant_id, state).create(body)
+    draft = await DraftService(session, principal.tenant_id, resources).create(body)
     return _located(response, draft)
 
 
@@ -64,11 +65,11 @@ async def save_draft(
     body: schemas.DraftSave,
     principal: DraftWriter,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     response: Response,
 ) -> schemas.DraftOut:
     """Save a draft: with `id`, replace that draft's content (200); without, create one (201)."""
-    draft, created = await DraftService(session, principal.tenant_id, state).save(body)
+    draft, created = await DraftService(session, principal.tenant_id, resources).save(body)
     if created:
         response.status_code = status.HTTP_201_CREATED
         _located(response, draft)
@@ -84,13 +85,13 @@ async def save_draft(
 async def list_drafts(
     principal: DraftReader,
     session: ReadSessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     account_id: Annotated[uuid.UUID | None, Query(description="Only this account's.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> schemas.DraftPage:
     """List drafts, newest first, with their attachments (without content)."""
-    return await DraftService(session, principal.tenant_id, state).page(
+    return await DraftService(session, principal.tenant_id, resources).page(
         account_id=account_id, cursor=cursor, limit=limit
     )
 
@@ -102,10 +103,10 @@ async def list_drafts(
     responses=problems(*_AUTH, 404, 422),
 )
 async def get_draft(
-    draft_id: uuid.UUID, principal: DraftReader, session: ReadSessionDep, state: StateDep
+    draft_id: uuid.UUID, principal: DraftReader, session: ReadSessionDep, resources: ResourcesDep
 ) -> schemas.DraftOut:
     """Read one draft."""
-    return await DraftService(session, principal.tenant_id, state).get(draft_id)
+    return await DraftService(session, principal.tenant_id, resources).get(draft_id)
 
 
 @router.put(
@@ -119,10 +120,10 @@ async def replace_draft(
     body: schemas.DraftIn,
     principal: DraftWriter,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
 ) -> schemas.DraftOut:
     """Replace a draft's content (its attachments stay); fields left out are cleared."""
-    return await DraftService(session, principal.tenant_id, state).replace(draft_id, body)
+    return await DraftService(session, principal.tenant_id, resources).replace(draft_id, body)
 
 
 @router.delete(
@@ -132,10 +133,10 @@ async def replace_draft(
     responses=problems(*_AUTH, 404, 422),
 )
 async def delete_draft(
-    draft_id: uuid.UUID, principal: DraftWriter, session: SessionDep, state: StateDep
+    draft_id: uuid.UUID, principal: DraftWriter, session: SessionDep, resources: ResourcesDep
 ) -> None:
     """Delete a draft, its attachments and its copy in the Drafts mailbox."""
-    await DraftService(session, principal.tenant_id, state).delete(draft_id)
+    await DraftService(session, principal.tenant_id, resources).delete(draft_id)
 
 
 @router.post(
@@ -149,7 +150,7 @@ async def add_draft_attachment(
     draft_id: uuid.UUID,
     principal: DraftWriter,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     file: Annotated[
         UploadFile,
         File(description="The file; its part's filename and Content-Type are kept."),
@@ -168,7 +169,7 @@ async def add_draft_attachment(
     A draft's attachments hold at most `SEND_MAX_MESSAGE_BYTES` in all; past that the
     answer is 413 `attachment_too_large`.
     """
-    return await DraftService(session, principal.tenant_id, state).add_attachment(
+    return await DraftService(session, principal.tenant_id, resources).add_attachment(
         draft_id, file, content_id=content_id
     )
 
@@ -184,10 +185,10 @@ async def delete_draft_attachment(
     attachment_id: uuid.UUID,
     principal: DraftWriter,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
 ) -> None:
     """Remove an attachment from a draft."""
-    await DraftService(session, principal.tenant_id, state).delete_attachment(
+    await DraftService(session, principal.tenant_id, resources).delete_attachment(
         draft_id, attachment_id
     )
 
@@ -203,7 +204,8 @@ async def send_draft(
     draft_id: uuid.UUID,
     principal: Sender,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
+    dispatcher: DispatcherDep,
     response: Response,
     body: ScheduleRequest | None = None,
     idempotency_key: IdempotencyKey = None,
@@ -215,8 +217,8 @@ async def send_draft(
     `GET /api/outbox/{id}`. With an `Idempotency-Key`, a retry returns the first
     entry (with `Idempotent-Replayed: true`), also after the draft is gone.
     """
-    entry, created = await DraftService(session, principal.tenant_id, state).send(
-        draft_id, body or ScheduleRequest(), idempotency_key=idempotency_key
+    entry, created = await DraftService(session, principal.tenant_id, resources).send(
+        draft_id, body or ScheduleRequest(), idempotency_key=idempotency_key, dispatcher=dispatcher
     )
     replayed(response, created)
     return entry

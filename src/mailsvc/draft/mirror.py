@@ -40,10 +40,10 @@ from mailsvc.draft.repository import DraftRepository, ServerCopy, server_copy
 from mailsvc.imap.connection import ImapConnection
 from mailsvc.imap.errors import ImapError
 from mailsvc.imap.mailboxes import mailbox_on_server
+from mailsvc.kit.resources import Resources
 from mailsvc.message.repository import MessageRepository
 from mailsvc.models import Account, Draft
 from mailsvc.models.message import Address
-from mailsvc.state import AppState
 
 log = structlog.get_logger("mailsvc.draft")
 
@@ -122,8 +122,8 @@ class DraftMirror:
     """Keeps one tenant's drafts in their accounts' Drafts mailboxes. Never raises:
     it runs after the commit, when the request has already succeeded."""
 
-    def __init__(self, state: AppState, tenant_id: str) -> None:
-        self._state = state
+    def __init__(self, resources: Resources, tenant_id: str) -> None:
+        self._resources = resources
         self._tenant_id = tenant_id
 
     async def refresh(self, draft_id: uuid.UUID) -> None:
@@ -138,7 +138,7 @@ class DraftMirror:
     async def remove(self, account_id: uuid.UUID, copy: ServerCopy) -> None:
         """Remove the copy of a draft that was deleted or sent."""
         try:
-            async with self._state.read_sessionmaker() as session:
+            async with self._resources.read_sessionmaker() as session:
                 account = await AccountRepository(session, self._tenant_id).get(account_id)
             if account is None or account.state in UNWATCHED_STATES:
                 return
@@ -152,7 +152,7 @@ class DraftMirror:
             log.exception("draft.copy_remove_crashed", account_id=str(account_id))
 
     async def _refresh(self, draft_id: uuid.UUID) -> None:
-        async with self._state.read_sessionmaker() as session:
+        async with self._resources.read_sessionmaker() as session:
             draft = await DraftRepository(session, self._tenant_id).get(draft_id, content=True)
             if draft is None:
                 return  # deleted meanwhile; the deletion removes the copy
@@ -173,7 +173,7 @@ class DraftMirror:
                 log.warning("draft.no_drafts_mailbox", account_id=str(account.id))
                 return
             copy = None if built is None else await _append(imap, mailbox, built)
-            async with self._state.sessionmaker.begin() as session:
+            async with self._resources.sessionmaker.begin() as session:
                 _, obsolete = await DraftRepository(session, self._tenant_id).record_server_copy(
                     draft.id, version=draft.updated_at, copy=copy
                 )
@@ -185,7 +185,7 @@ class DraftMirror:
 
     async def _drafts_mailbox(self, account: Account, imap: ImapConnection) -> str | None:
         """The Drafts mailbox: as synced, else as the server lists it now."""
-        async with self._state.read_sessionmaker() as session:
+        async with self._resources.read_sessionmaker() as session:
             known = await MessageRepository(session, self._tenant_id).mailbox_with_role(
                 account.id, "drafts"
             )
@@ -194,7 +194,7 @@ class DraftMirror:
         return await mailbox_on_server(imap, "drafts")
 
     def _imap(self, account: Account) -> AbstractAsyncContextManager[ImapConnection]:
-        return account_imap(self._state.secrets, self._state.settings, account)
+        return account_imap(self._resources.secrets, self._resources.settings, account)
 
 
 async def _append(imap: ImapConnection, mailbox: str, built: _Built) -> ServerCopy | None:

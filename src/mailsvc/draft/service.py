@@ -27,13 +27,14 @@ from mailsvc.errors import (
 )
 from mailsvc.kit.db import after_commit
 from mailsvc.kit.pagination import encode_cursor, read_cursor
+from mailsvc.kit.resources import Resources
 from mailsvc.models import Account, Draft
 from mailsvc.models.message import Address
-from mailsvc.outbox.composing import invalid
+from mailsvc.outbox.dispatch import OutboxDispatcher
+from mailsvc.outbox.prepare import invalid
 from mailsvc.outbox.repository import OutboxRepository
 from mailsvc.outbox.schemas import AddressIn, MessageFields, OutboxOut, ScheduleRequest
 from mailsvc.outbox.service import OutboxService, outbox_out, request_hash
-from mailsvc.state import AppState
 
 MAX_ATTACHMENTS = 100
 """Attachments per draft, as many as `POST /api/send` takes."""
@@ -112,13 +113,13 @@ def _as_draft_errors(exc: UnprocessableError) -> UnprocessableError:
 class DraftService:
     """One tenant's drafts."""
 
-    def __init__(self, session: AsyncSession, tenant_id: str, state: AppState) -> None:
+    def __init__(self, session: AsyncSession, tenant_id: str, resources: Resources) -> None:
         self._session = session
         self._tenant_id = tenant_id
-        self._state = state
+        self._resources = resources
         self._drafts = DraftRepository(session, tenant_id)
         self._checker = DraftChecker(
-            session, tenant_id, recipient_limit=state.settings.send_max_recipients
+            session, tenant_id, recipient_limit=resources.settings.send_max_recipients
         )
 
     async def get(self, draft_id: uuid.UUID) -> schemas.DraftOut:
@@ -170,7 +171,7 @@ class DraftService:
         """Attach an uploaded file; the row lock keeps parallel uploads under the cap."""
         draft = await self._draft(draft_id, for_update=True)
         spec = self._checked_upload(draft, upload, content_id)
-        limit = self._state.settings.send_max_message_bytes
+        limit = self._resources.settings.send_max_message_bytes
         used = sum(attachment.size for attachment in draft.attachments)
         content = await _read_capped(upload, room=limit - used, limit=limit)
         attachment = await self._drafts.add_attachment(
@@ -196,7 +197,12 @@ class DraftService:
         self._mirror_after_commit(draft, await self._account(draft.account_id))
 
     async def send(
-        self, draft_id: uuid.UUID, schedule: ScheduleRequest, *, idempotency_key: str | None
+        self,
+        draft_id: uuid.UUID,
+        schedule: ScheduleRequest,
+        *,
+        idempotency_key: str | None,
+        dispatcher: OutboxDispatcher,
     ) -> tuple[OutboxOut, bool]:
         """Queue the draft's message and delete the draft; (entry, created).
 
@@ -214,7 +220,7 @@ class DraftService:
             "draft-send",
             f"{draft.id}\n{draft.updated_at.isoformat()}\n{schedule.model_dump_json()}",
         )
-        outbox = OutboxService(self._session, self._tenant_id, self._state)
+        outbox = OutboxService(self._session, self._tenant_id, self._resources)
         try:
             entry, created = await outbox.send(
                 await self._message_fields(draft),
@@ -222,6 +228,7 @@ class DraftService:
                 send_at=schedule.send_at,
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
+                dispatcher=dispatcher,
                 draft_id=draft.id,
             )
         except UnprocessableError as exc:
@@ -305,11 +312,11 @@ class DraftService:
 
     def _mirror_after_commit(self, draft: Draft, account: Account) -> None:
         if saves_drafts(account) or server_copy(draft) is not None:
-            mirror = DraftMirror(self._state, self._tenant_id)
+            mirror = DraftMirror(self._resources, self._tenant_id)
             after_commit(self._session, functools.partial(mirror.refresh, draft.id))
 
     def _remove_copy_after_commit(self, draft: Draft) -> None:
         copy = server_copy(draft)
         if copy is not None:
-            mirror = DraftMirror(self._state, self._tenant_id)
+            mirror = DraftMirror(self._resources, self._tenant_id)
             after_commit(self._session, functools.partial(mirror.remove, draft.account_id, copy))

@@ -13,11 +13,13 @@ from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
+from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
-from mailsvc.dependencies import Principal, ReadSessionDep, StateDep, scoped
 from mailsvc.errors import FieldError, UnprocessableError, problems
 from mailsvc.event.feed import ChangePage, EventReader, Selection, parse_cursor, read_page
+from mailsvc.event.listener import ChangeListener
 from mailsvc.event.schemas import EVENT_TYPES, Event, event_json
+from mailsvc.kit.http import ReadSessionDep, ResourcesDep, provided
 
 log = structlog.get_logger("mailsvc.events")
 
@@ -138,7 +140,8 @@ def _frame(event: Event | None) -> bytes:
 )
 async def stream_events(
     principal: Reader,
-    state: StateDep,
+    resources: ResourcesDep,
+    changes: Annotated[ChangeListener, Depends(provided(ChangeListener))],
     account_id: uuid.UUID | None = None,
     types: TypesQuery = None,
     since: Annotated[
@@ -162,13 +165,13 @@ async def stream_events(
     resume = last_event_id or since
     field = "header.Last-Event-ID" if last_event_id else "query.since"
     reader = EventReader(
-        state.read_sessionmaker,
-        state.changes,
+        resources.read_sessionmaker,
+        changes,
         principal.tenant_id,
         _selection(account_id, types),
     )
     position = await reader.start(None if resume is None else parse_cursor(resume, field=field))
-    settings = state.settings
+    settings = resources.settings
 
     async def frames() -> AsyncIterator[bytes]:
         yield b"retry: 2000\n\n"

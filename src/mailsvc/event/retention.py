@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TypedDict
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailsvc.config import Settings
 from mailsvc.event.repository import trim_changes
 
 log = structlog.get_logger("mailsvc.events")
@@ -15,7 +17,14 @@ log = structlog.get_logger("mailsvc.events")
 _BATCH = 5_000
 
 
-async def trim_change_log(ctx: dict[str, Any]) -> int:
+class RetentionJobContext(TypedDict):
+    """What the trim job reads from the worker's context."""
+
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+
+async def trim_change_log(ctx: RetentionJobContext) -> int:
     """arq cron: delete changes older than CHANGE_RETENTION_DAYS; how many went."""
     cutoff = datetime.now(UTC) - timedelta(days=ctx["settings"].change_retention_days)
     total = 0

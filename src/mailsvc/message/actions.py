@@ -24,14 +24,14 @@ from mailsvc.account.connect import open_account, select_mailbox
 from mailsvc.account.repository import AccountRepository
 from mailsvc.errors import ConflictError, FieldError, NotFoundError, UnprocessableError
 from mailsvc.event.repository import ChangeRepository
-from mailsvc.imap import wire
+from mailsvc.imap import uids
 from mailsvc.imap.connection import ImapConnection
 from mailsvc.jobs import enqueue_sync
 from mailsvc.kit.db import after_commit
+from mailsvc.kit.resources import Resources
 from mailsvc.message import schemas
 from mailsvc.message.repository import MessageRepository
 from mailsvc.models import Account, Mailbox, Message
-from mailsvc.state import AppState
 from mailsvc.sync.writer import record_server_changes, session_free_flags
 from mailsvc.thread.repository import ThreadRepository
 
@@ -88,10 +88,10 @@ _GroupAction = Callable[[ImapConnection, Account, Mailbox, list[Message]], Await
 class MessageActions:
     """Flag, move and delete one tenant's messages on their servers. Never commits."""
 
-    def __init__(self, session: AsyncSession, tenant_id: str, state: AppState) -> None:
+    def __init__(self, session: AsyncSession, tenant_id: str, resources: Resources) -> None:
         self._session = session
         self._tenant_id = tenant_id
-        self._state = state
+        self._resources = resources
         self._messages = MessageRepository(session, tenant_id)
         self._accounts = AccountRepository(session, tenant_id)
 
@@ -164,7 +164,7 @@ class MessageActions:
             if account is None:
                 continue
             gone_before = len(outcome.gone)
-            async with open_account(self._state, account) as connection:
+            async with open_account(self._resources, account) as connection:
                 for mailbox_id, rows in mailboxes.items():
                     mailbox = await self._messages.mailbox(mailbox_id)
                     if mailbox is None:
@@ -186,7 +186,7 @@ class MessageActions:
 
         async def enqueue() -> None:
             await enqueue_sync(
-                self._state.arq, tenant_id=self._tenant_id, account_id=account_id, full=False
+                self._resources.arq, tenant_id=self._tenant_id, account_id=account_id, full=False
             )
 
         after_commit(self._session, enqueue)
@@ -201,7 +201,7 @@ class MessageActions:
         remove: list[str],
     ) -> _Outcome:
         by_uid = {int(row.uid): row for row in rows}
-        uid_set = wire.compress_uid_set(by_uid)
+        uid_set = uids.compress_uid_set(by_uid)
         answered: dict[int, list[str]] = {}
         for change, flags in (("+FLAGS", add), ("-FLAGS", remove)):
             if flags:
@@ -229,7 +229,7 @@ class MessageActions:
         target: Mailbox,
     ) -> _Outcome:
         by_uid = {int(row.uid): row for row in rows}
-        uid_set = wire.compress_uid_set(by_uid)
+        uid_set = uids.compress_uid_set(by_uid)
         if connection.has("MOVE"):
             copied = await connection.uid_move(uid_set, target.name)
         elif connection.has("UIDPLUS"):
@@ -284,7 +284,7 @@ class MessageActions:
                 code="expunge_unsupported",
             )
         by_uid = {int(row.uid): row for row in rows}
-        uid_set = wire.compress_uid_set(by_uid)
+        uid_set = uids.compress_uid_set(by_uid)
         marked = await connection.uid_store(uid_set, "+FLAGS", ["\\Deleted"])
         present = {item.uid for item in marked if item.uid is not None}
         await connection.uid_expunge(uid_set)

@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import Response, StreamingResponse
 
+from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
-from mailsvc.dependencies import Principal, ReadSessionDep, SessionDep, StateDep, scoped
 from mailsvc.errors import problems
+from mailsvc.kit.http import ReadSessionDep, ResourcesDep, SessionDep
 from mailsvc.message import schemas
 from mailsvc.message.actions import MessageActions, single
 from mailsvc.message.service import ListRequest, MessageService
@@ -176,10 +177,10 @@ def _streamed(download: Download) -> StreamingResponse:
     },
 )
 async def get_message_raw(
-    message_id: uuid.UUID, principal: MailReader, session: SessionDep, state: StateDep
+    message_id: uuid.UUID, principal: MailReader, session: SessionDep, resources: ResourcesDep
 ) -> StreamingResponse:
     """Stream the message's RFC 822 source from the mail server."""
-    return _streamed(await StreamService(session, principal.tenant_id, state).raw(message_id))
+    return _streamed(await StreamService(session, principal.tenant_id, resources).raw(message_id))
 
 
 @router.get(
@@ -199,10 +200,10 @@ async def get_attachment(
     attachment_id: uuid.UUID,
     principal: MailReader,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
 ) -> StreamingResponse:
     """Stream one attachment, decoded, from the mail server."""
-    service = StreamService(session, principal.tenant_id, state)
+    service = StreamService(session, principal.tenant_id, resources)
     return _streamed(await service.attachment(message_id, attachment_id))
 
 
@@ -213,10 +214,15 @@ async def get_attachment(
     responses=_SERVER_PROBLEMS,
 )
 async def bulk_update_flags(
-    body: schemas.BulkFlagsUpdate, principal: MailWriter, session: SessionDep, state: StateDep
+    body: schemas.BulkFlagsUpdate,
+    principal: MailWriter,
+    session: SessionDep,
+    resources: ResourcesDep,
 ) -> schemas.BulkResult:
     """Set or clear flags on many messages, on their servers first."""
-    return await MessageActions(session, principal.tenant_id, state).set_flags(body.ids, body.flags)
+    return await MessageActions(session, principal.tenant_id, resources).set_flags(
+        body.ids, body.flags
+    )
 
 
 @router.post(
@@ -226,10 +232,10 @@ async def bulk_update_flags(
     responses=_SERVER_PROBLEMS,
 )
 async def bulk_move_messages(
-    body: schemas.BulkMove, principal: MailWriter, session: SessionDep, state: StateDep
+    body: schemas.BulkMove, principal: MailWriter, session: SessionDep, resources: ResourcesDep
 ) -> schemas.BulkResult:
     """Move many messages to a mailbox (or role) of their account."""
-    return await MessageActions(session, principal.tenant_id, state).move(body.ids, body.to)
+    return await MessageActions(session, principal.tenant_id, resources).move(body.ids, body.to)
 
 
 @router.post(
@@ -242,11 +248,11 @@ async def bulk_delete_messages(
     body: schemas.BulkIds,
     principal: MailWriter,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     permanent: PermanentQuery = False,
 ) -> schemas.BulkResult:
     """Move many messages to Trash, or expunge them."""
-    return await MessageActions(session, principal.tenant_id, state).delete(
+    return await MessageActions(session, principal.tenant_id, resources).delete(
         body.ids, permanent=permanent
     )
 
@@ -262,10 +268,12 @@ async def update_message_flags(
     body: schemas.FlagsUpdate,
     principal: MailWriter,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
 ) -> schemas.MessageSummary:
     """Mark read or unread, star, answered, custom keywords; on the server first."""
-    single(await MessageActions(session, principal.tenant_id, state).set_flags([message_id], body))
+    single(
+        await MessageActions(session, principal.tenant_id, resources).set_flags([message_id], body)
+    )
     return await MessageService(session, principal.tenant_id).summary(message_id)
 
 
@@ -280,10 +288,10 @@ async def move_message(
     body: schemas.MoveRequest,
     principal: MailWriter,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
 ) -> schemas.MessageSummary:
     """Move a message to another mailbox of its account (MOVE, or COPY + EXPUNGE)."""
-    single(await MessageActions(session, principal.tenant_id, state).move([message_id], body))
+    single(await MessageActions(session, principal.tenant_id, resources).move([message_id], body))
     return await MessageService(session, principal.tenant_id).summary(message_id)
 
 
@@ -297,9 +305,9 @@ async def delete_message(
     message_id: uuid.UUID,
     principal: MailWriter,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     permanent: PermanentQuery = False,
 ) -> None:
     """Move a message to Trash, or expunge it (`permanent=true`)."""
-    actions = MessageActions(session, principal.tenant_id, state)
+    actions = MessageActions(session, principal.tenant_id, resources)
     single(await actions.delete([message_id], permanent=permanent))

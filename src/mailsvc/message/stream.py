@@ -23,11 +23,11 @@ from mailsvc.account.connect import open_mailbox
 from mailsvc.account.repository import AccountRepository
 from mailsvc.errors import BadGatewayError, NotFoundError
 from mailsvc.imap.errors import ImapCommandError, ImapConnectError
+from mailsvc.kit.resources import Resources
 from mailsvc.message.repository import MessageRepository
 from mailsvc.message.service import MessageService
 from mailsvc.mime.transfer import TransferDecoder
 from mailsvc.models import Account, Mailbox, Message
-from mailsvc.state import AppState
 
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\/]')
@@ -65,10 +65,10 @@ def media_type(value: str | None) -> str:
 class StreamService:
     """Opens downloads of one tenant's messages."""
 
-    def __init__(self, session: AsyncSession, tenant_id: str, state: AppState) -> None:
+    def __init__(self, session: AsyncSession, tenant_id: str, resources: Resources) -> None:
         self._session = session
         self._tenant_id = tenant_id
-        self._state = state
+        self._resources = resources
 
     async def raw(self, message_id: uuid.UUID) -> Download:
         message = await MessageService(self._session, self._tenant_id).message(message_id)
@@ -104,7 +104,7 @@ class StreamService:
         stack = AsyncExitStack()
         try:
             connection = await stack.enter_async_context(
-                open_mailbox(self._state, account, mailbox, readonly=True)
+                open_mailbox(self._resources, account, mailbox, readonly=True)
             )
             source = connection.stream_section(uid, section)
             stack.push_async_callback(source.aclose)

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from mailsvc.dependencies import StateDep
 from mailsvc.errors import PROBLEM_CONTENT_TYPE, Problem
+from mailsvc.kit.http import ResourcesDep
 from mailsvc.ops.checks import run_checks
 from mailsvc.ops.metrics import METRICS_CONTENT_TYPE, render_metrics
 
@@ -47,9 +47,9 @@ async def health() -> Health:
     response_model=Readiness,
     responses={503: {"model": NotReady, "content": {PROBLEM_CONTENT_TYPE: {}}}},
 )
-async def ready(state: StateDep) -> Readiness | JSONResponse:
+async def ready(resources: ResourcesDep) -> Readiness | JSONResponse:
     """Readiness: database reachable, Redis reachable, migrations at head."""
-    results = await run_checks(state.engine, state.redis)
+    results = await run_checks(resources.engine, resources.redis)
     checks = {result.name: ("ok" if result.ok else result.detail) for result in results}
     failing = [result.name for result in results if not result.ok]
     if failing:

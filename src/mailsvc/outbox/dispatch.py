@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import TypedDict
 
 import structlog
 from arq import func
+from arq.connections import ArqRedis
 from arq.worker import Function
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailsvc.kit.jobs import arq_job
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.outbox.repository import copies_to_file, due_entries
 from mailsvc.outbox.sender import SEND_JOB, OutboxSender, send_job_id
@@ -22,6 +25,14 @@ log = structlog.get_logger("mailsvc.outbox")
 # The sweep leaves a due entry this long to the attempt already scheduled for it.
 _SWEEP_GRACE = timedelta(seconds=30)
 _SWEEP_BATCH = 500
+
+
+class OutboxJobContext(TypedDict):
+    """What the outbox jobs read from the worker's context."""
+
+    redis: ArqRedis
+    sessionmaker: async_sessionmaker[AsyncSession]
+    outbox_sender: OutboxSender
 
 
 class OutboxDispatcher:
@@ -60,13 +71,12 @@ class OutboxDispatcher:
         await cancel_and_wait(list(self._tasks))
 
 
-async def send_outbox(ctx: dict[str, Any], tenant_id: str, entry_id: str) -> str | None:
+async def send_outbox(ctx: OutboxJobContext, tenant_id: str, entry_id: str) -> str | None:
     """arq job: one attempt at an entry (a no-op when it is not due or already done)."""
-    sender: OutboxSender = ctx["outbox_sender"]
-    return await sender.attempt(tenant_id, uuid.UUID(entry_id))
+    return await ctx["outbox_sender"].attempt(tenant_id, uuid.UUID(entry_id))
 
 
-async def sweep_outbox(ctx: dict[str, Any]) -> int:
+async def sweep_outbox(ctx: OutboxJobContext) -> int:
     """arq cron: enqueue entries whose attempt is overdue (a lost job, a dead process),
     and sent messages whose copy to the Sent mailbox is due another try."""
     async with ctx["sessionmaker"]() as session:
@@ -85,18 +95,19 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
     return len(due) + len(copies)
 
 
-async def file_sent_copy(ctx: dict[str, Any], tenant_id: str, entry_id: str) -> bool:
+async def file_sent_copy(ctx: OutboxJobContext, tenant_id: str, entry_id: str) -> bool:
     """arq job: file a sent message's copy in the Sent mailbox again."""
-    sender: OutboxSender = ctx["outbox_sender"]
-    return await sender.file_copy(tenant_id, uuid.UUID(entry_id))
+    return await ctx["outbox_sender"].file_copy(tenant_id, uuid.UUID(entry_id))
 
 
 def send_job_function() -> Function:
     """The arq registration of `send_outbox`; no result kept, no arq-level retries
     (the outbox row decides about retries)."""
-    return func(send_outbox, name=SEND_JOB, keep_result=0, max_tries=1, timeout=30 * 60)
+    return func(arq_job(send_outbox), name=SEND_JOB, keep_result=0, max_tries=1, timeout=30 * 60)
 
 
 def file_copy_job_function() -> Function:
     """The arq registration of `file_sent_copy` (the row counts the tries)."""
-    return func(file_sent_copy, name=FILE_COPY_JOB, keep_result=0, max_tries=1, timeout=30 * 60)
+    return func(
+        arq_job(file_sent_copy), name=FILE_COPY_JOB, keep_result=0, max_tries=1, timeout=30 * 60
+    )

@@ -8,12 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 
+from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
 from mailsvc.compose.model import AttachmentSpec
-from mailsvc.dependencies import Principal, SessionDep, StateDep, scoped
 from mailsvc.errors import problems
+from mailsvc.kit.http import ResourcesDep, SessionDep, provided
 from mailsvc.outbox import schemas
-from mailsvc.outbox.composing import decode_attachments
+from mailsvc.outbox.dispatch import OutboxDispatcher
+from mailsvc.outbox.prepare import decode_attachments
 from mailsvc.outbox.service import OutboxService, request_hash
 
 router = APIRouter(tags=["sending"])
@@ -32,6 +34,8 @@ IdempotencyKey = Annotated[
     ),
 ]
 REPLAYED_HEADER = "Idempotent-Replayed"
+# Runs immediate sends in this process.
+DispatcherDep = Annotated[OutboxDispatcher, Depends(provided(OutboxDispatcher))]
 
 
 def replayed(response: Response, created: bool) -> None:
@@ -54,7 +58,8 @@ def _fingerprint_and_files(body: schemas.SendRequest) -> tuple[str, list[Attachm
 async def send_message(
     principal: Sender,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
+    dispatcher: DispatcherDep,
     body: schemas.SendRequest,
     response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -66,12 +71,13 @@ async def send_message(
     """
     # Up to SEND_MAX_MESSAGE_BYTES of base64 to hash and decode: off the event loop.
     fingerprint, attachments = await asyncio.to_thread(_fingerprint_and_files, body)
-    entry, created = await OutboxService(session, principal.tenant_id, state).send(
+    entry, created = await OutboxService(session, principal.tenant_id, resources).send(
         body,
         attachments,
         send_at=body.send_at,
         idempotency_key=idempotency_key,
         fingerprint=fingerprint,
+        dispatcher=dispatcher,
     )
     replayed(response, created)
     return entry
@@ -86,7 +92,7 @@ async def send_message(
 async def list_outbox(
     principal: Reader,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     account_id: uuid.UUID | None = None,
     status_: Annotated[
         schemas.OutboxStatus | None, Query(alias="status", description="Only this status.")
@@ -95,7 +101,7 @@ async def list_outbox(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> schemas.OutboxPage:
     """Messages sent or being sent, newest first."""
-    return await OutboxService(session, principal.tenant_id, state).page(
+    return await OutboxService(session, principal.tenant_id, resources).page(
         account_id=account_id, status=status_, cursor=cursor, limit=limit
     )
 
@@ -107,10 +113,10 @@ async def list_outbox(
     responses=problems(401, 403, 404, 422, 429),
 )
 async def get_outbox_entry(
-    principal: Reader, session: SessionDep, state: StateDep, outbox_id: uuid.UUID
+    principal: Reader, session: SessionDep, resources: ResourcesDep, outbox_id: uuid.UUID
 ) -> schemas.OutboxOut:
     """One message's send status: attempts, next attempt, the server's last reply."""
-    return await OutboxService(session, principal.tenant_id, state).get(outbox_id)
+    return await OutboxService(session, principal.tenant_id, resources).get(outbox_id)
 
 
 @router.delete(
@@ -120,7 +126,7 @@ async def get_outbox_entry(
     responses=problems(401, 403, 404, 409, 422, 429),
 )
 async def cancel_outbox_entry(
-    principal: Sender, session: SessionDep, state: StateDep, outbox_id: uuid.UUID
+    principal: Sender, session: SessionDep, resources: ResourcesDep, outbox_id: uuid.UUID
 ) -> schemas.OutboxOut:
     """Cancel a message that is still `queued` (scheduled, or waiting for a retry)."""
-    return await OutboxService(session, principal.tenant_id, state).cancel(outbox_id)
+    return await OutboxService(session, principal.tenant_id, resources).cancel(outbox_id)

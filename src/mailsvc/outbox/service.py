@@ -21,12 +21,13 @@ from mailsvc.errors import (
 from mailsvc.event.repository import ChangeRepository
 from mailsvc.kit.db import after_commit
 from mailsvc.kit.pagination import encode_cursor, read_cursor
+from mailsvc.kit.resources import Resources
 from mailsvc.models import Account, OutboxMessage
 from mailsvc.outbox import schemas
-from mailsvc.outbox.composing import Composer, invalid
+from mailsvc.outbox.dispatch import OutboxDispatcher
+from mailsvc.outbox.prepare import MessagePreparer, invalid
 from mailsvc.outbox.repository import OutboxRepository
 from mailsvc.outbox.sender import SEND_JOB, outbox_event, send_job_id
-from mailsvc.state import AppState
 
 
 def outbox_out(entry: OutboxMessage) -> schemas.OutboxOut:
@@ -64,10 +65,10 @@ def request_hash(kind: str, body: str) -> str:
 class OutboxService:
     """One tenant's sends. Never commits; sending starts after the commit."""
 
-    def __init__(self, session: AsyncSession, tenant_id: str, state: AppState) -> None:
+    def __init__(self, session: AsyncSession, tenant_id: str, resources: Resources) -> None:
         self._session = session
         self._tenant_id = tenant_id
-        self._state = state
+        self._resources = resources
         self._outbox = OutboxRepository(session, tenant_id)
 
     async def send(
@@ -78,9 +79,13 @@ class OutboxService:
         send_at: datetime | None,
         idempotency_key: str | None,
         fingerprint: str,
+        dispatcher: OutboxDispatcher,
         draft_id: uuid.UUID | None = None,
     ) -> tuple[schemas.OutboxOut, bool]:
-        """Queue a message; (entry, created). A repeated key returns the first entry."""
+        """Queue a message; (entry, created). A repeated key returns the first entry.
+
+        `dispatcher` starts the first attempt of an immediate send after the commit.
+        """
         if idempotency_key is not None:
             earlier = await self._replay(idempotency_key, fingerprint)
             if earlier is not None:
@@ -89,7 +94,7 @@ class OutboxService:
             raise invalid("send_at", "needs a timezone, e.g. `2026-12-01T09:00:00Z`")
         account = await self._account(fields.account_id)
         await self._check_send_limit(account)
-        prepared = await Composer(self._session, self._tenant_id, self._state).prepare(
+        prepared = await MessagePreparer(self._session, self._tenant_id, self._resources).prepare(
             account, fields, attachments
         )
         composition = prepared.composition
@@ -99,7 +104,7 @@ class OutboxService:
             message_id=new_message_id(composition.from_.address),
             date=datetime.now(UTC),
         )
-        limit = self._state.settings.send_max_message_bytes
+        limit = self._resources.settings.send_max_message_bytes
         if len(built.raw) > limit:
             raise invalid("attachments", f"the message would be larger than {limit} bytes")
         now = datetime.now(UTC)
@@ -110,7 +115,7 @@ class OutboxService:
                 "draft_id": draft_id,
                 "send_at": send_at,
                 "next_attempt_at": due,
-                "max_attempts": self._state.settings.send_max_attempts,
+                "max_attempts": self._resources.settings.send_max_attempts,
                 "message_id_header": built.message_id,
                 "envelope_from": built.envelope_from,
                 "envelope_to": list(built.envelope_to),
@@ -130,7 +135,7 @@ class OutboxService:
         await ChangeRepository(self._session, self._tenant_id).append(
             account.id, *outbox_event(entry)
         )
-        self._start_after_commit(entry.id, due if due > now else None)
+        self._start_after_commit(entry.id, due if due > now else None, dispatcher)
         return outbox_out(entry), True
 
     async def get(self, entry_id: uuid.UUID) -> schemas.OutboxOut:
@@ -195,7 +200,7 @@ class OutboxService:
         return account
 
     async def _check_send_limit(self, account: Account) -> None:
-        decision = await self._state.send_limiter.hit(str(account.id))
+        decision = await self._resources.send_limiter.hit(str(account.id))
         if not decision.allowed:
             raise RateLimitedError(
                 "the account's send limit is reached",
@@ -203,14 +208,16 @@ class OutboxService:
                 headers={"Retry-After": str(max(decision.reset_after, 1))},
             )
 
-    def _start_after_commit(self, entry_id: uuid.UUID, later: datetime | None) -> None:
-        tenant_id, state = self._tenant_id, self._state
+    def _start_after_commit(
+        self, entry_id: uuid.UUID, later: datetime | None, dispatcher: OutboxDispatcher
+    ) -> None:
+        tenant_id, arq = self._tenant_id, self._resources.arq
 
         async def start() -> None:
             if later is None:
-                state.outbox.start(tenant_id, entry_id)
+                dispatcher.start(tenant_id, entry_id)
             else:
-                await state.arq.enqueue_job(
+                await arq.enqueue_job(
                     SEND_JOB,
                     tenant_id,
                     str(entry_id),

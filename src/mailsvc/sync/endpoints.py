@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
+from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
-from mailsvc.dependencies import Principal, SessionDep, StateDep, scoped
 from mailsvc.errors import problems
+from mailsvc.kit.http import ResourcesDep, SessionDep
 from mailsvc.sync.schemas import MailboxList, SyncRequested, SyncStatus
 from mailsvc.sync.service import SyncService
 
@@ -32,13 +33,13 @@ async def request_sync(
     account_id: uuid.UUID,
     principal: AccountsWriter,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     full: Annotated[
         bool, Query(description="Drop what is stored and fetch every mailbox again.")
     ] = False,
 ) -> SyncRequested:
     """Queue a sync of the account; poll the status URL for progress."""
-    return await SyncService(session, principal.tenant_id, state).request(account_id, full=full)
+    return await SyncService(session, principal.tenant_id, resources).request(account_id, full=full)
 
 
 @router.get(
@@ -48,10 +49,10 @@ async def request_sync(
     responses=_PROBLEMS,
 )
 async def get_sync_status(
-    account_id: uuid.UUID, principal: AccountsReader, session: SessionDep, state: StateDep
+    account_id: uuid.UUID, principal: AccountsReader, session: SessionDep, resources: ResourcesDep
 ) -> SyncStatus:
     """Connection state, last error, per-mailbox progress and IDLE status of an account."""
-    return await SyncService(session, principal.tenant_id, state).status(account_id)
+    return await SyncService(session, principal.tenant_id, resources).status(account_id)
 
 
 @router.get(
@@ -62,7 +63,7 @@ async def get_sync_status(
     tags=["accounts"],
 )
 async def list_mailboxes(
-    account_id: uuid.UUID, principal: MailReader, session: SessionDep, state: StateDep
+    account_id: uuid.UUID, principal: MailReader, session: SessionDep, resources: ResourcesDep
 ) -> MailboxList:
     """The account's mailboxes with their roles and sync progress, INBOX first."""
-    return await SyncService(session, principal.tenant_id, state).mailboxes(account_id)
+    return await SyncService(session, principal.tenant_id, resources).mailboxes(account_id)

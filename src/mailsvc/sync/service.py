@@ -9,10 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.account.service import AccountService
 from mailsvc.jobs import enqueue_sync
+from mailsvc.kit.resources import Resources
 from mailsvc.models import Mailbox
-from mailsvc.state import AppState
 from mailsvc.sync import schemas
-from mailsvc.sync.idle import idle_status
+from mailsvc.sync.idle_status import idle_status
 from mailsvc.sync.repository import MailboxRepository
 
 
@@ -38,16 +38,16 @@ def _inbox_first(mailboxes: list[Mailbox]) -> list[Mailbox]:
 
 
 class SyncService:
-    def __init__(self, session: AsyncSession, tenant_id: str, state: AppState) -> None:
+    def __init__(self, session: AsyncSession, tenant_id: str, resources: Resources) -> None:
         self._session = session
         self._tenant_id = tenant_id
-        self._state = state
-        self._accounts = AccountService(session, tenant_id, state)
+        self._resources = resources
+        self._accounts = AccountService(session, tenant_id, resources)
 
     async def request(self, account_id: uuid.UUID, *, full: bool) -> schemas.SyncRequested:
         account = await self._accounts.get(account_id)
         enqueued = await enqueue_sync(
-            self._state.arq, tenant_id=self._tenant_id, account_id=account.id, full=full
+            self._resources.arq, tenant_id=self._tenant_id, account_id=account.id, full=full
         )
         return schemas.SyncRequested(
             account_id=account.id,
@@ -65,7 +65,7 @@ class SyncService:
     async def status(self, account_id: uuid.UUID) -> schemas.SyncStatus:
         account = await self._accounts.get(account_id)
         rows = await MailboxRepository(self._session, self._tenant_id).for_account(account.id)
-        watched = await idle_status(self._state.redis, account.id)
+        watched = await idle_status(self._resources.redis, account.id)
         idle = schemas.IdleStatus(connected=False)
         if watched is not None:
             since = watched.get("connected_at")

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TypedDict
 
 import structlog
+from arq.connections import ArqRedis
 from arq.worker import Function, func
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailsvc.account.repository import accounts_to_watch
 from mailsvc.imap.errors import ImapError
 from mailsvc.jobs import SYNC_JOB, enqueue_sync, take_again_mark
-from mailsvc.sync.engine import AccountGoneError
+from mailsvc.kit.jobs import arq_job
+from mailsvc.sync.engine import AccountGoneError, SyncEngine
 
 log = structlog.get_logger("mailsvc.sync.tasks")
 
 MAX_PASSES_PER_JOB = 5
+
+
+class SyncJobContext(TypedDict):
+    """What the sync jobs read from the worker's context."""
+
+    redis: ArqRedis
+    sessionmaker: async_sessionmaker[AsyncSession]
+    sync_engine: SyncEngine
 
 
 def sync_job_function() -> Function:
@@ -24,11 +35,11 @@ def sync_job_function() -> Function:
     `keep_result=0`: arq refuses to enqueue a job id whose result is still stored, which
     would block every sync of the account for as long as the result lives.
     """
-    return func(sync_account, name=SYNC_JOB, keep_result=0, timeout=6 * 3600, max_tries=1)
+    return func(arq_job(sync_account), name=SYNC_JOB, keep_result=0, timeout=6 * 3600, max_tries=1)
 
 
 async def sync_account(
-    ctx: dict[str, Any], tenant_id: str, account_id: str, full: bool
+    ctx: SyncJobContext, tenant_id: str, account_id: str, full: bool
 ) -> dict[str, int]:
     """Sync one account; run again while triggers keep arriving during the pass."""
     engine = ctx["sync_engine"]
@@ -57,7 +68,7 @@ async def sync_account(
     return totals
 
 
-async def resync_all(ctx: dict[str, Any]) -> int:
+async def resync_all(ctx: SyncJobContext) -> int:
     """Cron safety net: an incremental sync of every active account."""
     async with ctx["sessionmaker"]() as session:
         accounts = await accounts_to_watch(session)

@@ -8,9 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
-from mailsvc.dependencies import Principal, SessionDep, scoped
 from mailsvc.errors import problems
+from mailsvc.kit.http import SessionDep
 from mailsvc.message.service import ListRequest
 from mailsvc.thread import schemas
 from mailsvc.thread.reader import ThreadReader

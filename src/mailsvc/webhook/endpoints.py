@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
+from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
-from mailsvc.dependencies import Principal, ReadSessionDep, SessionDep, StateDep, scoped
 from mailsvc.errors import problems
+from mailsvc.kit.http import ReadSessionDep, ResourcesDep, SessionDep
 from mailsvc.webhook import schemas
 from mailsvc.webhook.service import WebhookService, to_out
 
@@ -32,7 +33,7 @@ async def create_webhook(
     body: schemas.WebhookCreate,
     principal: Manager,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     response: Response,
 ) -> schemas.WebhookCreated:
     """Register an endpoint; the answer holds its signing secret, shown this once.
@@ -40,7 +41,7 @@ async def create_webhook(
     It receives the events committed from now on (not the history), each signed
     (docs/events.md, "Webhooks").
     """
-    created = await WebhookService(session, principal.tenant_id, state).create(body)
+    created = await WebhookService(session, principal.tenant_id, resources).create(body)
     response.headers["Location"] = f"/api/webhooks/{created.id}"
     return created
 
@@ -54,12 +55,12 @@ async def create_webhook(
 async def list_webhooks(
     principal: Manager,
     session: ReadSessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> schemas.WebhookPage:
     """List the tenant's webhooks, oldest first."""
-    return await WebhookService(session, principal.tenant_id, state).page(
+    return await WebhookService(session, principal.tenant_id, resources).page(
         cursor=cursor, limit=limit
     )
 
@@ -71,10 +72,10 @@ async def list_webhooks(
     responses=problems(*_AUTH_PROBLEMS, 404, 422),
 )
 async def get_webhook(
-    webhook_id: uuid.UUID, principal: Manager, session: ReadSessionDep, state: StateDep
+    webhook_id: uuid.UUID, principal: Manager, session: ReadSessionDep, resources: ResourcesDep
 ) -> schemas.WebhookOut:
     """Read one webhook: settings, whether it is active, and why it was disabled."""
-    return to_out(await WebhookService(session, principal.tenant_id, state).get(webhook_id))
+    return to_out(await WebhookService(session, principal.tenant_id, resources).get(webhook_id))
 
 
 @router.put(
@@ -88,10 +89,10 @@ async def update_webhook(
     body: schemas.WebhookUpdate,
     principal: Manager,
     session: SessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
 ) -> schemas.WebhookOut:
     """Replace a webhook's settings; `active: true` re-enables a disabled one."""
-    service = WebhookService(session, principal.tenant_id, state)
+    service = WebhookService(session, principal.tenant_id, resources)
     return to_out(await service.update(webhook_id, body))
 
 
@@ -102,10 +103,10 @@ async def update_webhook(
     responses=problems(*_AUTH_PROBLEMS, 404, 422),
 )
 async def delete_webhook(
-    webhook_id: uuid.UUID, principal: Manager, session: SessionDep, state: StateDep
+    webhook_id: uuid.UUID, principal: Manager, session: SessionDep, resources: ResourcesDep
 ) -> None:
     """Delete a webhook and its delivery history; nothing more is sent to it."""
-    await WebhookService(session, principal.tenant_id, state).delete(webhook_id)
+    await WebhookService(session, principal.tenant_id, resources).delete(webhook_id)
 
 
 @router.post(
@@ -115,10 +116,10 @@ async def delete_webhook(
     responses=problems(*_AUTH_PROBLEMS, 404, 422),
 )
 async def test_webhook(
-    webhook_id: uuid.UUID, principal: Manager, session: ReadSessionDep, state: StateDep
+    webhook_id: uuid.UUID, principal: Manager, session: ReadSessionDep, resources: ResourcesDep
 ) -> schemas.WebhookTestResult:
     """Send a signed `webhook.test` event now and report what the receiver answered."""
-    return await WebhookService(session, principal.tenant_id, state).send_test(webhook_id)
+    return await WebhookService(session, principal.tenant_id, resources).send_test(webhook_id)
 
 
 @router.get(
@@ -131,7 +132,7 @@ async def list_webhook_deliveries(
     webhook_id: uuid.UUID,
     principal: Manager,
     session: ReadSessionDep,
-    state: StateDep,
+    resources: ResourcesDep,
     status_: Annotated[
         schemas.DeliveryStatus | None, Query(alias="status", description="Only this status.")
     ] = None,
@@ -139,6 +140,6 @@ async def list_webhook_deliveries(
     cursor: Cursor = None,
 ) -> schemas.DeliveryPage:
     """A webhook's deliveries, newest first: status, attempts, the receiver's answers."""
-    return await WebhookService(session, principal.tenant_id, state).deliveries(
+    return await WebhookService(session, principal.tenant_id, resources).deliveries(
         webhook_id, status=status_, cursor=cursor, limit=limit
     )

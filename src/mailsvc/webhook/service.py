@@ -14,8 +14,8 @@ from mailsvc.event.schemas import encode_position
 from mailsvc.kit.db import after_commit, utcnow
 from mailsvc.kit.ids import uuid7
 from mailsvc.kit.pagination import encode_cursor, read_cursor
+from mailsvc.kit.resources import Resources
 from mailsvc.models import Webhook, WebhookDelivery
-from mailsvc.state import AppState
 from mailsvc.webhook import schemas
 from mailsvc.webhook.client import WebhookClient
 from mailsvc.webhook.credentials import open_secret, seal_secret
@@ -68,10 +68,10 @@ def _after_id(cursor: str | None) -> uuid.UUID | None:
 class WebhookService:
     """Webhooks of one tenant. Never commits: the caller owns the transaction."""
 
-    def __init__(self, session: AsyncSession, tenant_id: str, state: AppState) -> None:
+    def __init__(self, session: AsyncSession, tenant_id: str, resources: Resources) -> None:
         self._session = session
         self._tenant_id = tenant_id
-        self._state = state
+        self._resources = resources
         self._webhooks = WebhookRepository(session, tenant_id)
         self._deliveries = DeliveryRepository(session, tenant_id)
 
@@ -106,7 +106,7 @@ class WebhookService:
                 description=body.description,
                 active=body.active,
                 secret=seal_secret(
-                    self._state.secrets,
+                    self._resources.secrets,
                     tenant_id=self._tenant_id,
                     webhook_id=webhook_id,
                     secret=secret,
@@ -168,7 +168,7 @@ class WebhookService:
             },
             separators=(",", ":"),
         ).encode()
-        settings = self._state.settings
+        settings = self._resources.settings
         try:
             await ensure_target_allowed(webhook.url, allow_private=settings.allow_private_hosts)
         except TargetNotAllowedError as exc:
@@ -176,7 +176,7 @@ class WebhookService:
                 delivered=False, status_code=None, error=str(exc), delivery_id=delivery_id
             )
         headers = signed_headers(
-            open_secret(self._state.secrets, webhook),
+            open_secret(self._resources.secrets, webhook),
             webhook_id=delivery_id,
             timestamp=int(time.time()),
             body=body,
@@ -196,7 +196,9 @@ class WebhookService:
 
     async def _check_url(self, url: str) -> None:
         try:
-            await ensure_target_allowed(url, allow_private=self._state.settings.allow_private_hosts)
+            await ensure_target_allowed(
+                url, allow_private=self._resources.settings.allow_private_hosts
+            )
         except TargetNotAllowedError as exc:
             raise UnprocessableError(
                 f"the webhook URL is not allowed: {exc}",
@@ -209,7 +211,7 @@ class WebhookService:
         the events that came meanwhile."""
         await self._webhooks.wake_fanout()
         accounts = await self._deliveries.unfinished_accounts(webhook_id)
-        arq, tenant_id = self._state.arq, self._tenant_id
+        arq, tenant_id = self._resources.arq, self._tenant_id
 
         async def enqueue() -> None:
             for account_id in accounts:

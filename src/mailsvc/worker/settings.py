@@ -1,34 +1,39 @@
 """arq `WorkerSettings`, built from mailsvc settings.
 
-Jobs receive a typed context (`WorkerContext`) with the shared resources built in
-`startup`; they carry ids only and open their own transactions.
+`startup` opens the worker's runtime (`mailsvc.runtime`) and puts what the jobs read
+into arq's context; every job declares the keys it reads as a TypedDict, and
+`WorkerContext` below is checked by mypy to serve all of them. Jobs carry ids only
+and open their own transactions.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-from typing import Any
+from contextlib import AsyncExitStack
+from typing import Any, TypedDict, cast
 
 import structlog
 from arq import cron
-from arq.connections import RedisSettings
-from sqlalchemy.ext.asyncio import AsyncEngine
+from arq.connections import ArqRedis, RedisSettings
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailsvc.config import Settings, get_settings
-from mailsvc.event.retention import trim_change_log
-from mailsvc.kit.db import create_engine, create_sessionmaker
+from mailsvc.event.retention import RetentionJobContext, trim_change_log
+from mailsvc.kit.jobs import arq_job
 from mailsvc.logging import configure_logging
-from mailsvc.outbox.dispatch import file_copy_job_function, send_job_function, sweep_outbox
+from mailsvc.outbox.dispatch import (
+    OutboxJobContext,
+    file_copy_job_function,
+    send_job_function,
+    sweep_outbox,
+)
 from mailsvc.outbox.sender import OutboxSender
-from mailsvc.state import build_secret_box
+from mailsvc.runtime import Role, Runtime, open_runtime, process_id
 from mailsvc.sync.engine import SyncEngine
-from mailsvc.sync.parser import ParserPool
-from mailsvc.sync.tasks import resync_all, sync_job_function
+from mailsvc.sync.tasks import SyncJobContext, resync_all, sync_job_function
+from mailsvc.webhook.deliverer import WebhookDeliverer
 from mailsvc.webhook.tasks import (
+    WebhookJobContext,
     deliver_job_function,
-    start_webhooks,
-    stop_webhooks,
     sweep_cron_job,
 )
 
@@ -36,47 +41,62 @@ log = structlog.get_logger("mailsvc.worker")
 
 HEARTBEAT_KEY_PREFIX = "mailsvc:worker:heartbeat:"
 HEARTBEAT_TTL_SECONDS = 180
+_RUNTIME_KEY = "runtime_exit"
+
+
+class WorkerContext(TypedDict):
+    """arq's context in a mailsvc worker (arq adds `redis` and per-job keys itself)."""
+
+    redis: ArqRedis
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    sync_engine: SyncEngine
+    outbox_sender: OutboxSender
+    webhook_deliverer: WebhookDeliverer
+    worker_name: str
+
+
+def job_context(runtime: Runtime, redis: ArqRedis, worker_name: str) -> WorkerContext:
+    assert runtime.sync_engine is not None, "built for Role.WORKER"
+    assert runtime.webhooks is not None, "built for Role.WORKER"
+    return WorkerContext(
+        redis=redis,
+        settings=runtime.settings,
+        sessionmaker=runtime.sessionmaker,
+        sync_engine=runtime.sync_engine,
+        outbox_sender=runtime.outbox_sender,
+        webhook_deliverer=runtime.webhooks,
+        worker_name=worker_name,
+    )
+
+
+def _serves_every_job(
+    ctx: WorkerContext,
+) -> tuple[SyncJobContext, OutboxJobContext, WebhookJobContext, RetentionJobContext]:
+    # Never called: mypy proves here that the worker's context has every key, with
+    # its type, that each domain's jobs read.
+    return ctx, ctx, ctx, ctx
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    settings = get_settings()
-    engine = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
-    sessionmaker = create_sessionmaker(engine)
-    parser = ParserPool(processes=settings.sync_parse_processes or None)
-    secrets = build_secret_box(settings)
-    ctx.update(
-        settings=settings,
-        engine=engine,
-        sessionmaker=sessionmaker,
-        parser=parser,
-        sync_engine=SyncEngine(
-            sessionmaker=sessionmaker,
-            secrets=secrets,
-            settings=settings,
-            parser=parser,
-        ),
-        outbox_sender=OutboxSender(
-            sessionmaker=sessionmaker, secrets=secrets, settings=settings, arq=ctx["redis"]
-        ),
-        worker_name=f"{socket.gethostname()}:{os.getpid()}",
-    )
-    await start_webhooks(ctx)
-    await record_heartbeat(ctx)
+    # One stack per worker, closed in `shutdown`; if building fails half-way,
+    # `open_runtime` has already released what it built.
+    stack = AsyncExitStack()
+    runtime = await stack.enter_async_context(open_runtime(get_settings(), role=Role.WORKER))
+    ctx[_RUNTIME_KEY] = stack
+    ctx.update(job_context(runtime, ctx["redis"], process_id()))
+    await record_heartbeat(cast(WorkerContext, ctx))
     log.info("worker.started", worker=ctx["worker_name"])
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    await stop_webhooks(ctx)
-    parser: ParserPool | None = ctx.get("parser")
-    if parser is not None:
-        parser.close()
-    engine: AsyncEngine | None = ctx.get("engine")
-    if engine is not None:
-        await engine.dispose()
+    stack: AsyncExitStack | None = ctx.get(_RUNTIME_KEY)
+    if stack is not None:
+        await stack.aclose()
     log.info("worker.stopped", worker=ctx.get("worker_name"))
 
 
-async def record_heartbeat(ctx: dict[str, Any]) -> None:
+async def record_heartbeat(ctx: WorkerContext) -> None:
     """Cron: mark this worker alive in Redis, so operators can see running workers."""
     await ctx["redis"].set(
         HEARTBEAT_KEY_PREFIX + ctx["worker_name"], "alive", ex=HEARTBEAT_TTL_SECONDS
@@ -90,7 +110,9 @@ def worker_settings(settings: Settings | None = None) -> type:
 
     interval = resolved.sync_resync_interval_minutes
     resync_cron = (
-        [cron(resync_all, minute=set(range(0, 60, interval)), second=30)] if interval else []
+        [cron(arq_job(resync_all), minute=set(range(0, 60, interval)), second=30)]
+        if interval
+        else []
     )
 
     class WorkerSettings:
@@ -102,10 +124,10 @@ def worker_settings(settings: Settings | None = None) -> type:
             deliver_job_function(resolved),
         ]
         cron_jobs = [  # noqa: RUF012 - arq reads class attributes
-            cron(record_heartbeat, second=0, run_at_startup=False),
+            cron(arq_job(record_heartbeat), second=0, run_at_startup=False),
             # Overdue sends: lost jobs, attempts of processes that died.
-            cron(sweep_outbox, second={5, 20, 35, 50}, run_at_startup=True),
-            cron(trim_change_log, minute=17, second=40, run_at_startup=False),
+            cron(arq_job(sweep_outbox), second={5, 20, 35, 50}, run_at_startup=True),
+            cron(arq_job(trim_change_log), minute=17, second=40, run_at_startup=False),
             *resync_cron,
             # Overdue webhook deliveries: lost jobs, leases of workers that died.
             sweep_cron_job(),

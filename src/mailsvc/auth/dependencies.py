@@ -1,80 +1,37 @@
-"""FastAPI dependencies shared by every domain, as `Annotated` aliases."""
+"""Who is calling: the bearer token, the tenant it acts for, its scopes and rate limit."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, Header, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.auth.scopes import Scope
-from mailsvc.auth.tokens import Claims, InvalidTokenError
+from mailsvc.auth.tokens import Claims, InvalidTokenError, TokenCodec
 from mailsvc.errors import (
     AuthenticationError,
     BadRequestError,
     PermissionDeniedError,
     RateLimitedError,
 )
-from mailsvc.kit.db import discard_after_commit, run_after_commit
-from mailsvc.state import AppState
+from mailsvc.kit.http import ResourcesDep, provided
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from `POST /auth/login`.")
 
-
-async def get_state(request: Request) -> AppState:
-    state: AppState = request.app.state.mailsvc
-    return state
-
-
-StateDep = Annotated[AppState, Depends(get_state)]
-
-
-async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
-    """A session per request, committed when the endpoint returns, rolled back on error.
-
-    `scope="function"` (below) ends it before the response is sent, so a client never
-    sees success for a transaction that then fails to commit.
-    """
-    async with state.sessionmaker() as session:
-        try:
-            yield session
-        except BaseException:
-            discard_after_commit(session)
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
-            await run_after_commit(session)
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
-
-async def get_read_session(state: StateDep) -> AsyncIterator[AsyncSession]:
-    """A session without a transaction, for endpoints that only read.
-
-    Each statement sees the latest committed data on its own; a list request's
-    few statements do not need one snapshot, and skipping BEGIN and COMMIT saves two
-    database round trips per request.
-    """
-    async with state.read_sessionmaker() as session:
-        yield session
-
-
-ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+TokensDep = Annotated[TokenCodec, Depends(provided(TokenCodec))]
 
 
 async def get_claims(
-    state: StateDep,
+    tokens: TokensDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Claims:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationError("missing bearer token", code="missing_token")
     try:
-        return state.tokens.verify(credentials.credentials)
+        return tokens.verify(credentials.credentials)
     except InvalidTokenError as exc:
         raise AuthenticationError("invalid or expired token", code="invalid_token") from exc
 
@@ -92,7 +49,7 @@ class Principal:
 
 
 async def get_principal(
-    state: StateDep,
+    resources: ResourcesDep,
     claims: ClaimsDep,
     response: Response,
     x_tenant_id: Annotated[
@@ -118,7 +75,7 @@ async def get_principal(
             "the token grants several tenants: choose one with X-Tenant-ID",
             code="tenant_required",
         )
-    limiter = state.rate_limiter
+    limiter = resources.rate_limiter
     if limiter.enabled:
         decision = await limiter.hit(tenant_id)
         headers = {

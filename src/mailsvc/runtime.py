@@ -1,0 +1,178 @@
+"""The composition root: what one process shares, built in one place for the api and the worker.
+
+`open_runtime(settings, role=...)` builds the database engine, Redis, the secret box,
+the parser pool and the long-lived services, starts those that run in the
+background, and on exit, or when a later step fails, releases everything it built
+in reverse order. The api's lifespan and the worker's startup both call it; nothing
+else constructs these objects.
+
+    api     Resources + tokens, change listener (SSE), outbox dispatcher (immediate
+            sends), and with IDLE_ENABLED the parser pool, sync engine and IDLE supervisor
+    worker  Resources + tokens, change listener (webhook fan-out), parser pool, sync
+            engine, outbox sender, webhook client, fan-out and deliverer
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from mailsvc.auth.tokens import TokenCodec
+from mailsvc.config import Settings
+from mailsvc.event.listener import ChangeListener, listen_dsn
+from mailsvc.kit.crypto import SecretBox
+from mailsvc.kit.db import create_engine, create_sessionmaker
+from mailsvc.kit.mailserver import tls_context
+from mailsvc.kit.ratelimit import account_send_limiter, tenant_request_limiter
+from mailsvc.kit.redis import create_redis
+from mailsvc.kit.resources import Resources
+from mailsvc.outbox.dispatch import OutboxDispatcher
+from mailsvc.outbox.sender import OutboxSender
+from mailsvc.sync.engine import SyncEngine
+from mailsvc.sync.idle import IdleSupervisor
+from mailsvc.sync.parser import ParserPool
+from mailsvc.webhook.client import WebhookClient
+from mailsvc.webhook.deliverer import WebhookDeliverer
+from mailsvc.webhook.fanout import WebhookFanout
+
+
+class Role(StrEnum):
+    API = "api"
+    WORKER = "worker"
+
+
+@dataclass(kw_only=True)
+class Runtime(Resources):
+    """Everything one process shares; the fields of one role are None in the other."""
+
+    role: Role
+    tokens: TokenCodec
+    outbox_sender: OutboxSender
+    # Wakes SSE streams (api) and the webhook fan-out (worker) when changes commit.
+    changes: ChangeListener
+    # The worker's, and the api's when it runs IDLE watchers.
+    sync_engine: SyncEngine | None = None
+    # api only.
+    outbox: OutboxDispatcher | None = None
+    # api with IDLE_ENABLED only.
+    idle: IdleSupervisor | None = None
+    # worker only.
+    webhooks: WebhookDeliverer | None = None
+
+    def components(self) -> Mapping[type[Any], object]:
+        """What endpoints may ask for by type (`mailsvc.kit.http.provided`)."""
+        return {
+            Resources: self,
+            TokenCodec: self.tokens,
+            ChangeListener: self.changes,
+            OutboxDispatcher: self.outbox,
+        }
+
+
+def process_id() -> str:
+    """Unique per process, also across `--workers N` and a restart reusing a pid."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runtime]:
+    """Build and start what a process of `role` shares; release it all on exit."""
+    async with AsyncExitStack() as stack:
+        engine = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
+        stack.push_async_callback(engine.dispose)
+        redis = create_redis(settings.required_redis_url)
+        stack.push_async_callback(redis.aclose)
+        # On our pool, not arq's create_pool: that one blocks startup while Redis is
+        # down, and a service must come up and say so on /ready instead.
+        arq = ArqRedis(connection_pool=redis.connection_pool)
+        sessionmaker = create_sessionmaker(engine)
+        secret_box = SecretBox(*settings.encryption_keys())
+        # Built once and cached; building reads the system CA bundle from disk, which
+        # the first account check, download or mail change would otherwise do on the
+        # event loop.
+        await asyncio.to_thread(tls_context, settings.mail_tls_ca_file)
+        changes = ChangeListener(listen_dsn(settings.async_database_url))
+        changes.start()
+        stack.push_async_callback(changes.stop)
+        runtime = Runtime(
+            role=role,
+            settings=settings,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            read_sessionmaker=create_sessionmaker(
+                engine.execution_options(isolation_level="AUTOCOMMIT")
+            ),
+            redis=redis,
+            arq=arq,
+            secrets=secret_box,
+            rate_limiter=tenant_request_limiter(
+                redis,
+                per_minute=settings.rate_limit_requests_per_minute,
+                per_hour=settings.rate_limit_requests_per_hour,
+            ),
+            send_limiter=account_send_limiter(
+                redis,
+                per_minute=settings.send_rate_limit_per_minute,
+                per_hour=settings.send_rate_limit_per_hour,
+            ),
+            tokens=TokenCodec(settings),
+            outbox_sender=OutboxSender(
+                sessionmaker=sessionmaker, secrets=secret_box, settings=settings, arq=arq
+            ),
+            changes=changes,
+        )
+        if role is Role.WORKER or settings.idle_enabled:
+            parser = ParserPool(processes=settings.sync_parse_processes or None)
+            stack.callback(parser.close)
+            runtime.sync_engine = SyncEngine(
+                sessionmaker=sessionmaker, secrets=secret_box, settings=settings, parser=parser
+            )
+        if role is Role.API:
+            _start_api_services(runtime, stack)
+        else:
+            _start_worker_services(runtime, stack)
+        yield runtime
+
+
+def _start_api_services(runtime: Runtime, stack: AsyncExitStack) -> None:
+    runtime.outbox = OutboxDispatcher(runtime.outbox_sender)
+    stack.push_async_callback(runtime.outbox.close)
+    if runtime.sync_engine is not None:
+        idle = IdleSupervisor(
+            sessionmaker=runtime.sessionmaker,
+            redis=runtime.redis,
+            engine=runtime.sync_engine,
+            secrets=runtime.secrets,
+            settings=runtime.settings,
+            owner_id=process_id(),
+        )
+        idle.start()
+        stack.push_async_callback(idle.stop)
+        runtime.idle = idle
+
+
+def _start_worker_services(runtime: Runtime, stack: AsyncExitStack) -> None:
+    settings = runtime.settings
+    client = WebhookClient(timeout_seconds=settings.webhook_timeout_seconds)
+    stack.push_async_callback(client.aclose)
+    fanout = WebhookFanout(
+        sessionmaker=runtime.sessionmaker, arq=runtime.arq, listener=runtime.changes
+    )
+    fanout.start()
+    stack.push_async_callback(fanout.stop)
+    runtime.webhooks = WebhookDeliverer(
+        sessionmaker=runtime.sessionmaker,
+        secrets=runtime.secrets,
+        settings=settings,
+        arq=runtime.arq,
+        client=client,
+    )
