@@ -14,8 +14,8 @@ from sqlalchemy.pool import NullPool
 
 from mailsvc.account.repository import AccountRepository
 from mailsvc.kit.repository import TenantRepository, TenantScope
+from mailsvc.mirror.repository import MailboxRepository
 from mailsvc.models import Account, Mailbox, Webhook
-from mailsvc.sync.repository import MailboxRepository
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ from mailsvc.kit.db import after_commit
 from mailsvc.kit.resources import Resources
 from mailsvc.message import schemas
 from mailsvc.message.repository import MessageRepository
+from mailsvc.mirror.server_changes import record_server_changes, session_free_flags
+from mailsvc.mirror.thread_repository import ThreadingRepository
 from mailsvc.models import Account, Mailbox, Message
-from mailsvc.sync.writer import record_server_changes, session_free_flags
-from mailsvc.thread.repository import ThreadRepository
 
 # RFC 3501 atom, without the characters that are legal but trouble in practice.
 _KEYWORD = re.compile(r"[A-Za-z0-9$_.\-+&~!@#^'`|]{1,64}")
@@ -254,7 +254,7 @@ class MessageActions:
         moves = [(by_uid[old].id, new) for old, new in new_uids.items() if old in by_uid]
         await self._messages.relocate(moves, mailbox_id=target.id, uidvalidity=target.uidvalidity)
         moved = {message_id for message_id, _ in moves}
-        await ThreadRepository(self._session, self._tenant_id).refresh_summaries(
+        await ThreadingRepository(self._session, self._tenant_id).refresh_summaries(
             [row.thread_id for row in rows if row.thread_id is not None and row.id in moved]
         )
         events: list[tuple[str, dict[str, Any]]] = [

@@ -59,21 +59,22 @@ from mailsvc.kit.mailserver import tls_context
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.mime.bodystructure import parse_bodystructure, text_sections
 from mailsvc.mime.text import safe_server_text
+from mailsvc.mirror.repository import MailboxRepository, MirrorRepository
+from mailsvc.mirror.server_changes import session_free_flags
+from mailsvc.mirror.thread_repository import ThreadingRepository
 from mailsvc.models import Mailbox
 from mailsvc.ops.metrics import observe_sync
 from mailsvc.search.repository import SearchIndexRepository
 from mailsvc.sync import plan as planning
 from mailsvc.sync.parser import Fetched, ParserPool, PartialSource
 from mailsvc.sync.reconcile import reconcile
-from mailsvc.sync.repository import MailboxRepository, MessageRepository
-from mailsvc.sync.writer import MailboxWriter, session_free_flags
-from mailsvc.thread.repository import ThreadRepository
+from mailsvc.sync.writer import MailboxWriter
 
 log = structlog.get_logger("mailsvc.sync")
 
 _MESSAGE_ITEMS = "UID FLAGS INTERNALDATE RFC822.SIZE"
 # A first mirror re-analyzes the messages table after these batches (see
-# `MessageRepository.refresh_statistics`): early, then once the table is sizeable.
+# `MirrorRepository.refresh_statistics`): early, then once the table is sizeable.
 _ANALYZE_AFTER_BATCHES = frozenset({2, 8, 32})
 _STATUS_ITEMS = "MESSAGES UIDNEXT UIDVALIDITY UNSEEN"
 
@@ -283,10 +284,8 @@ class SyncEngine:
     async def _forget(self, tenant_id: str, account_id: uuid.UUID, mailbox: Mailbox) -> None:
         """`full=True`: drop what is stored so the mailbox is fetched from scratch."""
         async with self._sessionmaker.begin() as session:
-            removed = await MessageRepository(session, tenant_id).delete_mailbox_messages(
-                mailbox.id
-            )
-            await ThreadRepository(session, tenant_id).refresh_summaries(
+            removed = await MirrorRepository(session, tenant_id).delete_mailbox_messages(mailbox.id)
+            await ThreadingRepository(session, tenant_id).refresh_summaries(
                 [t for _, _, t in removed if t is not None]
             )
             await MailboxRepository(session, tenant_id).set_fields(

@@ -38,11 +38,11 @@ from mailsvc.jobs import enqueue_sync
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.mailserver import MailServer, tls_context
 from mailsvc.kit.tasks import cancel_and_wait
+from mailsvc.mirror.repository import MailboxRepository
 from mailsvc.ops.metrics import count_idle_connections
 from mailsvc.sync.engine import AccountGoneError, SyncEngine
 from mailsvc.sync.idle_status import idle_status_key, idle_status_ttl_ms, idle_status_value
 from mailsvc.sync.lease import LeaseManager
-from mailsvc.sync.repository import MailboxRepository
 
 DEFAULT_IDLE_MAILBOXES = ("INBOX", "\\Sent")
 BACKOFF_BASE_SECONDS = 1.0

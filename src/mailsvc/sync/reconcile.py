@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailsvc.event.repository import ChangeRepository
 from mailsvc.imap import wire
 from mailsvc.imap.mailboxes import is_selectable, mailbox_role
+from mailsvc.mirror.repository import MailboxRepository
 from mailsvc.models import Mailbox
 from mailsvc.sync import plan as planning
-from mailsvc.sync.repository import MailboxRepository
 
 
 async def reconcile(

@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailsvc.account.service import AccountService
 from mailsvc.jobs import enqueue_sync
 from mailsvc.kit.resources import Resources
+from mailsvc.mirror.repository import MailboxRepository
 from mailsvc.models import Mailbox
 from mailsvc.sync import schemas
 from mailsvc.sync.idle_status import idle_status
-from mailsvc.sync.repository import MailboxRepository
 
 
 def mailbox_out(mailbox: Mailbox) -> schemas.MailboxOut:

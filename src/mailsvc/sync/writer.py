@@ -20,17 +20,13 @@ from mailsvc.kit.db import ModSeq, Uid, utcnow
 from mailsvc.kit.ids import uuid7
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.mime import ParsedMessage
+from mailsvc.mirror.repository import MailboxRepository, MirrorRepository
+from mailsvc.mirror.server_changes import deleted_event, record_server_changes, session_free_flags
+from mailsvc.mirror.thread_repository import ThreadingRepository
+from mailsvc.mirror.threading import ThreadingInput, thread_new_messages
 from mailsvc.models import Mailbox
 from mailsvc.outbox.bounces import read_bounces, record_bounces
 from mailsvc.search.repository import SearchIndexRepository
-from mailsvc.sync.repository import MailboxRepository, MessageRepository
-from mailsvc.thread.repository import ThreadRepository
-from mailsvc.thread.service import ThreadingInput, thread_new_messages
-
-
-def session_free_flags(flags: Sequence[str] | None) -> list[str]:
-    """Flags to store: `\\Recent` is per IMAP session (RFC 3501 2.3.2), not message state."""
-    return sorted({flag for flag in flags or () if flag.lower() != "\\recent"})
 
 
 def _address_json(addresses: Sequence[Any]) -> list[dict[str, str | None]]:
@@ -39,52 +35,6 @@ def _address_json(addresses: Sequence[Any]) -> list[dict[str, str | None]]:
 
 def as_uid(value: int | None) -> Uid | None:
     return None if value is None else Uid(value)
-
-
-def deleted_event(
-    message_id: uuid.UUID, mailbox_id: uuid.UUID, uid: int
-) -> tuple[str, dict[str, Any]]:
-    return (
-        "message.deleted",
-        {"message_id": str(message_id), "mailbox_id": str(mailbox_id), "uid": uid},
-    )
-
-
-async def record_server_changes(
-    session: AsyncSession,
-    tenant_id: str,
-    account_id: uuid.UUID,
-    mailbox_id: uuid.UUID,
-    *,
-    flag_changes: Sequence[tuple[int, list[str], int | None]] = (),
-    vanished: Sequence[int] = (),
-) -> tuple[int, int]:
-    """Store flags and expunges the server reported, with their changes and thread counts.
-
-    Used by the sync and by the API after it changed the server itself; either way
-    the rows end up as the server holds them. Returns (updated, deleted) counts.
-    """
-    messages = MessageRepository(session, tenant_id)
-    changed = await messages.update_flags(mailbox_id, flag_changes)
-    removed = await messages.delete_uids(mailbox_id, sorted(set(vanished)))
-    threads = [t for *_, t in changed if t is not None]
-    threads += [t for *_, t in removed if t is not None]
-    await ThreadRepository(session, tenant_id).refresh_summaries(threads)
-    events: list[tuple[str, dict[str, Any]]] = [
-        (
-            "message.updated",
-            {
-                "message_id": str(message_id),
-                "mailbox_id": str(mailbox_id),
-                "uid": uid,
-                "flags": flags,
-            },
-        )
-        for message_id, uid, flags, _ in changed
-    ]
-    events += [deleted_event(message_id, mailbox_id, uid) for message_id, uid, _ in removed]
-    await ChangeRepository(session, tenant_id).append_many(account_id, events)
-    return len(changed), len(removed)
 
 
 class MailboxWriter:
@@ -121,10 +71,10 @@ class MailboxWriter:
     async def reset(self, uidvalidity: int | None) -> int:
         """UIDVALIDITY changed: every stored UID is meaningless now."""
         async with self._sessionmaker.begin() as session:
-            removed = await MessageRepository(session, self._tenant_id).delete_mailbox_messages(
+            removed = await MirrorRepository(session, self._tenant_id).delete_mailbox_messages(
                 self._mailbox.id
             )
-            await ThreadRepository(session, self._tenant_id).refresh_summaries(
+            await ThreadingRepository(session, self._tenant_id).refresh_summaries(
                 [t for _, _, t in removed if t is not None]
             )
             await ChangeRepository(session, self._tenant_id).append_many(
@@ -147,11 +97,11 @@ class MailboxWriter:
 
     async def refresh_statistics(self) -> None:
         async with self._sessionmaker.begin() as session:
-            await MessageRepository(session, self._tenant_id).refresh_statistics()
+            await MirrorRepository(session, self._tenant_id).refresh_statistics()
 
     async def stored_uids(self) -> list[int]:
         async with self._sessionmaker() as session:
-            return await MessageRepository(session, self._tenant_id).uids(self._mailbox.id)
+            return await MirrorRepository(session, self._tenant_id).uids(self._mailbox.id)
 
     async def store_batch(
         self,
@@ -188,7 +138,7 @@ class MailboxWriter:
                     for message_id, item, message in by_uid.values()
                 ],
             )
-            messages = MessageRepository(session, self._tenant_id)
+            messages = MirrorRepository(session, self._tenant_id)
             ids = await messages.insert_many(
                 [
                     self._row(message_id, item, message, uidvalidity, thread_of.get(message_id))
@@ -222,7 +172,7 @@ class MailboxWriter:
             # Threads made for messages that turned out to be stored already end up
             # empty; refreshing the summaries drops them.
             threads = set(thread_of.values())
-            await ThreadRepository(session, self._tenant_id).refresh_summaries(list(threads))
+            await ThreadingRepository(session, self._tenant_id).refresh_summaries(list(threads))
             if announce:
                 await ChangeRepository(session, self._tenant_id).append_many(
                     self._account_id,
@@ -283,7 +233,7 @@ class MailboxWriter:
         uidvalidity: int | None,
         thread_id: uuid.UUID | None,
     ) -> dict[str, Any]:
-        """A JSON-ready row for `MessageRepository.insert_many`."""
+        """A JSON-ready row for `MirrorRepository.insert_many`."""
         return {
             "id": str(message_id),
             "account_id": str(self._account_id),
@@ -329,7 +279,7 @@ class MailboxWriter:
     ) -> tuple[int, int]:
         """Flag changes and deletions, then the cursor they vouch for; one transaction."""
         async with self._sessionmaker.begin() as session:
-            messages = MessageRepository(session, self._tenant_id)
+            messages = MirrorRepository(session, self._tenant_id)
             changed, removed = await record_server_changes(
                 session,
                 self._tenant_id,

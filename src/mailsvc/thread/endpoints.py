@@ -14,7 +14,7 @@ from mailsvc.errors import problems
 from mailsvc.kit.http import SessionDep
 from mailsvc.message.service import ListRequest
 from mailsvc.thread import schemas
-from mailsvc.thread.reader import ThreadReader
+from mailsvc.thread.service import ThreadService
 
 router = APIRouter(prefix="/api/threads", tags=["threads"])
 
@@ -60,7 +60,7 @@ async def list_threads(
         limit=limit,
         cursor=cursor,
     )
-    return await ThreadReader(session, principal.tenant_id).page(request)
+    return await ThreadService(session, principal.tenant_id).page(request)
 
 
 @router.get(
@@ -70,4 +70,4 @@ async def get_thread(
     thread_id: uuid.UUID, principal: MailReader, session: SessionDep
 ) -> schemas.ThreadOut:
     """Read a thread with its messages, oldest first."""
-    return await ThreadReader(session, principal.tenant_id).get(thread_id)
+    return await ThreadService(session, principal.tenant_id).get(thread_id)

@@ -1,117 +1,73 @@
-"""Thread assignment for newly stored messages (JWZ-style, on Message-ID links).
-
-Messages are linked when one's Message-ID appears in another's In-Reply-To or
-References, or when two copies share a Message-ID (INBOX and Sent). A message
-whose parent arrives later is merged into the parent's thread at that point;
-two threads that a new message connects become one (the older id survives).
-Gmail's X-GM-THRID, when offered, is used as is. Subject-only grouping (the last
-JWZ step) is not done: it merges unrelated "Hello" mails more often than it helps.
-"""
+"""Reading threads for the API (thread/service.py assigns them during sync)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailsvc.kit.ids import uuid7
+from mailsvc.errors import NotFoundError
+from mailsvc.kit.pagination import encode_cursor, read_cursor
+from mailsvc.message.repository import MessageRepository
+from mailsvc.message.schemas import AddressOut
+from mailsvc.message.service import ListRequest, MessageService, summary_from_row
+from mailsvc.models import Thread
+from mailsvc.thread import schemas
 from mailsvc.thread.repository import ThreadRepository
 
-
-@dataclass(frozen=True, slots=True)
-class ThreadingInput:
-    """What threading needs of one newly stored message."""
-
-    id: uuid.UUID
-    message_id: str | None
-    in_reply_to: str | None
-    references: tuple[str, ...]
-    gm_thread_id: int | None
-    subject: str | None
+# A thread page shows the whole conversation; past this, page its messages through
+# `GET /api/messages?thread_id=`.
+THREAD_MESSAGES_LIMIT = 500
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[object, object] = {}
-
-    def find(self, item: object) -> object:
-        self.parent.setdefault(item, item)
-        root = item
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[item] != root:
-            self.parent[item], item = root, self.parent[item]
-        return root
-
-    def union(self, a: object, b: object) -> None:
-        self.parent[self.find(a)] = self.find(b)
+def _summary(thread: Thread) -> schemas.ThreadSummary:
+    return schemas.ThreadSummary(
+        id=thread.id,
+        account_id=thread.account_id,
+        subject=thread.subject,
+        participants=[
+            AddressOut(name=p.get("name"), address=p.get("address") or "")
+            for p in thread.participants or ()
+        ],
+        message_count=thread.message_count,
+        unread_count=thread.unread_count,
+        last_message_at=thread.last_message_at,
+    )
 
 
-async def thread_new_messages(
-    session: AsyncSession,
-    tenant_id: str,
-    account_id: uuid.UUID,
-    messages: Sequence[ThreadingInput],
-) -> dict[uuid.UUID, uuid.UUID]:
-    """The thread of each message about to be stored, by message id.
+class ThreadService:
+    """Threads of one tenant. Never commits."""
 
-    Called before the messages are inserted (they carry their thread id in the same
-    INSERT): threads they need are created here, and threads they connect are merged.
-    """
-    repository = ThreadRepository(session, tenant_id)
-    assignment: dict[uuid.UUID, uuid.UUID] = {}
-    plain = []
-    for message in messages:
-        if message.gm_thread_id is not None:
-            thread = await repository.thread_for_gmail_id(account_id, message.gm_thread_id)
-            assignment[message.id] = thread
-        else:
-            plain.append(message)
-    if not plain:
-        return assignment
+    def __init__(self, session: AsyncSession, tenant_id: str) -> None:
+        self._session = session
+        self._tenant_id = tenant_id
+        self._threads = ThreadRepository(session, tenant_id)
 
-    own = {m.message_id for m in plain if m.message_id}
-    linked = {ref for m in plain for ref in (*m.references, m.in_reply_to) if ref}
-    known = await repository.threads_by_message_ids(account_id, own | linked)
-    children = await repository.threads_referencing(account_id, own)
+    async def page(self, request: ListRequest) -> schemas.ThreadPage:
+        filters = await MessageService(self._session, self._tenant_id).filters(request)
+        after = read_cursor(
+            request.cursor,
+            lambda raw: (datetime.fromisoformat(str(raw["t"])), uuid.UUID(str(raw["i"]))),
+        )
+        threads = await self._threads.page(filters, limit=request.limit + 1, after=after)
+        next_cursor = None
+        if len(threads) > request.limit:
+            last = threads[request.limit - 1]
+            next_cursor = encode_cursor({"t": last.last_message_at.isoformat(), "i": str(last.id)})
+        return schemas.ThreadPage(
+            items=[_summary(t) for t in threads[: request.limit]], next_cursor=next_cursor
+        )
 
-    groups = _UnionFind()
-    for message in plain:
-        node = ("msg", message.id)
-        groups.find(node)
-        for key in (message.message_id, message.in_reply_to, *message.references):
-            if key:
-                groups.union(node, ("mid", key))
-    for message_id, thread in known:
-        groups.union(("mid", message_id), ("thread", thread))
-    for references, in_reply_to, thread in children:
-        for key in (*references, in_reply_to):
-            if key and key in own:
-                groups.union(("mid", key), ("thread", thread))
-
-    members: dict[object, list[ThreadingInput]] = {}
-    existing: dict[object, set[uuid.UUID]] = {}
-    for message in plain:
-        members.setdefault(groups.find(("msg", message.id)), []).append(message)
-    for candidate in list(groups.parent):
-        if isinstance(candidate, tuple) and candidate[0] == "thread":
-            thread_id = candidate[1]
-            assert isinstance(thread_id, uuid.UUID)
-            existing.setdefault(groups.find(candidate), set()).add(thread_id)
-
-    created: list[tuple[uuid.UUID, str | None]] = []
-    for root, group in members.items():
-        threads = existing.get(root, set())
-        if threads:
-            # uuid7 ids sort by creation: the oldest thread absorbs the others.
-            target = min(threads)
-            await repository.merge(target, threads - {target})
-        else:
-            target = uuid7()
-            created.append((target, group[0].subject))
-        for message in group:
-            assignment[message.id] = target
-    await repository.create_many(account_id, created)
-    return assignment
+    async def get(self, thread_id: uuid.UUID) -> schemas.ThreadOut:
+        thread = await self._threads.get(thread_id)
+        if thread is None:
+            raise NotFoundError("thread not found", code="thread_not_found")
+        service = MessageService(self._session, self._tenant_id)
+        filters = await service.filters(ListRequest(thread_id=thread.id))
+        rows = await MessageRepository(self._session, self._tenant_id).page(
+            filters, limit=THREAD_MESSAGES_LIMIT, after=None, order="oldest", highlight=False
+        )
+        return schemas.ThreadOut(
+            **_summary(thread).model_dump(), messages=[summary_from_row(r) for r in rows]
+        )

@@ -1,4 +1,4 @@
-"""SQL of the sync engine: mailboxes, message rows and their attachments."""
+"""SQL of the mirror: mailboxes, message rows and their attachments as the server holds them."""
 
 from __future__ import annotations
 
@@ -104,7 +104,9 @@ class MailboxRepository(TenantRepository):
         )
 
 
-class MessageRepository(TenantRepository):
+class MirrorRepository(TenantRepository):
+    """Message rows as the server holds them: stored in batches, flags, expunges."""
+
     async def insert_many(self, rows: Sequence[dict[str, Any]]) -> dict[int, uuid.UUID]:
         """Insert a batch of messages (UIDs already stored are skipped); ids by UID.
 

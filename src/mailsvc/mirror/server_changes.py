@@ -1,0 +1,69 @@
+"""Recording what a server reported about stored messages: new flags and expunges.
+
+The sync engine calls it with what it fetched; message actions call it after they
+changed the server themselves. Either way the rows, their threads and the change
+log end up as the server holds them, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailsvc.event.repository import ChangeRepository
+from mailsvc.mirror.repository import MirrorRepository
+from mailsvc.mirror.thread_repository import ThreadingRepository
+
+
+def session_free_flags(flags: Sequence[str] | None) -> list[str]:
+    """Flags to store: `\\Recent` is per IMAP session (RFC 3501 2.3.2), not message state."""
+    return sorted({flag for flag in flags or () if flag.lower() != "\\recent"})
+
+
+def deleted_event(
+    message_id: uuid.UUID, mailbox_id: uuid.UUID, uid: int
+) -> tuple[str, dict[str, Any]]:
+    return (
+        "message.deleted",
+        {"message_id": str(message_id), "mailbox_id": str(mailbox_id), "uid": uid},
+    )
+
+
+async def record_server_changes(
+    session: AsyncSession,
+    tenant_id: str,
+    account_id: uuid.UUID,
+    mailbox_id: uuid.UUID,
+    *,
+    flag_changes: Sequence[tuple[int, list[str], int | None]] = (),
+    vanished: Sequence[int] = (),
+) -> tuple[int, int]:
+    """Store flags and expunges the server reported, with their changes and thread counts.
+
+    Used by the sync and by the API after it changed the server itself; either way
+    the rows end up as the server holds them. Returns (updated, deleted) counts.
+    """
+    messages = MirrorRepository(session, tenant_id)
+    changed = await messages.update_flags(mailbox_id, flag_changes)
+    removed = await messages.delete_uids(mailbox_id, sorted(set(vanished)))
+    threads = [t for *_, t in changed if t is not None]
+    threads += [t for *_, t in removed if t is not None]
+    await ThreadingRepository(session, tenant_id).refresh_summaries(threads)
+    events: list[tuple[str, dict[str, Any]]] = [
+        (
+            "message.updated",
+            {
+                "message_id": str(message_id),
+                "mailbox_id": str(mailbox_id),
+                "uid": uid,
+                "flags": flags,
+            },
+        )
+        for message_id, uid, flags, _ in changed
+    ]
+    events += [deleted_event(message_id, mailbox_id, uid) for message_id, uid, _ in removed]
+    await ChangeRepository(session, tenant_id).append_many(account_id, events)
+    return len(changed), len(removed)
