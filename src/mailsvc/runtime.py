@@ -96,10 +96,6 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
         arq = ArqRedis(connection_pool=redis.connection_pool)
         sessionmaker = create_sessionmaker(engine)
         secret_box = SecretBox(*settings.encryption_keys())
-        # Built once and cached; building reads the system CA bundle from disk, which
-        # the first account check, download or mail change would otherwise do on the
-        # event loop.
-        await asyncio.to_thread(tls_context, settings.mail_tls_ca_file)
         changes = ChangeListener(listen_dsn(settings.async_database_url))
         changes.start()
         stack.push_async_callback(changes.stop)
@@ -140,6 +136,10 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
             _start_api_services(runtime, stack)
         else:
             _start_worker_services(runtime, stack)
+        # Built once and cached; building reads the system CA bundle from disk, which
+        # the first account check, download or mail change would otherwise do on the
+        # event loop. Last, so that a bad MAIL_TLS_CA_FILE also unwinds everything above.
+        await asyncio.to_thread(tls_context, settings.mail_tls_ca_file)
         yield runtime
 
 

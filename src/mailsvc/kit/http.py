@@ -7,7 +7,7 @@ reaches what it needs without importing the module that builds it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
@@ -19,10 +19,12 @@ from mailsvc.kit.resources import Resources
 T = TypeVar("T")
 
 
-def provided(kind: type[T]) -> Callable[[Request], T]:
+def provided(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
     """A dependency answering this process's one `kind` (from `app.state.components`)."""
 
-    def get(request: Request) -> T:
+    # A coroutine although it awaits nothing: FastAPI runs a plain function dependency
+    # in a worker thread, a hand-off that costs more than the lookup on every request.
+    async def get(request: Request) -> T:
         components: Mapping[type[Any], object] = request.app.state.components
         return cast(T, components[kind])
 
