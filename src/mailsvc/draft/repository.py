@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.orm import selectinload, undefer
 
 from mailsvc.kit.db import Uid, utcnow
@@ -120,17 +119,6 @@ class DraftRepository(TenantRepository):
             )
         )
         return True, previous
-
-    async def attachments_size(self, draft_id: uuid.UUID) -> tuple[int, int]:
-        """(count, total size in octets) of a draft's attachments."""
-        row = (
-            await self.session.execute(
-                self.scoped.select(
-                    func.count(), func.coalesce(func.sum(DraftAttachment.size), 0)
-                ).where(DraftAttachment.draft_id == draft_id)
-            )
-        ).one()
-        return int(row[0]), int(row[1])
 
     async def add_attachment(self, values: dict[str, Any]) -> DraftAttachment:
         return await self.scoped.add(DraftAttachment(**values))

@@ -152,16 +152,6 @@ class OutboxRepository(TenantRepository):
         )
         return entry
 
-    async def by_message_id_header(self, message_id: str) -> OutboxMessage | None:
-        """The sent entry with this Message-ID (for bounces), newest first."""
-        found: OutboxMessage | None = await self.session.scalar(
-            self.scoped.select(OutboxMessage)
-            .where(OutboxMessage.message_id_header == message_id)
-            .order_by(OutboxMessage.created_at.desc())
-            .limit(1)
-        )
-        return found
-
     async def mark_bounced(
         self, *, account_id: uuid.UUID, message_id_header: str, status: str, diagnostic: str | None
     ) -> Sequence[OutboxMessage]:
