@@ -54,7 +54,6 @@ class Role(StrEnum):
 class Runtime(Resources):
     """Everything one process shares; the fields of one role are None in the other."""
 
-    role: Role
     tokens: TokenCodec
     outbox_sender: OutboxSender
     # Wakes SSE streams (api) and the webhook fan-out (worker) when changes commit.
@@ -100,7 +99,6 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
         changes.start()
         stack.push_async_callback(changes.stop)
         runtime = Runtime(
-            role=role,
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,

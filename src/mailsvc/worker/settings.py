@@ -8,6 +8,7 @@ and open their own transactions.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any, TypedDict, cast
 
@@ -78,15 +79,18 @@ def _serves_every_job(
     return ctx, ctx, ctx, ctx
 
 
-async def startup(ctx: dict[str, Any]) -> None:
-    # One stack per worker, closed in `shutdown`; if building fails half-way,
-    # `open_runtime` has already released what it built.
-    stack = AsyncExitStack()
-    runtime = await stack.enter_async_context(open_runtime(get_settings(), role=Role.WORKER))
-    ctx[_RUNTIME_KEY] = stack
-    ctx.update(job_context(runtime, ctx["redis"], process_id()))
-    await record_heartbeat(cast(WorkerContext, ctx))
-    log.info("worker.started", worker=ctx["worker_name"])
+def _startup(settings: Settings) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    async def startup(ctx: dict[str, Any]) -> None:
+        # One stack per worker, closed in `shutdown`; if building fails half-way,
+        # `open_runtime` has already released what it built.
+        stack = AsyncExitStack()
+        runtime = await stack.enter_async_context(open_runtime(settings, role=Role.WORKER))
+        ctx[_RUNTIME_KEY] = stack
+        ctx.update(job_context(runtime, ctx["redis"], process_id()))
+        await record_heartbeat(cast(WorkerContext, ctx))
+        log.info("worker.started", worker=ctx["worker_name"])
+
+    return startup
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -135,7 +139,7 @@ def worker_settings(settings: Settings | None = None) -> type:
         # arq's default 0.5 s between queue polls would be most of the 1 s budget from
         # a mail arriving to its webhook; a poll is one ZRANGEBYSCORE on Redis.
         poll_delay = 0.1
-        on_startup = startup
+        on_startup = _startup(resolved)
         on_shutdown = shutdown
         handle_signals = True
 
