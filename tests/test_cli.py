@@ -1,5 +1,6 @@
 import base64
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,7 +37,8 @@ async def test_check_passes_with_one_line_per_check(cli_env: dict[str, str]) -> 
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == [
-        "PASS settings", "PASS database", "PASS redis", "PASS migrations",
+        "PASS settings", "PASS secrets", "PASS mail_tls_ca_file",
+        "PASS database", "PASS redis", "PASS migrations",
     ]  # fmt: skip
 
 
@@ -48,13 +50,73 @@ async def test_check_fails_naming_redis(cli_env: dict[str, str]) -> None:
     assert "PASS database" in result.stdout
 
 
-async def test_check_fails_on_missing_secret_with_one_clear_line(
-    cli_env: dict[str, str],
+def _failures(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if not line.startswith("PASS ")]
+
+
+@pytest.mark.parametrize(
+    ("missing", "line"),
+    [
+        ("JWT_SECRET", "FAIL secrets: JWT_SECRET is not set"),
+        ("ENCRYPTION_KEY", "FAIL secrets: ENCRYPTION_KEY is not set"),
+    ],
+)
+async def test_check_fails_on_a_missing_key_in_production_with_one_clear_line(
+    cli_env: dict[str, str], missing: str, line: str
 ) -> None:
-    del cli_env["JWT_SECRET"]
+    del cli_env[missing]
     result = await run_mailsvc("check", env=cli_env)
     assert result.returncode == 1
-    assert result.stdout.strip() == "FAIL settings: JWT_SECRET is not set"
+    assert _failures(result.stdout) == [line]
+
+
+@pytest.mark.parametrize(
+    ("ca_file", "reason"),
+    [
+        ("missing.pem", "No such file or directory"),
+        (".", "Is a directory"),  # what an empty MAIL_TLS_CA_FILE used to become
+        ("garbage.pem", "not a PEM CA certificate"),
+    ],
+)
+async def test_check_fails_on_an_unusable_ca_file_as_startup_would(
+    cli_env: dict[str, str], tmp_path: Path, ca_file: str, reason: str
+) -> None:
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
+    path = (tmp_path / ca_file).resolve()
+    cli_env["MAIL_TLS_CA_FILE"] = str(path)
+    result = await run_mailsvc("check", env=cli_env)
+    assert result.returncode == 1
+    [failure] = _failures(result.stdout)
+    assert failure.startswith(f"FAIL mail_tls_ca_file: MAIL_TLS_CA_FILE={path}: {reason}")
+    # `serve` stops on the same reason, in one line instead of a lifespan traceback.
+    serve = await run_mailsvc(
+        "serve", "--host", "127.0.0.1", "--port", str(free_port()), env=cli_env
+    )
+    assert serve.returncode == 2
+    assert serve.stderr.startswith(f"mailsvc: MAIL_TLS_CA_FILE={path}: {reason}")
+    assert len(serve.stderr.splitlines()) == 1
+
+
+async def test_check_names_a_setting_of_the_wrong_type_and_stops(
+    cli_env: dict[str, str],
+) -> None:
+    cli_env["ACCESS_TOKEN_EXPIRE_MINUTES"] = "soon"
+    result = await run_mailsvc("check", env=cli_env)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "FAIL settings: ACCESS_TOKEN_EXPIRE_MINUTES: Input should be a valid integer, "
+        "unable to parse string as an integer"
+    ]
+
+
+async def test_check_without_database_url_says_so(cli_env: dict[str, str]) -> None:
+    del cli_env["DATABASE_URL"]
+    result = await run_mailsvc("check", env=cli_env)
+    assert result.returncode == 1
+    assert _failures(result.stdout) == [
+        "FAIL database: DATABASE_URL is not set; set it, or run `mailsvc dev` for embedded servers",
+        "FAIL migrations: skipped: database failed",
+    ]
 
 
 async def test_serve_refuses_to_start_without_secrets(cli_env: dict[str, str]) -> None:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mailsvc.config import Settings, SettingsError, generate_encryption_key, get_settings
+from mailsvc.config import (
+    Settings,
+    SettingsError,
+    generate_encryption_key,
+    get_settings,
+    settings_from_environment,
+)
 
 
 def _out(line: str = "") -> None:
@@ -25,10 +30,26 @@ def _settings_or_exit() -> Settings:
         raise SystemExit(2) from exc
 
 
+def _startable_settings_or_exit() -> Settings:
+    """Settings a process can start with; otherwise one line naming the setting.
+
+    Start-up would otherwise fail on an unusable MAIL_TLS_CA_FILE inside the app's
+    lifespan, with a traceback instead of the reason.
+    """
+    from mailsvc.ops.checks import mail_tls_ca_problem
+
+    settings = _settings_or_exit()
+    problem = mail_tls_ca_problem(settings.mail_tls_ca_file)
+    if problem is not None:
+        sys.stderr.write(f"mailsvc: {problem}\n")
+        raise SystemExit(2)
+    return settings
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    settings = _settings_or_exit()
+    settings = _startable_settings_or_exit()
     uvicorn.run(
         "mailsvc.app:app",
         host=args.host or settings.host,
@@ -44,7 +65,7 @@ def cmd_worker(_: argparse.Namespace) -> None:
 
     from mailsvc.worker.settings import worker_settings
 
-    run_worker(worker_settings(_settings_or_exit()))
+    run_worker(worker_settings(_startable_settings_or_exit()))
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:
@@ -55,33 +76,13 @@ def cmd_migrate(_: argparse.Namespace) -> None:
     _out("migrations: at head")
 
 
-async def _run_checks(settings: Settings) -> bool:
-    from mailsvc.kit.db import create_engine
-    from mailsvc.kit.redis import create_redis
-    from mailsvc.ops.checks import run_checks
+def cmd_check(_: argparse.Namespace) -> None:
+    from mailsvc.ops.checks import startup_checks
 
-    engine = create_engine(settings.async_database_url, pool_size=1)
-    redis = create_redis(settings.required_redis_url)
-    try:
-        results = await run_checks(engine, redis)
-    finally:
-        await redis.aclose()
-        await engine.dispose()
+    results = asyncio.run(startup_checks())
     for result in results:
         _out(f"{'PASS' if result.ok else 'FAIL'} {result.name}: {result.detail}")
-    return all(result.ok for result in results)
-
-
-def cmd_check(_: argparse.Namespace) -> None:
-    try:
-        settings = get_settings()
-        settings.async_database_url  # noqa: B018 - validates DATABASE_URL
-        settings.required_redis_url  # noqa: B018
-    except SettingsError as exc:
-        _out(f"FAIL settings: {exc}")
-        raise SystemExit(1) from exc
-    _out(f"PASS settings: {settings.environment.value} environment")
-    if not asyncio.run(_run_checks(settings)):
+    if not all(result.ok for result in results):
         raise SystemExit(1)
 
 
@@ -169,9 +170,19 @@ def cmd_keys_rotate(_: argparse.Namespace) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from mailsvc.dev import run_dev
+    from mailsvc.dev import DevStartError, run_dev
 
-    run_dev(data_dir=Path(args.data_dir), port=args.port, with_worker=not args.no_worker)
+    try:
+        # DATA_DIR and PORT as everything else reads them (environment, then .env).
+        configured = settings_from_environment()
+        run_dev(
+            data_dir=configured.data_dir if args.data_dir is None else args.data_dir,
+            port=configured.port if args.port is None else args.port,
+            with_worker=not args.no_worker,
+        )
+    except (DevStartError, SettingsError) as exc:
+        sys.stderr.write(f"mailsvc dev: {exc}\n")
+        raise SystemExit(2) from exc
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -223,8 +234,8 @@ def _parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=cmd_keys_rotate)
 
     dev = add("dev", cmd_dev, "Run everything locally, with embedded PostgreSQL and Redis.")
-    dev.add_argument("--data-dir", default=os.environ.get("DATA_DIR", ".mailsvc"))
-    dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    dev.add_argument("--data-dir", type=Path, help="Default: DATA_DIR (.mailsvc).")
+    dev.add_argument("--port", type=int, help="API port on 127.0.0.1. Default: PORT (5000).")
     dev.add_argument("--no-worker", action="store_true")
     return parser
 

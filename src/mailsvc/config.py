@@ -1,24 +1,29 @@
 """Service settings, read from the environment and `.env`.
 
 Names are the unprefixed ones of the original specification (`DATABASE_URL`,
-`JWT_SECRET`, ...). Production refuses to start with a missing or weak secret;
-development generates the secrets it lacks once and keeps them in `DATA_DIR`
-so tokens and stored credentials survive a restart.
+`JWT_SECRET`, ...); an empty value means unset. Production refuses to start with a
+missing or weak secret; outside production the secrets left unset are generated
+once into `DATA_DIR` and shared by every process reading it, so tokens and stored
+credentials agree between processes and survive a restart. Unset URLs are taken
+from a `mailsvc dev` running in `DATA_DIR` (see `running_dev_servers`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import json
 import os
 import secrets
+import tempfile
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_JWT_SECRET_LENGTH = 32
@@ -58,12 +63,22 @@ def generate_encryption_key() -> str:
 class Settings(BaseSettings):
     """Every setting of mailsvc; `.env.example` documents each one."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    # `NAME=` (in `.env` or the environment) means unset, as `.env.example` ships its
+    # optional settings: an empty MAIL_TLS_CA_FILE must not become Path("."), nor an
+    # empty JWT_SECRET a secret that development would not generate.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
 
     environment: Environment = Environment.PRODUCTION
     host: str = "0.0.0.0"
     port: int = 5000
     log_level: str = "INFO"
+    # When set, `/metrics` answers only `Authorization: Bearer <METRICS_TOKEN>`.
+    metrics_token: SecretStr | None = None
+    # The worker has no HTTP port besides this `GET /metrics` (same METRICS_TOKEN rule).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     data_dir: Path = Path(".mailsvc")
 
     database_url: str | None = None
@@ -132,7 +147,7 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: str) -> str:
         level = value.upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
 
     @property
@@ -190,24 +205,64 @@ class Settings(BaseSettings):
         self.encryption_keys()
 
 
-def _load_dev_secrets(settings: Settings) -> Settings:
-    """Fill missing secrets in development from a file generated on first use."""
-    path = settings.data_dir / "dev-secrets.json"
-    stored: dict[str, str] = {}
-    if path.exists():
+DEV_SECRETS_FILE = "dev-secrets.json"
+_DEV_SECRET_NAMES = ("jwt_secret", "encryption_key")
+
+
+def _read_dev_secrets(path: Path) -> dict[str, str]:
+    try:
         stored = json.loads(path.read_text())
-    changed = False
-    if "jwt_secret" not in stored:
-        stored["jwt_secret"] = secrets.token_urlsafe(48)
-        changed = True
-    if "encryption_key" not in stored:
-        stored["encryption_key"] = generate_encryption_key()
-        changed = True
-    if changed:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"{path} is unreadable ({type(exc).__name__}); delete it") from exc
+    if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
+        raise SettingsError(f"{path} is not a JSON object of strings; delete it")
+    return stored
+
+
+def dev_secrets(data_dir: Path) -> dict[str, str]:
+    """The development secrets kept in `data_dir`, generated on first use.
+
+    Every process of a development setup (api, `--reload` children, worker, CLI)
+    calls this, often at the same moment, and all must end with the same secrets or
+    tokens and sealed credentials would not agree. So the file is written whole under
+    a temporary name and hard-linked into place: exactly one process creates it, the
+    others read what that one wrote. It is owner-only (0600) from its first byte.
+    """
+    path = data_dir / DEV_SECRETS_FILE
+    stored = _read_dev_secrets(path)
+    if all(name in stored for name in _DEV_SECRET_NAMES):
+        return stored
+    complete = {
+        "jwt_secret": secrets.token_urlsafe(48),
+        "encryption_key": generate_encryption_key(),
+        **stored,
+    }
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=data_dir, prefix=".dev-secrets-")  # mode 0600
+    try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(stored, handle)
+            json.dump(complete, handle)
+        if stored:
+            # An older file lacking a secret: keep what it has, add the rest.
+            os.replace(temporary, path)
+            return complete
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return _read_dev_secrets(path)  # another process was first: use its secrets
+        return complete
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def _with_dev_secrets(settings: Settings) -> Settings:
+    """Fill secrets left unset in development from `DATA_DIR` (see `dev_secrets`)."""
+    if settings.jwt_secret is not None and settings.encryption_key is not None:
+        return settings
+    stored = dev_secrets(settings.data_dir)
     updates: dict[str, SecretStr] = {}
     if settings.jwt_secret is None:
         updates["jwt_secret"] = SecretStr(stored["jwt_secret"])
@@ -216,11 +271,101 @@ def _load_dev_secrets(settings: Settings) -> Settings:
     return settings.model_copy(update=updates)
 
 
-def load_settings() -> Settings:
-    """Read settings and make sure the secrets are usable (see module docstring)."""
-    settings = Settings()
+DEV_LOCK_FILE = "dev.lock"
+DEV_SERVERS_FILE = "dev-servers.json"
+
+
+def _dev_lock_held(data_dir: Path) -> bool:
+    """Whether a `mailsvc dev` process holds `data_dir` right now.
+
+    `mailsvc dev` keeps an exclusive flock on DEV_LOCK_FILE while it runs; the kernel
+    drops it when that process ends however it ends, so a crashed run's leftovers
+    never pass for live servers (a pid in a file could be reused).
+    """
+    try:
+        fd = os.open(data_dir / DEV_LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the probe's own lock, when it got one
+    return False
+
+
+def running_dev_servers(data_dir: Path) -> dict[str, str] | None:
+    """The `database_url` and `redis_url` a running `mailsvc dev` announced in
+    `data_dir`, or None when no `mailsvc dev` runs there."""
+    try:
+        announced = json.loads((data_dir / DEV_SERVERS_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return None  # none, or being written: as if no `mailsvc dev` ran yet
+    if not _dev_lock_held(data_dir) or not isinstance(announced, dict):
+        return None
+    urls = {name: announced.get(name) for name in ("database_url", "redis_url")}
+    if not all(isinstance(url, str) and url for url in urls.values()):
+        return None
+    return {name: str(url) for name, url in urls.items()}
+
+
+def _with_running_dev_servers(settings: Settings) -> Settings:
+    """Fill an unset DATABASE_URL / REDIS_URL from a `mailsvc dev` running in `DATA_DIR`.
+
+    So `mailsvc apikey create ...` beside `mailsvc dev` needs no hand-written URLs. A
+    process found that way runs in development (its secrets are the dev ones in
+    `DATA_DIR`) unless ENVIRONMENT says otherwise; ENVIRONMENT=production never
+    looks.
+    """
+    if settings.database_url and settings.redis_url:
+        return settings
+    environment_given = "environment" in settings.model_fields_set
+    if environment_given and settings.is_production:
+        return settings
+    announced = running_dev_servers(settings.data_dir)
+    if announced is None:
+        return settings
+    updates: dict[str, object] = {
+        name: url for name, url in announced.items() if not getattr(settings, name)
+    }
+    if not environment_given:
+        updates["environment"] = Environment.DEVELOPMENT
+    return settings.model_copy(update=updates)
+
+
+def settings_from_environment() -> Settings:
+    """Settings from the environment and `.env` alone, nothing filled in.
+
+    A value of the wrong type or range is a `SettingsError` naming the setting.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        # Our own validators already name the setting in their message.
+        reason = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+        # `from None`: pydantic's own message repeats the input, which may be a secret.
+        raise SettingsError(f"{name}: {reason}") from None
+
+
+def read_settings() -> Settings:
+    """Settings as every entry point sees them, before the secrets are checked.
+
+    From the environment and `.env`; unset URLs from a running `mailsvc dev` in
+    `DATA_DIR`; outside production, unset secrets from `DATA_DIR` (generated once).
+    """
+    settings = _with_running_dev_servers(settings_from_environment())
     if not settings.is_production:
-        settings = _load_dev_secrets(settings)
+        settings = _with_dev_secrets(settings)
+    return settings
+
+
+def load_settings() -> Settings:
+    """`read_settings()` with usable secrets, or a `SettingsError` naming the first one
+    missing or weak (see module docstring)."""
+    settings = read_settings()
     settings.validate_secrets()
     return settings
 

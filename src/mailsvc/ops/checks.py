@@ -1,15 +1,28 @@
-"""Startup and readiness checks: database, Redis, migrations. Each names what failed."""
+"""Startup and readiness checks. Each names what failed.
+
+`/ready` runs `run_checks` (database, Redis, migrations) on the process's own pools.
+`mailsvc check` runs `startup_checks`: the steps of start-up (`runtime.open_runtime`)
+that configuration can break, in the same way, so what would stop a start-up fails
+here first: settings, secrets, the mail CA file, then the same three.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailsvc.kit.db import alembic_revision, ping
+from mailsvc.config import Settings, SettingsError, read_settings
+from mailsvc.kit.crypto import SecretBox
+from mailsvc.kit.db import alembic_revision, create_engine, ping
+from mailsvc.kit.mailserver import tls_context
+from mailsvc.kit.redis import create_redis
 from mailsvc.ops.migrations import head_revision
 
 CHECK_TIMEOUT_SECONDS = 5.0
@@ -63,3 +76,81 @@ async def run_checks(engine: AsyncEngine, redis: aioredis.Redis) -> list[CheckRe
         else CheckResult("migrations", False, "skipped: database unreachable")
     )
     return [database, redis_result, migrations]
+
+
+def check_secrets(settings: Settings) -> CheckResult:
+    """The token secret and the encryption keys, checked and built as start-up does."""
+    try:
+        settings.validate_secrets()
+        SecretBox(*settings.encryption_keys())
+    except SettingsError as exc:
+        return CheckResult("secrets", False, str(exc))
+    signing = "JWT_SECRET" if settings.jwt_algorithm == "HS256" else "JWT_PUBLIC_KEY"
+    return CheckResult("secrets", True, f"{signing} and ENCRYPTION_KEY usable")
+
+
+def mail_tls_ca_problem(ca_file: Path | None) -> str | None:
+    """Why the mail TLS context cannot be built with `ca_file`, or None if it can.
+
+    Builds it as start-up does (`tls_context`, cached), so a success here is the
+    context the process will use. Reads files: call it off the event loop.
+    """
+    try:
+        tls_context(ca_file)
+    except ssl.SSLError as exc:
+        return f"MAIL_TLS_CA_FILE={ca_file}: not a PEM CA certificate ({exc.reason or exc})"
+    except OSError as exc:
+        return f"MAIL_TLS_CA_FILE={ca_file}: {exc.strerror or type(exc).__name__}"
+    return None
+
+
+async def check_mail_tls_ca(settings: Settings) -> CheckResult:
+    """The TLS context for mail servers, with MAIL_TLS_CA_FILE when set."""
+    ca_file = settings.mail_tls_ca_file
+    problem = await asyncio.to_thread(mail_tls_ca_problem, ca_file)
+    if problem is not None:
+        return CheckResult("mail_tls_ca_file", False, problem)
+    if ca_file is None:
+        return CheckResult("mail_tls_ca_file", True, "not set: system CAs only")
+    return CheckResult("mail_tls_ca_file", True, f"{ca_file} loaded")
+
+
+async def check_servers(settings: Settings) -> list[CheckResult]:
+    """Database, Redis and migrations, through pools built as start-up builds them."""
+    async with AsyncExitStack() as stack:
+        engine: AsyncEngine | None = None
+        try:
+            engine = create_engine(settings.async_database_url, pool_size=1)
+        except SettingsError as exc:
+            database = CheckResult("database", False, str(exc))
+        else:
+            stack.push_async_callback(engine.dispose)
+            database = await check_database(engine)
+        try:
+            redis = create_redis(settings.required_redis_url)
+        except SettingsError as exc:
+            redis_result = CheckResult("redis", False, str(exc))
+        else:
+            stack.push_async_callback(redis.aclose)
+            redis_result = await check_redis(redis)
+        if engine is None or not database.ok:
+            migrations = CheckResult("migrations", False, f"skipped: {database.name} failed")
+        else:
+            migrations = await check_migrations(engine)
+    return [database, redis_result, migrations]
+
+
+async def startup_checks() -> list[CheckResult]:
+    """Every check `mailsvc check` prints; settings that do not load stop the rest."""
+    try:
+        # Reads `.env` and may generate the development secrets: off the event loop.
+        settings = await asyncio.to_thread(read_settings)
+    except SettingsError as exc:
+        return [CheckResult("settings", False, str(exc))]
+    loaded = CheckResult("settings", True, f"{settings.environment.value} environment")
+    return [
+        loaded,
+        check_secrets(settings),
+        await check_mail_tls_ca(settings),
+        *await check_servers(settings),
+    ]
