@@ -1,14 +1,13 @@
 """Parsing off the event loop: a process pool around the pure `mailsvc.mime` parser.
 
 Parsing, not the network, sets the sync speed (DESIGN.md), so the pool has a process
-per core. Workers are started with `spawn`: forking a process that runs an event
-loop, threads and open sockets is not safe.
+per core. The pool comes from `kit.processes`: spawned workers that die with this
+process, even when it is SIGKILLed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import tempfile
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailsvc.kit.processes import orphan_free_pool
 from mailsvc.mime import ParsedMessage, parse_message
 from mailsvc.mime.bodystructure import parse_bodystructure, parse_partial
 
@@ -93,9 +93,7 @@ class ParserPool:
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self._processes, mp_context=multiprocessing.get_context("spawn")
-            )
+            self._executor = orphan_free_pool(max_workers=self._processes)
         return self._executor
 
     async def parse(self, sources: Sequence[Fetched]) -> list[ParsedMessage]:
