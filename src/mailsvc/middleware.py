@@ -11,6 +11,7 @@ import time
 import uuid
 
 import structlog
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailsvc.errors import PayloadTooLargeError, Problem, problem_response
@@ -51,17 +52,9 @@ class RequestContextMiddleware:
         except ValueError:
             declared = 0
         if declared > self.max_body_bytes:
-            response = problem_response(
-                Problem(
-                    title="Content Too Large",
-                    status=413,
-                    code="body_too_large",
-                    detail=f"request body exceeds {self.max_body_bytes} bytes",
-                )
-            )
-            await response(scope, receive, send_with_id)
+            await _too_large(self.max_body_bytes)(scope, receive, send_with_id)
         else:
-            await self.app(scope, _capped(receive, self.max_body_bytes), send_with_id)
+            await self._call_capped(scope, receive, send_with_id)
         elapsed = time.perf_counter() - started
         route = scope.get("route")
         template = getattr(route, "path", "unmatched")
@@ -74,20 +67,63 @@ class RequestContextMiddleware:
             duration_ms=round(elapsed * 1000, 2),
         )
 
+    async def _call_capped(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app, answering 413 if a body with no declared size outgrows the cap.
 
-def _capped(receive: Receive, limit: int) -> Receive:
-    """Enforce the cap on chunked bodies too, where no Content-Length was declared."""
-    seen = 0
+        The cap trips inside the app's body reading, where FastAPI turns any error into
+        `400 There was an error parsing the body`; so the app's answer to a refused
+        body is dropped and the same 413 as a declared oversize is sent instead.
+        """
+        cap = _BodyCap(receive, self.max_body_bytes)
+        response_started = False
 
-    async def wrapped() -> Message:
-        nonlocal seen
-        message = await receive()
+        async def send_unless_refused(message: Message) -> None:
+            nonlocal response_started
+            if cap.exceeded and not response_started:
+                return
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        await self.app(scope, cap.receive, send_unless_refused)
+        # A response already under way when the cap tripped (a route streaming its
+        # answer while reading) cannot be replaced; it ends as the app ends it.
+        if cap.exceeded and not response_started:
+            await _too_large(self.max_body_bytes)(scope, receive, send)
+
+
+def _too_large(limit: int) -> Response:
+    return problem_response(
+        Problem(
+            title="Content Too Large",
+            status=413,
+            code="body_too_large",
+            detail=f"request body exceeds {limit} bytes",
+        )
+    )
+
+
+class _BodyCap:
+    """Counts the body as the app reads it; past the limit, reading fails."""
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self._limit = limit
+        self._seen = 0
+        self.exceeded = False
+
+    async def receive(self) -> Message:
+        if self.exceeded:
+            raise self._error()
+        message = await self._receive()
         if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise PayloadTooLargeError(
-                    f"request body exceeds {limit} bytes", code="body_too_large"
-                )
+            self._seen += len(message.get("body", b""))
+            if self._seen > self._limit:
+                self.exceeded = True
+                raise self._error()
         return message
 
-    return wrapped
+    def _error(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"request body exceeds {self._limit} bytes", code="body_too_large"
+        )

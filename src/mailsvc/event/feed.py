@@ -42,13 +42,39 @@ def parse_cursor(value: str, *, field: str) -> FeedPosition:
         raise BadRequestError(f"{field} is not a feed cursor", code="invalid_cursor") from exc
 
 
-async def check_retained(session: AsyncSession, position: FeedPosition) -> None:
-    """410 when retention may have removed changes after `position`."""
-    if position != START and position < await trimmed_before(session):
+async def check_retained(session: AsyncSession, position: FeedPosition) -> FeedPosition:
+    """410 when retention may have removed changes after `position`; else the trim mark."""
+    trimmed = await trimmed_before(session)
+    if position != START and position < trimmed:
         raise GoneError(
             "changes after this cursor were removed by retention: resync, then read "
             "the feed from a new cursor",
             code="cursor_expired",
+        )
+    return trimmed
+
+
+async def check_issued(
+    session: AsyncSession,
+    tenant_id: str,
+    position: FeedPosition,
+    *,
+    trimmed: FeedPosition,
+    field: str,
+) -> None:
+    """400 when `position` lies past every position the feed could have issued.
+
+    Reading on from such a cursor would answer nothing until the tenant's events
+    caught up with it, then silently skip every event in between. Each issued cursor
+    is the start, a committed change of the tenant (still in the log, so at most its
+    head) or one retention removed since (at most the trim mark).
+    """
+    if position == START or position <= trimmed:
+        return
+    if position > await ChangeRepository(session, tenant_id).head():
+        raise BadRequestError(
+            f"{field} is past the newest event: this service never issued that cursor",
+            code="cursor_not_issued",
         )
 
 
@@ -60,10 +86,13 @@ async def read_page(
     session: AsyncSession, tenant_id: str, since: FeedPosition, selection: Selection, limit: int
 ) -> ChangePage:
     """One page of the feed after `since` (4xx for a cursor that cannot be served)."""
-    await check_retained(session, since)
+    trimmed = await check_retained(session, since)
     changes = await ChangeRepository(session, tenant_id).after(
         since, limit=limit, account_id=selection.account_id, types=selection.types
     )
+    if not changes:
+        # Only an empty page can come from a cursor in the future: a later event exists.
+        await check_issued(session, tenant_id, since, trimmed=trimmed, field="since")
     last = FeedPosition(changes[-1].txid, changes[-1].id) if changes else since
     return ChangePage(
         events=_events(changes), next_cursor=encode_position(last), has_more=len(changes) == limit
@@ -92,12 +121,16 @@ class EventReader:
         self._selection = selection
         self._batch = batch
 
-    async def start(self, resume_from: FeedPosition | None) -> FeedPosition:
-        """The position to stream from: after `resume_from`, or from now on."""
+    async def start(
+        self, resume_from: FeedPosition | None, *, field: str = "since"
+    ) -> FeedPosition:
+        """The position to stream from: after `resume_from` (read from `field`, named
+        when it cannot be served), or from now on."""
         async with self._sessionmaker() as session:
             if resume_from is None:
                 return await ChangeRepository(session, self._tenant_id).head()
-            await check_retained(session, resume_from)
+            trimmed = await check_retained(session, resume_from)
+            await check_issued(session, self._tenant_id, resume_from, trimmed=trimmed, field=field)
             return resume_from
 
     async def follow(

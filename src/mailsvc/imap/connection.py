@@ -18,7 +18,7 @@ import aioimaplib
 from mailsvc.imap import names, uids, wire
 from mailsvc.imap.errors import ImapAuthError, ImapCommandError, ImapConnectError, ImapError
 from mailsvc.imap.protocol import ImapClient, RawCommand, StreamingCommand
-from mailsvc.kit.mailserver import MailServer, Security
+from mailsvc.kit.mailserver import MailServer, Security, tls_failure_reason
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.mime.text import safe_server_text
 
@@ -298,7 +298,8 @@ async def connect_imap(
     except ImapError:
         raise
     except ssl.SSLError as exc:
-        raise ImapConnectError(f"TLS handshake failed: {exc.reason or exc}") from exc
+        reason = safe_server_text(tls_failure_reason(exc))
+        raise ImapConnectError(f"TLS handshake failed: {reason}") from exc
     except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
         reason = safe_server_text(str(exc)) or type(exc).__name__
         raise ImapConnectError(f"cannot connect to {server.host}:{server.port}: {reason}") from exc

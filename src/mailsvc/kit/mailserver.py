@@ -39,3 +39,12 @@ def tls_context(extra_ca_file: Path | None = None) -> ssl.SSLContext:
     if extra_ca_file is not None:
         context.load_verify_locations(cafile=str(extra_ca_file))
     return context
+
+
+def tls_failure_reason(error: ssl.SSLError) -> str:
+    """Why a handshake failed, in words: a failed certificate check says what failed
+    (`certificate verify failed: Hostname mismatch, ...`), not only
+    `CERTIFICATE_VERIFY_FAILED`. Server-influenced: pass it through `safe_server_text`."""
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
+        return f"certificate verify failed: {error.verify_message}"
+    return str(error.reason or error)

@@ -31,6 +31,7 @@ from mailsvc.kit.db import after_commit
 from mailsvc.kit.resources import Resources
 from mailsvc.message import schemas
 from mailsvc.message.repository import MessageRepository
+from mailsvc.mirror.repository import MailboxRepository
 from mailsvc.mirror.server_changes import record_server_changes, session_free_flags
 from mailsvc.mirror.thread_repository import ThreadingRepository
 from mailsvc.models import Account, Mailbox, Message
@@ -83,6 +84,10 @@ class _Outcome:
 
 
 _GroupAction = Callable[[ImapConnection, Account, Mailbox, list[Message]], Awaitable[_Outcome]]
+
+
+# Session info key: the mailboxes whose unread counts this request's commit changes.
+_UNSEEN_RECOUNT = "mailsvc.unseen_recount"
 
 
 class MessageActions:
@@ -181,6 +186,26 @@ class MessageActions:
             done=outcome.done, not_found=[i for i in ids if i not in known] + outcome.gone
         )
 
+    def _recount_unseen_after_commit(self, *mailbox_ids: uuid.UUID) -> None:
+        """Recount these mailboxes' unread messages once this request has committed.
+
+        In a transaction of its own: the recount locks mailbox rows, and this request
+        holds the account row once it has appended a change, while a sync storing a
+        batch locks its mailbox first and the account after. Locking another mailbox
+        here, after the account, could deadlock with that sync.
+        """
+        pending: set[uuid.UUID] | None = self._session.info.get(_UNSEEN_RECOUNT)
+        if pending is None:
+            pending = self._session.info[_UNSEEN_RECOUNT] = set()
+            sessionmaker, tenant_id = self._resources.sessionmaker, self._tenant_id
+
+            async def recount() -> None:
+                async with sessionmaker.begin() as session:
+                    await MailboxRepository(session, tenant_id).refresh_unseen(sorted(pending))
+
+            after_commit(self._session, recount)
+        pending.update(mailbox_ids)
+
     def _resync_after_commit(self, account_id: uuid.UUID) -> None:
         """Queue a sync once this request's changes are committed, so it sees them."""
 
@@ -214,7 +239,9 @@ class MessageActions:
             account.id,
             mailbox.id,
             flag_changes=[(uid, flags, None) for uid, flags in answered.items()],
+            recount_unseen=False,
         )
+        self._recount_unseen_after_commit(mailbox.id)
         return _Outcome(
             done=[row.id for uid, row in by_uid.items() if uid in answered],
             gone=[row.id for uid, row in by_uid.items() if uid not in answered],
@@ -246,13 +273,20 @@ class MessageActions:
             # Where the messages went is unknown (or the target is not synced yet):
             # drop them here; the target's next sync stores them.
             await record_server_changes(
-                self._session, self._tenant_id, account.id, source.id, vanished=list(by_uid)
+                self._session,
+                self._tenant_id,
+                account.id,
+                source.id,
+                vanished=list(by_uid),
+                recount_unseen=False,
             )
+            self._recount_unseen_after_commit(source.id)
             self._resync_after_commit(account.id)
             return _Outcome(done=[row.id for row in rows])
         _, new_uids = copied
         moves = [(by_uid[old].id, new) for old, new in new_uids.items() if old in by_uid]
         await self._messages.relocate(moves, mailbox_id=target.id, uidvalidity=target.uidvalidity)
+        self._recount_unseen_after_commit(source.id, target.id)
         moved = {message_id for message_id, _ in moves}
         await ThreadingRepository(self._session, self._tenant_id).refresh_summaries(
             [row.thread_id for row in rows if row.thread_id is not None and row.id in moved]
@@ -289,8 +323,14 @@ class MessageActions:
         present = {item.uid for item in marked if item.uid is not None}
         await connection.uid_expunge(uid_set)
         await record_server_changes(
-            self._session, self._tenant_id, account.id, mailbox.id, vanished=list(by_uid)
+            self._session,
+            self._tenant_id,
+            account.id,
+            mailbox.id,
+            vanished=list(by_uid),
+            recount_unseen=False,
         )
+        self._recount_unseen_after_commit(mailbox.id)
         return _Outcome(
             done=[row.id for uid, row in by_uid.items() if uid in present],
             gone=[row.id for uid, row in by_uid.items() if uid not in present],

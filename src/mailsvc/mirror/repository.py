@@ -13,9 +13,12 @@ from sqlalchemy import (
     Integer,
     Table,
     Text,
+    any_,
     bindparam,
     column,
     func,
+    literal_column,
+    not_,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
@@ -62,6 +65,9 @@ _INCOMING = (
 _STORED = {c.name: c for c in _INCOMING.c}
 # Core, not ORM: the ORM's bulk path does not take INSERT ... SELECT.
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+# An unread message: the predicate of the partial index `ix_messages_unseen`, written
+# out as a constant so the planner sees that the index covers the query.
+UNSEEN = not_(literal_column("'\\Seen'::text", Text) == any_(Message.flags))
 
 
 class MailboxRepository(TenantRepository):
@@ -97,6 +103,31 @@ class MailboxRepository(TenantRepository):
 
     async def delete(self, mailbox_id: uuid.UUID) -> None:
         await self.session.execute(self.scoped.delete(Mailbox).where(Mailbox.id == mailbox_id))
+
+    async def refresh_unseen(self, mailbox_ids: Sequence[uuid.UUID]) -> None:
+        """Recount `messages_unseen` of these mailboxes from their stored flags.
+
+        The rows are locked first, in id order, and counted in the next statement:
+        its snapshot then holds every change committed by a writer that held the lock
+        before, so the last writer to count always counts everything.
+        """
+        ids = sorted(set(mailbox_ids))
+        if not ids:
+            return
+        await self.session.execute(
+            self.scoped.select(Mailbox.id)
+            .where(Mailbox.id.in_(ids))
+            .order_by(Mailbox.id)
+            .with_for_update()
+        )
+        unseen = (
+            self.scoped.select(func.count(), from_=Message)
+            .where(Message.mailbox_id == Mailbox.id, UNSEEN)
+            .scalar_subquery()
+        )
+        await self.session.execute(
+            self.scoped.update(Mailbox).where(Mailbox.id.in_(ids)).values(messages_unseen=unseen)
+        )
 
     async def set_fields(self, mailbox_id: uuid.UUID, **values: Any) -> None:
         await self.session.execute(

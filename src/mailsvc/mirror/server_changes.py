@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.event.repository import ChangeRepository
-from mailsvc.mirror.repository import MirrorRepository
+from mailsvc.mirror.repository import MailboxRepository, MirrorRepository
 from mailsvc.mirror.thread_repository import ThreadingRepository
 
 
@@ -40,15 +40,23 @@ async def record_server_changes(
     *,
     flag_changes: Sequence[tuple[int, list[str], int | None]] = (),
     vanished: Sequence[int] = (),
+    recount_unseen: bool = True,
 ) -> tuple[int, int]:
     """Store flags and expunges the server reported, with their changes and thread counts.
 
     Used by the sync and by the API after it changed the server itself; either way
-    the rows end up as the server holds them. Returns (updated, deleted) counts.
+    the rows, and the mailbox's unread count, end up as the server holds them.
+    `recount_unseen=False` leaves the count to the caller (message actions recount
+    after their commit). Returns (updated, deleted) counts.
     """
     messages = MirrorRepository(session, tenant_id)
     changed = await messages.update_flags(mailbox_id, flag_changes)
     removed = await messages.delete_uids(mailbox_id, sorted(set(vanished)))
+    # Always, not only when this call changed rows: the sync ends each mailbox's pass
+    # here, after storing new messages in transactions of their own. Before threads
+    # and the change log, the lock order of `MailboxWriter.store_batch`.
+    if recount_unseen:
+        await MailboxRepository(session, tenant_id).refresh_unseen([mailbox_id])
     threads = [t for *_, t in changed if t is not None]
     threads += [t for *_, t in removed if t is not None]
     await ThreadingRepository(session, tenant_id).refresh_summaries(threads)

@@ -88,6 +88,14 @@ class Message(TimestampMixin, Base):
             ),
             postgresql_using="gin",
         ),
+        # Unread messages per mailbox, counted into `mailboxes.messages_unseen` after
+        # every change (mailsvc.mirror.repository.UNSEEN): reads only the unread rows.
+        Index(
+            "ix_messages_unseen",
+            "tenant_id",
+            "mailbox_id",
+            postgresql_where=text("NOT ('\\Seen'::text = ANY (flags))"),
+        ),
         # Rows still waiting for their search document: near-empty, probed every pass.
         Index(
             "ix_messages_search_pending",

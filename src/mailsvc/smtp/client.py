@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from mailsvc.kit.mailserver import MailServer, Security
+from mailsvc.kit.mailserver import MailServer, Security, tls_failure_reason
 from mailsvc.mime.text import safe_server_text
 
 # Preferred first. PLAIN and LOGIN only ever travel inside TLS (or on a network the
@@ -154,11 +154,8 @@ def _tls_error(exc: BaseException) -> ssl.SSLError | None:
 def _connect_failure(server: MailServer, exc: Exception) -> SmtpConnectError:
     tls_error = _tls_error(exc)
     if tls_error is not None:
-        if isinstance(tls_error, ssl.SSLCertVerificationError):
-            reason = f"certificate verify failed: {tls_error.verify_message}"
-        else:
-            reason = str(tls_error.reason or tls_error)
-        return SmtpConnectError(f"TLS handshake failed: {safe_server_text(reason)}")
+        reason = safe_server_text(tls_failure_reason(tls_error))
+        return SmtpConnectError(f"TLS handshake failed: {reason}")
     if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code > 0:
         reply = SmtpReply.from_server(exc.code, exc.message)
         return SmtpConnectError(f"{server.host}:{server.port} turned us away: {reply}", reply=reply)

@@ -14,7 +14,7 @@ One pass over an account:
                                          process pool and stored; each batch is one
                                          transaction that also advances `uidnext`
         flags, deletions              -> one transaction, then `highestmodseq`
-    sync.completed change
+    sync.completed change, when the pass changed a message or is the account's first
 
 Invariants: a mailbox's `uidnext` only advances in the transaction that stored the
 messages below it, and inserts ignore UIDs already stored, so a pass cut anywhere
@@ -94,6 +94,11 @@ class SyncReport:
     # Mailboxes whose server answer could not be read; each is marked `error`.
     failed: int = 0
 
+    @property
+    def changed(self) -> bool:
+        """Whether the pass stored, updated or deleted any message."""
+        return bool(self.new_messages or self.updated or self.deleted)
+
 
 def _options(raw: dict[str, Any]) -> planning.SyncOptions:
     since = raw.get("since")
@@ -122,7 +127,6 @@ class SyncEngine:
         self._secrets = secrets
         self._settings = settings
         self._parser = parser
-        self._tls = tls_context(settings.mail_tls_ca_file)
 
     async def sync_account(
         self,
@@ -145,8 +149,10 @@ class SyncEngine:
             options = _options(account.sync_options or {})
         started = time.perf_counter()
         try:
+            # Cached per CA file; the runtime reads it off the event loop at start-up.
+            tls = tls_context(self._settings.mail_tls_ca_file)
             connection = await connect_imap(
-                server, io_timeout=self._settings.mail_connect_timeout_seconds, tls=self._tls
+                server, io_timeout=self._settings.mail_connect_timeout_seconds, tls=tls
             )
         except ImapAuthError as exc:
             await self._set_state(tenant_id, account_id, "auth_error", str(exc))
@@ -207,6 +213,7 @@ class SyncEngine:
             rows = await reconcile(
                 session, tenant_id, account_id, listed=listed, statuses=statuses, options=options
             )
+            first_sync = not await MailboxRepository(session, tenant_id).has_synced(account_id)
         wanted = set(only) if only is not None else None
         for mailbox in rows:
             if not mailbox.selectable or (wanted is not None and mailbox.name not in wanted):
@@ -226,6 +233,10 @@ class SyncEngine:
                 report.failed += 1
                 await self._record_mailbox_error(tenant_id, account_id, mailbox, exc)
         await self._index_leftovers(tenant_id, account_id)
+        if not (first_sync or report.changed):
+            # A pass that found nothing new tells no one anything: every IDLE wake-up,
+            # periodic resync and follow-up pass would otherwise reach every webhook.
+            return
         async with self._sessionmaker.begin() as session:
             await ChangeRepository(session, tenant_id).append_many(
                 account_id,
@@ -289,7 +300,12 @@ class SyncEngine:
                 [t for _, _, t in removed if t is not None]
             )
             await MailboxRepository(session, tenant_id).set_fields(
-                mailbox.id, uidvalidity=None, uidnext=None, highestmodseq=None, messages_synced=0
+                mailbox.id,
+                uidvalidity=None,
+                uidnext=None,
+                highestmodseq=None,
+                messages_synced=0,
+                messages_unseen=0,
             )
         mailbox.uidvalidity = mailbox.uidnext = mailbox.highestmodseq = None
         mailbox.messages_synced = 0

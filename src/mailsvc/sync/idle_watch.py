@@ -206,7 +206,6 @@ class AccountWatcher:
         self._secrets = secrets
         self._settings = settings
         self._leases = leases
-        self._tls = tls_context(settings.mail_tls_ca_file)
         self._status_ms = idle_status_ttl_ms(settings.idle_lease_ttl_seconds)
 
     async def watch_account(self, watch: AccountWatch) -> WatchEnd:
@@ -249,8 +248,10 @@ class AccountWatcher:
         return imap_server(self._secrets, account)
 
     async def _connect(self, server: MailServer) -> _Connection:
+        # Cached per CA file; the runtime reads it off the event loop at start-up.
+        tls = tls_context(self._settings.mail_tls_ca_file)
         imap = await connect_imap(
-            server, io_timeout=self._settings.mail_connect_timeout_seconds, tls=self._tls
+            server, io_timeout=self._settings.mail_connect_timeout_seconds, tls=tls
         )
         return _Connection(imap)
 

@@ -37,7 +37,7 @@ class MailboxOut(BaseModel):
     attributes: list[str]
     selectable: bool
     messages_total: int = Field(description="Messages on the server at the last sync.")
-    messages_unseen: int
+    messages_unseen: int = Field(description="Stored messages without `\\Seen` (unread).")
     messages_synced: int = Field(description="Messages stored in mailsvc.")
     sync_state: SyncState
     last_synced_at: datetime | None

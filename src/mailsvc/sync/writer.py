@@ -90,6 +90,7 @@ class MailboxWriter:
                 uidnext=None,
                 highestmodseq=None,
                 messages_synced=0,
+                messages_unseen=0,
             )
         self._mailbox.uidvalidity = as_uid(uidvalidity)
         self._mailbox.messages_synced = 0
@@ -191,6 +192,11 @@ class MailboxWriter:
                 )
             mailbox.uidnext = Uid(max(mailbox.uidnext or 1, next_uid))
             mailbox.messages_synced += len(ids)
+            # Counted up under the row lock, so the count is right while a first mirror
+            # runs; the pass's `apply_changes` recounts it from the rows at its end.
+            mailbox.messages_unseen += sum(
+                "\\Seen" not in session_free_flags(by_uid[uid][1].flags) for uid in ids
+            )
         self._mailbox.uidnext = Uid(max(self._mailbox.uidnext or 1, next_uid))
         self._mailbox.messages_synced += len(ids)
         self._index_later(list(ids.values()))
