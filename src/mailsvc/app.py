@@ -17,9 +17,10 @@ from fastapi import FastAPI
 from mailsvc import __version__
 from mailsvc.api import include_routers
 from mailsvc.config import Settings, get_settings
-from mailsvc.errors import install_error_handlers
+from mailsvc.errors import install_error_handlers, install_problem_schemas
 from mailsvc.logging import configure_logging
 from mailsvc.middleware import RequestContextMiddleware
+from mailsvc.ops.docs import router as docs_router
 from mailsvc.runtime import Role, open_runtime
 
 log = structlog.get_logger("mailsvc.app")
@@ -78,10 +79,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        # ops/docs.py serves both pages with their assets; FastAPI's load them from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_problem_schemas(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_body_bytes)
     include_routers(app)
+    app.include_router(docs_router)
     return app
 
 

@@ -6,17 +6,103 @@ the human-readable `detail`.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+# Where FastAPI keeps the schemas `$ref`s point to.
+_COMPONENTS = "#/components/schemas/"
 log = structlog.get_logger("mailsvc.errors")
+
+
+class ErrorCode(NamedTuple):
+    """What one stable `code` means and the status it comes with."""
+
+    status: int
+    when: str
+
+
+# Every `code` the API answers with: clients branch on these, docs/api.md lists them
+# (tests/test_error_codes.py keeps the code base, this registry and the docs equal).
+ERROR_CODES: dict[str, ErrorCode] = {
+    "bad_request": ErrorCode(400, "a request the server cannot use"),
+    "invalid_body": ErrorCode(400, "the body cannot be read (e.g. not UTF-8, or a broken form)"),
+    "tenant_required": ErrorCode(400, "a token granting several tenants, without `X-Tenant-ID`"),
+    "invalid_cursor": ErrorCode(400, "a `cursor`, `since` or `Last-Event-ID` we did not issue"),
+    "cursor_not_issued": ErrorCode(400, "a feed cursor past the newest event"),
+    "http_error": ErrorCode(400, "another HTTP-level refusal (the `status` says which)"),
+    "unauthorized": ErrorCode(401, "authentication failed"),
+    "missing_token": ErrorCode(401, "no bearer token"),
+    "invalid_token": ErrorCode(401, "a token that is expired, malformed or not ours"),
+    "invalid_api_key": ErrorCode(401, "`POST /auth/login` with an unknown or revoked key"),
+    "forbidden": ErrorCode(403, "authenticated, not allowed"),
+    "tenant_not_granted": ErrorCode(403, "`X-Tenant-ID` names a tenant the token does not grant"),
+    "insufficient_scope": ErrorCode(403, "the token lacks the route's scope"),
+    "not_found": ErrorCode(404, "no such route or resource"),
+    "account_not_found": ErrorCode(404, "no such account in this tenant"),
+    "message_not_found": ErrorCode(404, "no such message in this tenant"),
+    "attachment_not_found": ErrorCode(404, "no such attachment of this message or draft"),
+    "thread_not_found": ErrorCode(404, "no such thread in this tenant"),
+    "mailbox_not_found": ErrorCode(404, "no such mailbox of this account"),
+    "draft_not_found": ErrorCode(404, "no such draft in this tenant"),
+    "outbox_not_found": ErrorCode(404, "no such outbox entry in this tenant"),
+    "webhook_not_found": ErrorCode(404, "no such webhook in this tenant"),
+    "message_gone_from_server": ErrorCode(
+        404, "a download of a message the server has expunged meanwhile"
+    ),
+    "method_not_allowed": ErrorCode(405, "the path exists; `Allow` lists its methods"),
+    "conflict": ErrorCode(409, "the resource's state does not allow the change"),
+    "account_exists": ErrorCode(409, "an account with this email exists in the tenant"),
+    "mailbox_changed": ErrorCode(409, "the mailbox changed on the server (UIDVALIDITY)"),
+    "no_trash_mailbox": ErrorCode(409, "a delete without a Trash mailbox to move to"),
+    "move_unsupported": ErrorCode(409, "the IMAP server can neither MOVE nor COPY + EXPUNGE"),
+    "expunge_unsupported": ErrorCode(409, "the IMAP server cannot expunge single messages"),
+    "idempotency_key_reused": ErrorCode(409, "an `Idempotency-Key` reused with another body"),
+    "outbox_not_cancellable": ErrorCode(409, "a cancel of an entry no longer `queued`"),
+    "gone": ErrorCode(410, "the resource is gone"),
+    "cursor_expired": ErrorCode(410, "changes after this cursor were removed by retention"),
+    "payload_too_large": ErrorCode(413, "the request is too large"),
+    "body_too_large": ErrorCode(413, "body above `MAX_REQUEST_BODY_BYTES`"),
+    "attachment_too_large": ErrorCode(413, "a draft's attachments above `SEND_MAX_MESSAGE_BYTES`"),
+    "unprocessable": ErrorCode(422, "a request the client must fix"),
+    "validation_error": ErrorCode(
+        422, "the body (or its JSON), query or a header does not match the schema"
+    ),
+    "invalid_query": ErrorCode(422, "a search query that cannot be parsed"),
+    "invalid_mailbox": ErrorCode(422, "`mailbox` is neither a mailbox id nor a role"),
+    "invalid_destination": ErrorCode(422, "a move needs exactly one of `mailbox_id`, `role`"),
+    "invalid_keyword": ErrorCode(422, "an IMAP keyword that is not an atom"),
+    "empty_update": ErrorCode(422, "a flag change that changes nothing"),
+    "contradictory_filters": ErrorCode(422, "filters that exclude each other"),
+    "invalid_event_type": ErrorCode(422, "`types` names an unknown event type"),
+    "invalid_message": ErrorCode(422, "a message that cannot be sent as given"),
+    "invalid_scope": ErrorCode(422, "a scope that does not exist"),
+    "invalid_tenant": ErrorCode(422, "a tenant id that is not allowed"),
+    "send_limit_exceeded": ErrorCode(422, "a message above the send limits"),
+    "webhook_url_not_allowed": ErrorCode(422, "a webhook URL to a host that is not allowed"),
+    "imap_login_failed": ErrorCode(422, "account check: the IMAP server refused the login"),
+    "smtp_login_failed": ErrorCode(422, "account check: the SMTP server refused the login"),
+    "imap_connect_failed": ErrorCode(422, "account check: the IMAP server cannot be reached"),
+    "smtp_connect_failed": ErrorCode(422, "account check: the SMTP server cannot be reached"),
+    "host_not_allowed": ErrorCode(422, "account check: a host that is not allowed"),
+    "rate_limited": ErrorCode(429, "tenant over its limit; `Retry-After` says when to retry"),
+    "internal_error": ErrorCode(500, "a bug; details are in the server log under the request id"),
+    "mail_server_error": ErrorCode(502, "the account's mail server failed; nothing was changed"),
+    "imap_refused": ErrorCode(502, "the IMAP server refused the change; nothing was changed"),
+    "imap_unavailable": ErrorCode(502, "the IMAP server cannot be reached; nothing was changed"),
+    "imap_login_refused": ErrorCode(502, "the IMAP server refused the stored login"),
+    "imap_unreadable": ErrorCode(502, "the IMAP server sent an answer that cannot be read"),
+    "not_ready": ErrorCode(503, "`/ready` only; `checks` names the failing parts"),
+}
 
 
 class FieldError(BaseModel):
@@ -139,11 +225,65 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
     )
 
 
+def problem_content(schema_name: str = "Problem") -> dict[str, Any]:
+    """An OpenAPI `content` entry: a problem document under the media type we send."""
+    return {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _COMPONENTS + schema_name}}}
+
+
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` entries documenting problem+json answers for OpenAPI."""
-    return {
-        status: {"model": Problem, "content": {PROBLEM_CONTENT_TYPE: {}}} for status in statuses
-    }
+    """`responses=` entries documenting problem+json answers for OpenAPI.
+
+    Only `application/problem+json` is declared (what the handlers send): FastAPI's
+    `model=` would add the schema under `application/json` too, and generated clients
+    would then read every error as empty. `install_problem_schemas` adds the component.
+    """
+    return {status: {"content": problem_content()} for status in statuses}
+
+
+def _serve_as_problem(content: dict[str, Any]) -> None:
+    """Declare an error answer under the one media type the handlers send.
+
+    Catches what `problems()` cannot: a `model=` response (its schema lands under
+    `application/json`) and FastAPI's own 422 (`HTTPValidationError`, a shape we
+    never send: `_on_validation_error` answers with a `Problem`).
+    """
+    declared = content.pop("application/json", None)
+    if declared is None:
+        return
+    schema = declared.get("schema", {})
+    if schema.get("$ref", "").endswith("/HTTPValidationError"):
+        schema = {"$ref": _COMPONENTS + "Problem"}
+    problem = content.setdefault(PROBLEM_CONTENT_TYPE, {})
+    if not problem.get("schema"):
+        problem["schema"] = schema
+
+
+def install_problem_schemas(app: FastAPI) -> None:
+    """Make `app.openapi()` define the `Problem` schema the `problems()` entries use."""
+    generate: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # cached by FastAPI after the first call
+        _, definitions = models_json_schema(
+            [(Problem, "serialization")], ref_template=_COMPONENTS + "{model}"
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, definition in definitions.get("$defs", {}).items():
+            components.setdefault(name, definition)
+        for methods in schema.get("paths", {}).values():
+            for operation in methods.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status[0] in "45":
+                        _serve_as_problem(response.get("content", {}))
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+# FastAPI's detail when a body cannot be decoded or parsed (not UTF-8, a broken form).
+_UNREADABLE_BODY = "There was an error parsing the body"
 
 
 def _field_name(location: tuple[int | str, ...]) -> str:
@@ -155,31 +295,78 @@ async def _on_mailsvc_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.to_problem(), exc.headers)
 
 
+def _field_error(error: dict[str, Any]) -> FieldError:
+    if error.get("type") == "json_invalid":
+        # FastAPI locates broken JSON as ("body", <character offset>): say where in
+        # words (line and column) and what is wrong, on the field `body`.
+        return FieldError(field="body", message=_json_error_message(error))
+    return FieldError(field=_field_name(error["loc"]), message=error["msg"])
+
+
+def _json_error_message(error: dict[str, Any]) -> str:
+    reason = str(error.get("ctx", {}).get("error", "JSON decode error"))
+    location = error.get("loc", ())
+    offset = location[1] if len(location) > 1 and isinstance(location[1], int) else None
+    document = error.get("_document")
+    if offset is None or not isinstance(document, str):
+        return f"invalid JSON: {reason}"
+    line = document.count("\n", 0, offset) + 1
+    column = offset - (document.rfind("\n", 0, offset) + 1) + 1
+    return f"invalid JSON at line {line} column {column}: {reason}"
+
+
 async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    document = exc.body if isinstance(exc.body, str) else None
     # Never echo `input`: a rejected body may contain a password.
-    errors = [FieldError(field=_field_name(e["loc"]), message=e["msg"]) for e in exc.errors()]
+    errors = [_field_error({**e, "_document": document}) for e in exc.errors()]
     names = ", ".join(error.field for error in errors[:5])
+    detail = f"invalid request: {names}"
+    if len(errors) == 1 and errors[0].field == "body":
+        detail = f"body: {errors[0].message}"
     problem = Problem(
         title="Unprocessable Content",
         status=422,
         code="validation_error",
-        detail=f"invalid request: {names}",
+        detail=detail,
         errors=errors,
     )
     return problem_response(problem)
 
 
-async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """The methods the OpenAPI document lists for this path.
+
+    Starlette's own `Allow` names only the first route matching the path, though GET
+    and PUT of one path are separate routes; the document is the contract clients
+    (and schemathesis) hold `Allow` to.
+    """
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = "[^/]+".join(re.escape(part) for part in re.split(r"\{[^}]+\}", template))
+        if re.fullmatch(pattern, path):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
+    return ", ".join(sorted(methods))
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    if exc.status_code == 400 and exc.detail == _UNREADABLE_BODY:
+        code = "invalid_body"
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     problem = Problem(
         title=str(exc.detail) if exc.status_code != 404 else "Not Found",
         status=exc.status_code,
         code=code,
         detail=str(exc.detail),
     )
-    return problem_response(problem, dict(exc.headers or {}))
+    return problem_response(problem, headers)
 
 
 async def _on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:

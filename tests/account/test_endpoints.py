@@ -256,6 +256,11 @@ async def test_list_pages_with_a_cursor(
     ).json()
     assert [a["id"] for a in second["items"]] == ids[2:]
     assert second["next_cursor"] is None
-    bad = await client.get("/api/accounts", headers=auth, params={"cursor": "garbage!"})
+    # Not cursor-shaped: the parameter's schema refuses it, naming the field.
+    malformed = await client.get("/api/accounts", headers=auth, params={"cursor": "garbage!"})
+    assert malformed.status_code == 422
+    assert malformed.json()["errors"][0]["field"] == "query.cursor"
+    # Cursor-shaped, but not one the server issued.
+    bad = await client.get("/api/accounts", headers=auth, params={"cursor": "Z2FyYmFnZQ"})
     assert bad.status_code == 400
     assert bad.json()["code"] == "invalid_cursor"

@@ -105,7 +105,12 @@ async def test_list_pages_with_a_cursor(
         if cursor is None:
             break
     assert seen == made[::-1]
-    bad = await client.get("/api/drafts", params={"cursor": "garbage!"}, headers=auth)
+    # Not cursor-shaped: the parameter's schema refuses it, naming the field.
+    malformed = await client.get("/api/drafts", params={"cursor": "garbage!"}, headers=auth)
+    assert malformed.status_code == 422
+    assert malformed.json()["errors"][0]["field"] == "query.cursor"
+    # Cursor-shaped, but not one the server issued.
+    bad = await client.get("/api/drafts", params={"cursor": "Z2FyYmFnZQ"}, headers=auth)
     assert bad.status_code == 400
     assert bad.json()["code"] == "invalid_cursor"
 

@@ -13,6 +13,7 @@ from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
 from mailsvc.errors import problems
 from mailsvc.kit.http import ResourcesDep, SessionDep
+from mailsvc.kit.pagination import CursorQuery
 
 router = APIRouter(prefix="/api/accounts", tags=["accounts"])
 
@@ -58,7 +59,7 @@ async def list_accounts(
     session: SessionDep,
     resources: ResourcesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: CursorQuery = None,
 ) -> AccountPage:
     """List the tenant's accounts, oldest first."""
     return await AccountService(session, principal.tenant_id, resources).page(

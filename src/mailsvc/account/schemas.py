@@ -4,22 +4,40 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+)
 
 from mailsvc.kit.addresses import EmailAddress
+from mailsvc.kit.datetimes import RFC3339Date
 from mailsvc.kit.mailserver import Security
 
+# Matched with fullmatch: `$` would also match before a final newline, letting
+# "abc\n" through while the schema's pattern (ECMA `$`: the very end) refuses it.
 _HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+    r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
 )
-_IP_LITERAL = re.compile(r"^[0-9.]+$|^[0-9A-Fa-f:]+$")
+# IPv4 addresses are hostnames by the rule above (digit labels); a separate digits-and-
+# dots rule would only add empty labels (".0.1"), which name resolution cannot encode.
+_IP_LITERAL = re.compile(r"[0-9A-Fa-f:]+")
+# _check_host's rule as an OpenAPI pattern (the 253-character bound is maxLength).
+HOST_PATTERN = (
+    r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+    r"|[0-9A-Fa-f:]{1,45})$"
+)
 
 
 def _check_host(value: str) -> str:
-    if not (_HOSTNAME.match(value) or (_IP_LITERAL.match(value) and len(value) <= 45)):
+    if not (_HOSTNAME.fullmatch(value) or (_IP_LITERAL.fullmatch(value) and len(value) <= 45)):
         raise ValueError("must be a hostname or an IP address")
     return value.lower()
 
@@ -31,10 +49,48 @@ def _check_printable(value: str) -> str:
     return value
 
 
-Host = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_check_host)]
-Username = Annotated[str, Field(min_length=1, max_length=320), AfterValidator(_check_printable)]
+# _check_printable's rule, as far as a portable pattern can say it: no C0 or C1 control
+# character. Python's printable also excludes format, separator and unassigned
+# characters, which the descriptions state in words.
+PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+_PRINTABLE = (
+    "Printable text: no control, format, private-use or unassigned characters, and no "
+    "separator but the space."
+)
+
+# kit.addresses refuses an address above 254 characters (RFC 5321's path limit).
+AccountAddress = Annotated[
+    EmailAddress, Field(max_length=254, json_schema_extra={"format": "email"})
+]
+Host = Annotated[
+    str,
+    Field(min_length=1, max_length=253, json_schema_extra={"pattern": HOST_PATTERN}),
+    AfterValidator(_check_host),
+]
+Username = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=320,
+        description=_PRINTABLE,
+        json_schema_extra={"pattern": PRINTABLE_PATTERN},
+    ),
+    AfterValidator(_check_printable),
+]
 Password = Annotated[SecretStr, Field(min_length=1, max_length=4096)]
-Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _refuse_non_integers(value: object) -> object:
+    # Lax int would take `true` and "993"; the schema's `integer` takes neither (it
+    # does take 993.0, which lax int turns into 993, so StrictInt would be too strict).
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+# After the bounds, so they stay on the integer's schema (`minimum`, `maximum`).
+_JSON_INTEGER = BeforeValidator(_refuse_non_integers)
+Port = Annotated[int, Field(ge=1, le=65535), _JSON_INTEGER]
 
 
 class ServerIn(BaseModel):
@@ -70,7 +126,21 @@ class ServerOut(BaseModel):
     username: str
 
 
-MailboxName = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_check_printable)]
+MailboxName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=1000,
+        description=_PRINTABLE,
+        json_schema_extra={"pattern": PRINTABLE_PATTERN},
+    ),
+    AfterValidator(_check_printable),
+]
+DisplayName = Annotated[
+    str,
+    Field(max_length=200, description=_PRINTABLE, json_schema_extra={"pattern": PRINTABLE_PATTERN}),
+    AfterValidator(_check_printable),
+]
 
 
 class SyncOptions(BaseModel):
@@ -79,11 +149,11 @@ class SyncOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    since: date | None = Field(
+    since: RFC3339Date | None = Field(
         default=None, description="Initial sync: only messages received on or after this day."
     )
-    max_messages_per_mailbox: int | None = Field(
-        default=None, ge=0, description="Initial sync: only the newest N messages per mailbox."
+    max_messages_per_mailbox: Annotated[int, Field(ge=0), _JSON_INTEGER] | None = Field(
+        default=None, description="Initial sync: only the newest N messages per mailbox."
     )
     include_mailboxes: list[MailboxName] | None = Field(
         default=None, max_length=1000, description="Only these mailboxes (all when null)."
@@ -94,7 +164,8 @@ class SyncOptions(BaseModel):
         max_length=15,
         description="Mailboxes watched in real time with IMAP IDLE (default: inbox and sent).",
     )
-    events_for_existing: bool = Field(
+    # StrictBool: the schema says boolean, so 0/1 and "true" are refused, not coerced.
+    events_for_existing: StrictBool = Field(
         default=False,
         description="Raise `message.created` for mail already there at the first sync.",
     )
@@ -105,7 +176,7 @@ class SendOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    aliases: list[EmailAddress] = Field(
+    aliases: list[AccountAddress] = Field(
         default_factory=list,
         max_length=100,
         description="Other addresses this account may send as (`from`).",
@@ -116,7 +187,8 @@ class SendOptions(BaseModel):
         "`provider`: the SMTP server files it there itself (Gmail, Outlook), so it is "
         "not appended twice.",
     )
-    save_drafts: bool = Field(
+    # StrictBool: the schema says boolean, so 0/1 and "true" are refused, not coerced.
+    save_drafts: StrictBool = Field(
         default=False, description="Also keep drafts in the account's Drafts mailbox."
     )
 
@@ -150,10 +222,8 @@ class AccountCreate(BaseModel):
         },
     )
 
-    email: EmailAddress = Field(max_length=320, examples=["ada@example.com"])
-    display_name: Annotated[str, AfterValidator(_check_printable)] | None = Field(
-        default=None, max_length=200
-    )
+    email: AccountAddress = Field(examples=["ada@example.com"])
+    display_name: DisplayName | None = None
     imap: ServerIn
     smtp: ServerIn
     sync_options: SyncOptions = Field(default_factory=SyncOptions)
@@ -165,10 +235,8 @@ class AccountUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: EmailAddress = Field(max_length=320, examples=["ada@example.com"])
-    display_name: Annotated[str, AfterValidator(_check_printable)] | None = Field(
-        default=None, max_length=200
-    )
+    email: AccountAddress = Field(examples=["ada@example.com"])
+    display_name: DisplayName | None = None
     imap: ServerUpdate
     smtp: ServerUpdate
     sync_options: SyncOptions = Field(default_factory=SyncOptions)

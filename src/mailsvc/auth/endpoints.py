@@ -17,7 +17,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
     "/login",
     operation_id="login",
     response_model=TokenResponse,
-    responses=problems(401, 422),
+    responses=problems(400, 401, 422),
 )
 async def login(
     body: LoginRequest, session: SessionDep, resources: ResourcesDep, tokens: TokensDep

@@ -13,6 +13,7 @@ from mailsvc.draft import schemas
 from mailsvc.draft.service import DraftService
 from mailsvc.errors import problems
 from mailsvc.kit.http import ReadSessionDep, ResourcesDep, SessionDep
+from mailsvc.kit.pagination import CursorQuery
 from mailsvc.outbox.endpoints import DispatcherDep, IdempotencyKey, replayed
 from mailsvc.outbox.schemas import OutboxOut, ScheduleRequest
 
@@ -21,7 +22,8 @@ router = APIRouter(tags=["drafts"])
 DraftReader = Annotated[Principal, Depends(scoped(Scope.MAIL_READ))]
 DraftWriter = Annotated[Principal, Depends(scoped(Scope.MAIL_WRITE))]
 Sender = Annotated[Principal, Depends(scoped(Scope.MAIL_SEND))]
-_AUTH = (401, 403, 429)
+# 400: a body that cannot be read, or a multi-tenant token without X-Tenant-ID.
+_AUTH = (400, 401, 403, 429)
 _CREATED: dict[int | str, dict[str, Any]] = {
     201: {"model": schemas.DraftOut, "description": "A new draft was created."}
 }
@@ -80,7 +82,7 @@ async def save_draft(
     "/api/drafts",
     operation_id="list_drafts",
     response_model=schemas.DraftPage,
-    responses=problems(400, *_AUTH, 422),
+    responses=problems(*_AUTH, 422),
 )
 async def list_drafts(
     principal: DraftReader,
@@ -88,7 +90,7 @@ async def list_drafts(
     resources: ResourcesDep,
     account_id: Annotated[uuid.UUID | None, Query(description="Only this account's.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: CursorQuery = None,
 ) -> schemas.DraftPage:
     """List drafts, newest first, with their attachments (without content)."""
     return await DraftService(session, principal.tenant_id, resources).page(

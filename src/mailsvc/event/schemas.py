@@ -176,6 +176,11 @@ EVENT_TYPES: tuple[str, ...] = tuple(
 _EVENT = TypeAdapter(Event)
 
 
+# `encode_position`'s output, or "0". 18 digits stay inside PostgreSQL's bigint, which
+# holds every transaction id and change id the feed will ever issue.
+FEED_CURSOR_PATTERN = r"^(0|[0-9]{1,18}-[0-9]{1,18})$"
+
+
 def encode_position(position: FeedPosition) -> str:
     return f"{position.txid}-{position.id}"
 

@@ -5,11 +5,27 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Query
 
 from mailsvc.errors import BadRequestError
 
 T = TypeVar("T")
+
+
+# What `encode_cursor` issues: base64url (padding tolerated). Query parameters declare it so the
+# OpenAPI schema refuses what the server would (the content stays opaque).
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+={0,2}$"
+CURSOR_MAX_LENGTH = 512
+CursorQuery = Annotated[
+    str | None,
+    Query(
+        max_length=CURSOR_MAX_LENGTH,
+        pattern=CURSOR_PATTERN,
+        description="A `next_cursor` of the previous page, passed back unchanged.",
+    ),
+]
 
 
 class InvalidCursorError(ValueError):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import Response, StreamingResponse
@@ -12,7 +11,9 @@ from fastapi.responses import Response, StreamingResponse
 from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
 from mailsvc.errors import problems
+from mailsvc.kit.datetimes import RFC3339DateTime
 from mailsvc.kit.http import ReadSessionDep, ResourcesDep, SessionDep
+from mailsvc.kit.pagination import CursorQuery
 from mailsvc.message import schemas
 from mailsvc.message.actions import MessageActions, single
 from mailsvc.message.service import ListRequest, MessageService
@@ -27,6 +28,8 @@ PermanentQuery = Annotated[
     Query(description="Expunge instead of moving to Trash (messages in Trash always are)."),
 ]
 _PROBLEMS = problems(400, 401, 403, 404, 422, 429)
+# A streamed download: raw bytes, which generated clients must not decode as JSON.
+_BINARY: dict[str, Any] = {"schema": {"type": "string", "format": "binary"}}
 _SERVER_PROBLEMS = problems(400, 401, 403, 404, 409, 422, 429, 502)
 
 _Q_DESCRIPTION = (
@@ -60,7 +63,11 @@ async def list_messages(
     account_id: uuid.UUID | None = None,
     mailbox: Annotated[
         str | None,
-        Query(max_length=64, description="A mailbox id, or a role: `inbox`, `sent`, ..."),
+        Query(
+            max_length=64,
+            pattern=schemas.MAILBOX_PATTERN,
+            description="A mailbox id, or a role: `inbox`, `sent`, ...",
+        ),
     ] = None,
     thread_id: uuid.UUID | None = None,
     unread: bool | None = None,
@@ -68,21 +75,37 @@ async def list_messages(
     has_attachments: bool | None = None,
     from_: Annotated[
         str | None,
-        Query(alias="from", max_length=320, description="A word of a From name or address."),
+        Query(
+            alias="from",
+            max_length=320,
+            pattern=schemas.TEXT_PATTERN,
+            description="A word of a From name or address.",
+        ),
     ] = None,
     to: Annotated[
         str | None,
-        Query(max_length=320, description="A word of a To, Cc or Bcc name or address."),
+        Query(
+            max_length=320,
+            pattern=schemas.TEXT_PATTERN,
+            description="A word of a To, Cc or Bcc name or address.",
+        ),
     ] = None,
-    after: Annotated[datetime | None, Query(description="Received at or after this time.")] = None,
-    before: Annotated[datetime | None, Query(description="Received before this time.")] = None,
-    q: Annotated[str | None, Query(max_length=1000, description=_Q_DESCRIPTION)] = None,
+    after: Annotated[
+        RFC3339DateTime | None, Query(description="Received at or after this time.")
+    ] = None,
+    before: Annotated[
+        RFC3339DateTime | None, Query(description="Received before this time.")
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=1000, pattern=schemas.TEXT_PATTERN, description=_Q_DESCRIPTION),
+    ] = None,
     order: Annotated[
         schemas.SortOrder,
         Query(description="`relevance` applies to searches; lists sort by date."),
     ] = "newest",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: CursorQuery = None,
 ) -> Response:
     """List or search messages, newest first, with keyset paging."""
     return await _list(
@@ -119,11 +142,16 @@ async def search_messages(
     principal: MailReader,
     session: ReadSessionDep,
     response: Response,
-    query: Annotated[str, Query(min_length=1, max_length=1000, description=_Q_DESCRIPTION)],
+    query: Annotated[
+        str,
+        Query(
+            min_length=1, max_length=1000, pattern=schemas.TEXT_PATTERN, description=_Q_DESCRIPTION
+        ),
+    ],
     account_id: uuid.UUID | None = None,
     order: schemas.SortOrder = "relevance",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: CursorQuery = None,
 ) -> Response:
     """Search messages (the original path; `GET /api/messages?q=` has every filter)."""
     return await _list(
@@ -172,7 +200,7 @@ def _streamed(download: Download) -> StreamingResponse:
     operation_id="get_message_raw",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"message/rfc822": {}}, "description": "The RFC 822 source."},
+        200: {"content": {"message/rfc822": _BINARY}, "description": "The RFC 822 source."},
         **_SERVER_PROBLEMS,
     },
 )
@@ -189,7 +217,7 @@ async def get_message_raw(
     response_class=StreamingResponse,
     responses={
         200: {
-            "content": {"application/octet-stream": {}},
+            "content": {"application/octet-stream": _BINARY},
             "description": "The decoded attachment, with its type and file name.",
         },
         **_SERVER_PROBLEMS,

@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic.config import JsonDict
 
 SortOrder = Literal["newest", "oldest", "relevance"]
+# A mailbox query parameter: a mailbox id or a role (models.mailbox.MAILBOX_ROLES).
+MAILBOX_PATTERN = (
+    r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|inbox|sent|drafts|trash|junk|archive|all|flagged)$"
+)
+# Free text that reaches PostgreSQL, which stores no NUL character in text.
+TEXT_PATTERN = r"^[^\x00]*$"
+# An IMAP keyword as the server accepts it (message.actions checks it, answering
+# `invalid_keyword`): an atom without the characters IMAP reserves.
+KEYWORD_PATTERN = r"^[A-Za-z0-9$_.\-+&~!@#^'`|]{1,64}$"
+_KEYWORDS_SCHEMA: JsonDict = {"items": {"type": "string", "pattern": KEYWORD_PATTERN}}
+
+
+def _requires(field: str, schema: JsonDict) -> JsonDict:
+    """A JSON Schema branch: `field` is present and matches `schema`."""
+    return {"required": [field], "properties": {field: schema}}
+
+
+MoveRole = Literal["inbox", "archive", "trash", "junk", "sent", "drafts"]
 
 
 class AddressOut(BaseModel):
@@ -103,29 +123,70 @@ class MessageOut(MessageSummary):
 
 
 class FlagsUpdate(BaseModel):
-    """Flags to set or clear; fields left out are not changed."""
+    """Flags to set or clear; fields left out are not changed. At least one flag
+    (`true` or `false`) or one keyword is needed: a change of nothing is refused
+    (`empty_update`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # message.actions.flag_changes refuses an update that changes nothing; the
+        # schema says so, so clients and fuzzers see the rule instead of a surprise 422.
+        json_schema_extra={
+            "anyOf": [
+                *(_requires(flag, {"type": "boolean"}) for flag in ("seen", "flagged", "answered")),
+                *(
+                    _requires(keywords, {"minItems": 1})
+                    for keywords in ("add_keywords", "remove_keywords")
+                ),
+            ]
+        },
+    )
 
-    seen: bool | None = Field(default=None, description="Read (`\\Seen`).")
-    flagged: bool | None = Field(default=None, description="Starred (`\\Flagged`).")
-    answered: bool | None = Field(default=None, description="`\\Answered`.")
+    # StrictBool: the schema says boolean, so 0/1 and "true" are refused, not coerced.
+    seen: StrictBool | None = Field(default=None, description="Read (`\\Seen`).")
+    flagged: StrictBool | None = Field(default=None, description="Starred (`\\Flagged`).")
+    answered: StrictBool | None = Field(default=None, description="`\\Answered`.")
     add_keywords: list[str] = Field(
         default_factory=list,
         max_length=20,
         description="Custom keywords to add, e.g. `$Label1` (atoms: no spaces, "
         "parentheses, quotes, `%`, `*`, `\\` or `]`).",
+        json_schema_extra=_KEYWORDS_SCHEMA,
     )
-    remove_keywords: list[str] = Field(default_factory=list, max_length=20)
+    remove_keywords: list[str] = Field(
+        default_factory=list, max_length=20, json_schema_extra=_KEYWORDS_SCHEMA
+    )
 
 
 class MoveRequest(BaseModel):
-    """Where to move messages: a mailbox id, or a role of the same account."""
+    """Where to move messages: exactly one of a mailbox id or a role of the same
+    account (`invalid_destination` otherwise)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # message.actions refuses neither and both; null counts as left out.
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["mailbox_id"],
+                    "properties": {
+                        "mailbox_id": {"type": "string", "format": "uuid"},
+                        "role": {"type": "null"},
+                    },
+                },
+                {
+                    "required": ["role"],
+                    "properties": {
+                        "role": {"type": "string", "enum": list(get_args(MoveRole))},
+                        "mailbox_id": {"type": "null"},
+                    },
+                },
+            ]
+        },
+    )
 
     mailbox_id: uuid.UUID | None = None
-    role: Literal["inbox", "archive", "trash", "junk", "sent", "drafts"] | None = None
+    role: MoveRole | None = None
 
 
 class BulkIds(BaseModel):

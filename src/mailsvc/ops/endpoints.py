@@ -1,17 +1,21 @@
-"""`/health`, `/ready` and `/metrics`: unauthenticated, for orchestrators and scrapers."""
+"""`/health`, `/ready` and `/metrics`: for orchestrators and scrapers, without API tokens.
+
+`/metrics` alone may require a bearer token of its own (METRICS_TOKEN): the numbers
+are no tenant's data, but they show how the service is used and who could load it.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from mailsvc.errors import PROBLEM_CONTENT_TYPE, Problem
+from mailsvc.errors import PROBLEM_CONTENT_TYPE, AuthenticationError, Problem, problems
 from mailsvc.kit.http import ResourcesDep
 from mailsvc.ops.checks import run_checks
-from mailsvc.ops.metrics import METRICS_CONTENT_TYPE, render_metrics
+from mailsvc.ops.metrics import METRICS_CONTENT_TYPE, render_metrics, scrape_allowed
 
 router = APIRouter(tags=["operations"])
 
@@ -70,8 +74,13 @@ async def ready(resources: ResourcesDep) -> Readiness | JSONResponse:
     "/metrics",
     operation_id="metrics",
     response_class=Response,
-    responses={200: {"content": {METRICS_CONTENT_TYPE: {}}, "description": "Prometheus text."}},
+    responses={
+        200: {"content": {METRICS_CONTENT_TYPE: {}}, "description": "Prometheus text."},
+        **problems(401),
+    },
 )
-async def metrics() -> Response:
-    """Prometheus metrics of this process."""
+async def metrics(request: Request, resources: ResourcesDep) -> Response:
+    """Prometheus metrics of this process (with METRICS_TOKEN set, for its bearer only)."""
+    if not scrape_allowed(resources.settings.metrics_token, request.headers.get("authorization")):
+        raise AuthenticationError("metrics need the METRICS_TOKEN bearer token")
     return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE)

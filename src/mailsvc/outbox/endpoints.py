@@ -13,6 +13,7 @@ from mailsvc.auth.scopes import Scope
 from mailsvc.compose.model import AttachmentSpec
 from mailsvc.errors import problems
 from mailsvc.kit.http import ResourcesDep, SessionDep, provided
+from mailsvc.kit.pagination import CursorQuery
 from mailsvc.outbox import schemas
 from mailsvc.outbox.dispatch import OutboxDispatcher
 from mailsvc.outbox.prepare import decode_attachments
@@ -98,7 +99,7 @@ async def list_outbox(
         schemas.OutboxStatus | None, Query(alias="status", description="Only this status.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: CursorQuery = None,
 ) -> schemas.OutboxPage:
     """Messages sent or being sent, newest first."""
     return await OutboxService(session, principal.tenant_id, resources).page(
@@ -110,7 +111,7 @@ async def list_outbox(
     "/api/outbox/{outbox_id}",
     operation_id="get_outbox_entry",
     response_model=schemas.OutboxOut,
-    responses=problems(401, 403, 404, 422, 429),
+    responses=problems(400, 401, 403, 404, 422, 429),
 )
 async def get_outbox_entry(
     principal: Reader, session: SessionDep, resources: ResourcesDep, outbox_id: uuid.UUID
@@ -123,7 +124,7 @@ async def get_outbox_entry(
     "/api/outbox/{outbox_id}",
     operation_id="cancel_outbox_entry",
     response_model=schemas.OutboxOut,
-    responses=problems(401, 403, 404, 409, 422, 429),
+    responses=problems(400, 401, 403, 404, 409, 422, 429),
 )
 async def cancel_outbox_entry(
     principal: Sender, session: SessionDep, resources: ResourcesDep, outbox_id: uuid.UUID

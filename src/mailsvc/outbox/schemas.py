@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 OutboxStatus = Literal["queued", "sending", "sent", "failed", "cancelled", "bounced"]
 
@@ -67,13 +67,14 @@ class MessageFields(BaseModel):
         description="A message id of ours to reply to: sets In-Reply-To, References and "
         "a `Re:` subject when none is given; the original is flagged answered once sent.",
     )
-    quote_original: bool = Field(
+    # StrictBool: the schema says boolean, so 0/1 and "true" are refused, not coerced.
+    quote_original: StrictBool = Field(
         default=False, description="Replies: quote the original below the new text."
     )
     forward_of: uuid.UUID | None = Field(
         default=None, description="A message id of ours to forward (attached as message/rfc822)."
     )
-    forward_inline: bool = Field(
+    forward_inline: StrictBool = Field(
         default=False, description="Forward the original's text inline instead of attached."
     )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -11,7 +10,10 @@ from fastapi import APIRouter, Depends, Query
 from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
 from mailsvc.errors import problems
+from mailsvc.kit.datetimes import RFC3339DateTime
 from mailsvc.kit.http import SessionDep
+from mailsvc.kit.pagination import CursorQuery
+from mailsvc.message.schemas import MAILBOX_PATTERN, TEXT_PATTERN
 from mailsvc.message.service import ListRequest
 from mailsvc.thread import schemas
 from mailsvc.thread.service import ThreadService
@@ -29,21 +31,29 @@ async def list_threads(
     account_id: uuid.UUID | None = None,
     mailbox: Annotated[
         str | None,
-        Query(max_length=64, description="Threads with a message in this mailbox id or role."),
+        Query(
+            max_length=64,
+            pattern=MAILBOX_PATTERN,
+            description="Threads with a message in this mailbox id or role.",
+        ),
     ] = None,
     unread: bool | None = None,
     flagged: bool | None = None,
     has_attachments: bool | None = None,
-    from_: Annotated[str | None, Query(alias="from", max_length=320)] = None,
-    to: Annotated[str | None, Query(max_length=320)] = None,
-    after: datetime | None = None,
-    before: datetime | None = None,
+    from_: Annotated[str | None, Query(alias="from", max_length=320, pattern=TEXT_PATTERN)] = None,
+    to: Annotated[str | None, Query(max_length=320, pattern=TEXT_PATTERN)] = None,
+    after: RFC3339DateTime | None = None,
+    before: RFC3339DateTime | None = None,
     q: Annotated[
         str | None,
-        Query(max_length=1000, description="Threads with a message matching this search."),
+        Query(
+            max_length=1000,
+            pattern=TEXT_PATTERN,
+            description="Threads with a message matching this search.",
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: CursorQuery = None,
 ) -> schemas.ThreadPage:
     """List threads with a message matching the filters, newest activity first."""
     request = ListRequest(

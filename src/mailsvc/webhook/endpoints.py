@@ -11,6 +11,7 @@ from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
 from mailsvc.errors import problems
 from mailsvc.kit.http import ReadSessionDep, ResourcesDep, SessionDep
+from mailsvc.kit.pagination import CursorQuery
 from mailsvc.webhook import schemas
 from mailsvc.webhook.service import WebhookService, to_out
 
@@ -18,8 +19,8 @@ router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
 Manager = Annotated[Principal, Depends(scoped(Scope.WEBHOOKS))]
 Limit = Annotated[int, Query(ge=1, le=200)]
-Cursor = Annotated[str | None, Query(max_length=512)]
-_AUTH_PROBLEMS = (401, 403, 429)
+# 400: a body that cannot be read, or a multi-tenant token without X-Tenant-ID.
+_AUTH_PROBLEMS = (400, 401, 403, 429)
 
 
 @router.post(
@@ -50,14 +51,14 @@ async def create_webhook(
     "",
     operation_id="list_webhooks",
     response_model=schemas.WebhookPage,
-    responses=problems(*_AUTH_PROBLEMS, 400, 422),
+    responses=problems(*_AUTH_PROBLEMS, 422),
 )
 async def list_webhooks(
     principal: Manager,
     session: ReadSessionDep,
     resources: ResourcesDep,
     limit: Limit = 50,
-    cursor: Cursor = None,
+    cursor: CursorQuery = None,
 ) -> schemas.WebhookPage:
     """List the tenant's webhooks, oldest first."""
     return await WebhookService(session, principal.tenant_id, resources).page(
@@ -126,7 +127,7 @@ async def test_webhook(
     "/{webhook_id}/deliveries",
     operation_id="list_webhook_deliveries",
     response_model=schemas.DeliveryPage,
-    responses=problems(*_AUTH_PROBLEMS, 400, 404, 422),
+    responses=problems(*_AUTH_PROBLEMS, 404, 422),
 )
 async def list_webhook_deliveries(
     webhook_id: uuid.UUID,
@@ -137,7 +138,7 @@ async def list_webhook_deliveries(
         schemas.DeliveryStatus | None, Query(alias="status", description="Only this status.")
     ] = None,
     limit: Limit = 50,
-    cursor: Cursor = None,
+    cursor: CursorQuery = None,
 ) -> schemas.DeliveryPage:
     """A webhook's deliveries, newest first: status, attempts, the receiver's answers."""
     return await WebhookService(session, principal.tenant_id, resources).deliveries(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from mailsvc.event.schemas import EVENT_TYPES
 from mailsvc.webhook.target import MAX_URL_LENGTH, parse_target
@@ -14,8 +15,22 @@ from mailsvc.webhook.target import MAX_URL_LENGTH, parse_target
 DeliveryStatus = Literal["pending", "delivering", "succeeded", "failed"]
 
 
+# What target.parse_target accepts, as a pattern (a conservative one: ASCII only,
+# ports of at most four digits): http(s), a host, no credentials, no fragment,
+# no spaces or control characters, only what RFC 3986 allows in a path and query (so
+# the pattern stays inside `format: uri`). Whether the host is allowed is checked on save.
+URL_PATTERN = (
+    r"^https?://[A-Za-z0-9._~-]+(:[0-9]{1,4})?"
+    r"([/?]([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"
+)
+# RFC 3986's characters; urlsplit takes anything, and the schema says `format: uri`.
+_URI = re.compile(r"([A-Za-z0-9._~!$&'()*+,;=:@/?#\[\]-]|%[0-9A-Fa-f]{2})*")
+
+
 def _check_url(value: str) -> str:
     parse_target(value)
+    if not _URI.fullmatch(value):
+        raise ValueError("must be a URI: percent-encode other characters (RFC 3986)")
     return value
 
 
@@ -38,6 +53,7 @@ WebhookUrl = Annotated[
         "addresses only (checked on save and before every delivery). No credentials in "
         "it: the signature authenticates each request.",
         examples=["https://app.example.com/hooks/mailsvc"],
+        json_schema_extra={"format": "uri", "pattern": URL_PATTERN},
     ),
     AfterValidator(_check_url),
 ]
@@ -62,7 +78,8 @@ class WebhookIn(BaseModel):
     url: WebhookUrl
     event_types: EventTypes
     description: str | None = Field(default=None, max_length=500, examples=["CRM sync"])
-    active: bool = Field(
+    # StrictBool: the schema says boolean, so 0/1 and "true" are refused, not coerced.
+    active: StrictBool = Field(
         default=True,
         description="Inactive webhooks receive nothing; their events wait, and are "
         "delivered in order once the webhook is active again.",
