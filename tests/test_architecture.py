@@ -23,6 +23,7 @@ LIBRARY_OWNERS = {
     "nh3": "mime/sanitize.py",
     "mailparser_reply": "mime/reply_text.py",
     "httpx": "webhook/client.py",
+    "fastapi_offline": "ops/docs.py",
 }
 
 

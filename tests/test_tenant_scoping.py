@@ -45,6 +45,7 @@ CROSS_TENANT = {
     "event/repository.py:trim_changes",
     "outbox/repository.py:copies_to_file",
     "outbox/repository.py:due_entries",
+    "outbox/repository.py:count_in_flight",
     "mirror/repository.py:refresh_statistics",
     "webhook/repository.py:tenants_with_active_webhooks",
     "webhook/repository.py:due_deliveries",

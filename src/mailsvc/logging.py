@@ -24,6 +24,31 @@ def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMap
     return event_dict
 
 
+class _ArqJobLinesAtDebug(logging.Filter):
+    """Lowers arq's per-job lines to DEBUG, and drops them below the logger's level.
+
+    arq logs every job start and finish ("0.01s ← cron:record_heartbeat ● ") and an
+    hourly health line at INFO, so an idle worker's crons would fill the log at
+    LOG_LEVEL=INFO; our jobs log what they did themselves. arq's start-up lines,
+    warnings and errors (a job failed, expired, or not found) keep their level.
+    """
+
+    # Every per-job line of arq.worker starts with the job's duration ("%6.2fs ").
+    _JOB_LINE_PREFIX = "%6.2fs "
+    _HEALTH_LINE = "recording health: %s"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not isinstance(record.msg, str):
+            return True
+        if not (record.msg.startswith(self._JOB_LINE_PREFIX) or record.msg == self._HEALTH_LINE):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+_ARQ_JOB_FILTER = _ArqJobLinesAtDebug()
+
+
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever `sys.stderr` is at emit time.
 
@@ -79,6 +104,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "alembic"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # A logger's filters see only its own records, not its children's: on arq.worker
+    # itself. One shared instance, so configuring twice adds it once.
+    logging.getLogger("arq.worker").addFilter(_ARQ_JOB_FILTER)
     # aioimaplib logs every byte it sends and receives at DEBUG: mail content and
     # protocol traffic never belong in logs, whatever LOG_LEVEL says.
     logging.getLogger("aioimaplib").setLevel(max(logging.INFO, root.level))

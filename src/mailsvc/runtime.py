@@ -9,7 +9,8 @@ else constructs these objects.
     api     Resources + tokens, change listener (SSE), outbox dispatcher (immediate
             sends), and with IDLE_ENABLED the parser pool, sync engine and IDLE supervisor
     worker  Resources + tokens, change listener (webhook fan-out), parser pool, sync
-            engine, outbox sender, webhook client, fan-out and deliverer
+            engine, outbox sender, webhook client, fan-out and deliverer, and with
+            WORKER_METRICS_PORT its `GET /metrics` server
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from mailsvc.kit.mailserver import tls_context
 from mailsvc.kit.ratelimit import account_send_limiter, tenant_request_limiter
 from mailsvc.kit.redis import create_redis
 from mailsvc.kit.resources import Resources
+from mailsvc.ops.worker_metrics import serve_worker_metrics
 from mailsvc.outbox.dispatch import OutboxDispatcher
 from mailsvc.outbox.sender import OutboxSender
 from mailsvc.sync.engine import SyncEngine
@@ -134,6 +136,7 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
             _start_api_services(runtime, stack)
         else:
             _start_worker_services(runtime, stack)
+            await stack.enter_async_context(serve_worker_metrics(settings))
         # Built once and cached; building reads the system CA bundle from disk, which
         # the first account check, download or mail change would otherwise do on the
         # event loop. Last, so that a bad MAIL_TLS_CA_FILE also unwinds everything above.

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailsvc.config import Settings
 from mailsvc.event.repository import trim_changes
+from mailsvc.ops.metrics import count_changes_trimmed
 
 log = structlog.get_logger("mailsvc.events")
 
@@ -32,6 +33,8 @@ async def trim_change_log(ctx: RetentionJobContext) -> int:
         async with ctx["sessionmaker"].begin() as session:
             deleted = await trim_changes(session, older_than=cutoff, batch=_BATCH)
         total += deleted
+        # Per committed batch, so a run that fails half-way still counts what went.
+        count_changes_trimmed(deleted)
         if deleted < _BATCH:
             break
     if total:

@@ -22,6 +22,7 @@ from mailsvc.mime.reply_text import reply_text
 from mailsvc.mime.sanitize import sanitize_html
 from mailsvc.models import Attachment, Message
 from mailsvc.models.mailbox import MAILBOX_ROLES
+from mailsvc.ops.metrics import timed_search
 from mailsvc.search.query import QuerySyntaxError, SearchQuery, parse_query
 from mailsvc.search.repository import HIGHLIGHT_START, HIGHLIGHT_STOP
 
@@ -142,6 +143,12 @@ class MessageService:
 
     async def page_json(self, request: ListRequest) -> bytes:
         """One `MessagePage` as its JSON body; PostgreSQL builds the items."""
+        if request.q:
+            with timed_search():
+                return await self._page_json(request)
+        return await self._page_json(request)
+
+    async def _page_json(self, request: ListRequest) -> bytes:
         filters = await self.filters(request)
         order = request.order
         if order == "relevance" and not filters.text:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from pydantic import SecretStr
+
+from mailsvc.errors import MailsvcError
 
 HTTP_REQUESTS = Counter(
     "mailsvc_http_requests_total", "HTTP requests served.", ["method", "route", "status"]
@@ -54,5 +62,136 @@ def count_idle_connections(delta: int) -> None:
     IDLE_CONNECTIONS.inc(delta)
 
 
+OUTBOX_ATTEMPTS = Counter(
+    "mailsvc_outbox_attempts_total",
+    "Outbox send attempts by what became of the entry: sent, retry (queued again), "
+    "failed (given up).",
+    ["outcome"],
+)
+OUTBOX_RETRY_DELAY = Histogram(
+    "mailsvc_outbox_retry_delay_seconds",
+    "Backoff chosen before an outbox entry's next attempt.",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
+)
+OUTBOX_BOUNCES = Counter(
+    "mailsvc_outbox_bounces_total", "Sent outbox entries a delivery status notification bounced."
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "mailsvc_webhook_attempts_total",
+    "Webhook delivery attempts by outcome: succeeded, retry (pending again), failed "
+    "(given up after the last attempt).",
+    ["outcome"],
+)
+WEBHOOK_GIVEN_UP = Counter(
+    "mailsvc_webhook_deliveries_dropped_total",
+    "Webhook deliveries given up without a request (the event left the change log, "
+    "or cannot be encoded).",
+)
+WEBHOOK_LAG = Histogram(
+    "mailsvc_webhook_delivery_lag_seconds",
+    "From the event's transaction to the receiver's 2xx, retries included.",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400),
+)
+SEARCH_REQUESTS = Counter(
+    "mailsvc_search_requests_total",
+    "Message searches (list requests with a query) by outcome: ok, invalid (4xx), error.",
+    ["outcome"],
+)
+SEARCH_SECONDS = Histogram(
+    "mailsvc_search_duration_seconds",
+    "Time to parse a message search and build its page in PostgreSQL.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CHANGES_TRIMMED = Counter(
+    "mailsvc_changes_trimmed_total", "Change-log rows deleted by retention (CHANGE_RETENTION_DAYS)."
+)
+OUTBOX_ENTRIES = Gauge(
+    "mailsvc_outbox_entries",
+    "Outbox entries still to send, across tenants, by status (queued includes those "
+    "scheduled for later), as of this worker's last sweep. Every worker counts the "
+    "same rows: aggregate with max, not sum.",
+    ["status"],
+)
+
+
+def _export_outcomes(counter: Counter, outcomes: tuple[str, ...]) -> None:
+    # Exported from the start (at 0), so a rate over an outcome that has not happened
+    # yet in this process is 0 rather than absent.
+    for outcome in outcomes:
+        counter.labels(outcome)
+
+
+_export_outcomes(OUTBOX_ATTEMPTS, ("sent", "retry", "failed"))
+_export_outcomes(WEBHOOK_ATTEMPTS, ("succeeded", "retry", "failed"))
+_export_outcomes(SEARCH_REQUESTS, ("ok", "invalid", "error"))
+
+
+def observe_outbox_attempt(*, outcome: str, retry_delay_seconds: float | None = None) -> None:
+    """Record one outbox attempt (`outcome`: sent, retry, failed) and, for a retry,
+    the delay before the next one."""
+    OUTBOX_ATTEMPTS.labels(outcome).inc()
+    if retry_delay_seconds is not None:
+        OUTBOX_RETRY_DELAY.observe(retry_delay_seconds)
+
+
+def count_outbox_bounces(count: int) -> None:
+    """Add `count` sent entries marked bounced."""
+    OUTBOX_BOUNCES.inc(count)
+
+
+def observe_webhook_attempt(*, outcome: str, lag_seconds: float | None = None) -> None:
+    """Record one webhook attempt (`outcome`: succeeded, retry, failed); a success
+    carries the lag from its event's transaction."""
+    WEBHOOK_ATTEMPTS.labels(outcome).inc()
+    if lag_seconds is not None:
+        WEBHOOK_LAG.observe(max(lag_seconds, 0.0))
+
+
+def count_webhook_dropped() -> None:
+    """One delivery given up without a request."""
+    WEBHOOK_GIVEN_UP.inc()
+
+
+@contextmanager
+def timed_search() -> Iterator[None]:
+    """Record the search run in the block: ok, invalid (a `MailsvcError`, i.e. the
+    request was refused), or error (anything else, a cancellation included)."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    except MailsvcError:
+        outcome = "invalid"
+        raise
+    finally:
+        SEARCH_REQUESTS.labels(outcome).inc()
+        SEARCH_SECONDS.observe(time.perf_counter() - started)
+
+
+def count_changes_trimmed(count: int) -> None:
+    """Add `count` change-log rows deleted by retention."""
+    CHANGES_TRIMMED.inc(count)
+
+
+def set_outbox_entries(counts: Mapping[str, int]) -> None:
+    """Set the outbox gauge to `counts` (status -> entries) counted by the sweep."""
+    for status, count in counts.items():
+        OUTBOX_ENTRIES.labels(status).set(count)
+
+
+def scrape_allowed(token: SecretStr | None, authorization: str | None) -> bool:
+    """Whether a scrape with this Authorization header may read the metrics: any
+    scrape without METRICS_TOKEN (`token`), else only `Bearer <token>`."""
+    if token is None:
+        return True
+    scheme, _, presented = (authorization or "").partition(" ")
+    # Constant time, and on bytes: compare_digest's str form refuses non-ASCII, which
+    # a client may send.
+    matches = hmac.compare_digest(presented.strip().encode(), token.get_secret_value().encode())
+    return scheme.lower() == "bearer" and matches
+
+
 def render_metrics() -> bytes:
+    """Every metric of this process in the Prometheus text format."""
     return generate_latest()

@@ -52,6 +52,7 @@ from mailsvc.event.repository import ChangeRepository
 from mailsvc.mime import ParsedMessage
 from mailsvc.mime.dsn import parse_dsn
 from mailsvc.models import OutboxMessage
+from mailsvc.ops.metrics import count_outbox_bounces
 from mailsvc.outbox.repository import OutboxRepository
 from mailsvc.outbox.sender import outbox_event
 
@@ -151,6 +152,7 @@ async def record_bounces(
             )
             events.append(bounced_event(entry, bounce))
     await ChangeRepository(session, tenant_id).append_many(account_id, events)
+    count_outbox_bounces(len(events))
     return len(events)
 
 

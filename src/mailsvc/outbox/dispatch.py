@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailsvc.kit.jobs import arq_job
 from mailsvc.kit.tasks import cancel_and_wait
-from mailsvc.outbox.repository import copies_to_file, due_entries
+from mailsvc.ops.metrics import set_outbox_entries
+from mailsvc.outbox.repository import copies_to_file, count_in_flight, due_entries
 from mailsvc.outbox.sender import SEND_JOB, OutboxSender, send_job_id
 
 FILE_COPY_JOB = "file_sent_copy"
@@ -78,10 +79,13 @@ async def send_outbox(ctx: OutboxJobContext, tenant_id: str, entry_id: str) -> s
 
 async def sweep_outbox(ctx: OutboxJobContext) -> int:
     """arq cron: enqueue entries whose attempt is overdue (a lost job, a dead process),
-    and sent messages whose copy to the Sent mailbox is due another try."""
+    and sent messages whose copy to the Sent mailbox is due another try; and set the
+    outbox gauge (`mailsvc_outbox_entries`)."""
     async with ctx["sessionmaker"]() as session:
         due = await due_entries(session, overdue_by=_SWEEP_GRACE, limit=_SWEEP_BATCH)
         copies = await copies_to_file(session, limit=_SWEEP_BATCH)
+        # Counted here, every 15 s, so that a scrape runs no SQL.
+        set_outbox_entries(await count_in_flight(session))
     for tenant_id, entry_id in due:
         await ctx["redis"].enqueue_job(
             SEND_JOB, tenant_id, str(entry_id), _job_id=send_job_id(entry_id, 0) + ":sweep"

@@ -221,3 +221,20 @@ async def due_entries(
         .limit(limit)
     )
     return [(tenant_id, entry_id) for tenant_id, entry_id in rows.all()]
+
+
+@cross_tenant(reason="the outbox gauge counts entries in flight in every tenant; counts only")
+async def count_in_flight(session: AsyncSession) -> dict[str, int]:
+    """Entries per in-flight status across tenants, 0 for a status without any.
+
+    Its WHERE clause is `ix_outbox_due`'s predicate, so PostgreSQL reads that small
+    partial index (entries still to send), not the sent history.
+    """
+    rows = await session.execute(
+        select(OutboxMessage.status, func.count())
+        .where(OutboxMessage.status.in_(IN_FLIGHT))
+        .group_by(OutboxMessage.status)
+    )
+    counts = dict.fromkeys(IN_FLIGHT, 0)
+    counts.update(rows.all())
+    return counts

@@ -40,6 +40,7 @@ from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.mailserver import tls_context
 from mailsvc.message.repository import MessageRepository
 from mailsvc.models import Account, OutboxMessage
+from mailsvc.ops.metrics import observe_outbox_attempt
 from mailsvc.outbox.delivery import DeliveryResult, Outcome, deliver
 from mailsvc.outbox.repository import OutboxRepository
 
@@ -176,12 +177,14 @@ class OutboxSender:
         }
         now = datetime.now(UTC)
         retry_at: datetime | None = None
+        delay: timedelta | None = None
         if result.outcome is Outcome.DELIVERED:
             values.update(status="sent", sent_at=now, verify_sent=False)
         elif result.outcome is Outcome.FAILED or entry.attempts >= entry.max_attempts:
             values["status"] = "failed"
         else:
-            retry_at = now + backoff(entry.attempts, self._settings)
+            delay = backoff(entry.attempts, self._settings)
+            retry_at = now + delay
             values.update(
                 status="queued",
                 next_attempt_at=retry_at,
@@ -194,6 +197,11 @@ class OutboxSender:
             await ChangeRepository(session, tenant_id).append(
                 attempt.account.id, *outbox_event(updated)
             )
+        # Counted once recorded: an attempt whose lease ran out is the taker's to count.
+        observe_outbox_attempt(
+            outcome="retry" if delay is not None else str(values["status"]),
+            retry_delay_seconds=delay.total_seconds() if delay is not None else None,
+        )
         if retry_at is not None:
             await self._arq.enqueue_job(
                 SEND_JOB,

@@ -35,6 +35,7 @@ from mailsvc.event.schemas import event_from_change, event_json
 from mailsvc.kit.crypto import SecretBox, SecretDecryptionError
 from mailsvc.kit.db import utcnow
 from mailsvc.kit.ids import uuid7
+from mailsvc.ops.metrics import count_webhook_dropped, observe_webhook_attempt
 from mailsvc.webhook.client import PostResult, WebhookClient
 from mailsvc.webhook.credentials import open_secret
 from mailsvc.webhook.queue import enqueue_delivery, enqueue_retry
@@ -72,6 +73,8 @@ class _Attempt:
     secret: str
     body: bytes
     event_type: str
+    # When the event's transaction wrote it: a success's lag is measured from here.
+    event_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,7 @@ class WebhookDeliverer:
                     await deliveries.give_up(
                         delivery.id, "the event left the change log (CHANGE_RETENTION_DAYS)"
                     )
+                    count_webhook_dropped()
                     continue
                 try:
                     secret = open_secret(self._secrets, webhook)
@@ -170,6 +174,7 @@ class WebhookDeliverer:
                     body = event_json(event_from_change(change))
                 except ValueError as exc:  # a change the event schemas do not describe
                     await deliveries.give_up(delivery.id, f"the event cannot be encoded: {exc}")
+                    count_webhook_dropped()
                     continue
                 claimed = await deliveries.claim(delivery.id, lease=lease_for(self._settings))
                 return _Attempt(
@@ -179,6 +184,7 @@ class WebhookDeliverer:
                     secret=secret,
                     body=body,
                     event_type=claimed.event_type,
+                    event_at=change.created_at,
                 )
 
     async def _post(self, attempt: _Attempt) -> PostResult:
@@ -207,14 +213,15 @@ class WebhookDeliverer:
             "last_error": result.error,
         }
         given_up = False
+        now = utcnow()
         if result.ok:
-            values.update(status="succeeded", delivered_at=utcnow())
+            values.update(status="succeeded", delivered_at=now)
         elif attempt.attempt >= settings.webhook_max_attempts:
             values["status"] = "failed"
             given_up = True
         else:
             values.update(
-                status="pending", next_attempt_at=utcnow() + backoff(attempt.attempt, settings)
+                status="pending", next_attempt_at=now + backoff(attempt.attempt, settings)
             )
         async with self._sessionmaker() as session, session.begin():
             webhooks = WebhookRepository(session, tenant_id)
@@ -237,6 +244,11 @@ class WebhookDeliverer:
                     )
                     await webhooks.disable(webhook_id, reason)
                     log.warning("webhook.disabled", webhook_id=str(webhook_id), failures=count)
+        # Counted once recorded: an attempt whose lease ran out is not this one's to count.
+        observe_webhook_attempt(
+            outcome="retry" if values["status"] == "pending" else str(values["status"]),
+            lag_seconds=(now - attempt.event_at).total_seconds() if result.ok else None,
+        )
         log.info(
             "webhook.attempt",
             webhook_id=str(webhook_id),
