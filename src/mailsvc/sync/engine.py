@@ -35,7 +35,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import structlog
@@ -45,7 +44,7 @@ from mailsvc.account.credentials import imap_server
 from mailsvc.account.repository import AccountRepository
 from mailsvc.config import Settings
 from mailsvc.event.repository import ChangeRepository
-from mailsvc.imap import uids, wire
+from mailsvc.imap import wire
 from mailsvc.imap.connection import ImapConnection, connect_imap
 from mailsvc.imap.errors import (
     ImapAuthError,
@@ -57,7 +56,6 @@ from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.db import utcnow
 from mailsvc.kit.mailserver import tls_context
 from mailsvc.kit.tasks import cancel_and_wait
-from mailsvc.mime.bodystructure import parse_bodystructure, text_sections
 from mailsvc.mime.text import safe_server_text
 from mailsvc.mirror.repository import MailboxRepository, MirrorRepository
 from mailsvc.mirror.server_changes import session_free_flags
@@ -66,13 +64,13 @@ from mailsvc.models import Mailbox
 from mailsvc.ops.metrics import observe_sync
 from mailsvc.search.repository import SearchIndexRepository
 from mailsvc.sync import plan as planning
-from mailsvc.sync.parser import Fetched, ParserPool, PartialSource
+from mailsvc.sync.fetch import fetch_batch
+from mailsvc.sync.parser import Fetched, ParserPool
 from mailsvc.sync.reconcile import reconcile
 from mailsvc.sync.writer import MailboxWriter
 
 log = structlog.get_logger("mailsvc.sync")
 
-_MESSAGE_ITEMS = "UID FLAGS INTERNALDATE RFC822.SIZE"
 # A first mirror re-analyzes the messages table after these batches (see
 # `MirrorRepository.refresh_statistics`): early, then once the table is sizeable.
 _ANALYZE_AFTER_BATCHES = frozenset({2, 8, 32})
@@ -98,18 +96,6 @@ class SyncReport:
     def changed(self) -> bool:
         """Whether the pass stored, updated or deleted any message."""
         return bool(self.new_messages or self.updated or self.deleted)
-
-
-def _options(raw: dict[str, Any]) -> planning.SyncOptions:
-    since = raw.get("since")
-    include = raw.get("include_mailboxes")
-    return planning.SyncOptions(
-        include_mailboxes=frozenset(include) if include else None,
-        exclude_mailboxes=frozenset(raw.get("exclude_mailboxes") or ()),
-        since=date.fromisoformat(since) if isinstance(since, str) else None,
-        max_messages_per_mailbox=raw.get("max_messages_per_mailbox"),
-        events_for_existing=bool(raw.get("events_for_existing", False)),
-    )
 
 
 class SyncEngine:
@@ -146,7 +132,7 @@ class SyncEngine:
             if account is None:
                 raise AccountGoneError(str(account_id))
             server = imap_server(self._secrets, account)
-            options = _options(account.sync_options or {})
+            options = planning.SyncOptions.from_stored(account.sync_options or {})
         started = time.perf_counter()
         try:
             # Cached per CA file; the runtime reads it off the event loop at start-up.
@@ -406,20 +392,22 @@ class SyncEngine:
         # Three stages overlap: batch N+1 streams in and is parsed (worker processes)
         # while batch N is stored (PostgreSQL). Stores stay in UID order, one at a time,
         # because each advances the mailbox's `uidnext`.
-        fetching: asyncio.Future[list[tuple[wire.FetchedItem, Fetched]]] | None
-        fetching = (
-            asyncio.ensure_future(self._fetch_batch(connection, groups[0])) if groups else None
-        )
+        cap = settings.sync_max_message_bytes
+
+        def fetch(index: int) -> asyncio.Future[list[tuple[wire.FetchedItem, Fetched]]] | None:
+            if index >= len(groups):
+                return None
+            return asyncio.ensure_future(
+                fetch_batch(connection, groups[index], max_message_bytes=cap)
+            )
+
+        fetching = fetch(0)
         storing: asyncio.Future[int] | None = None
         try:
             for index, group in enumerate(groups):
                 assert fetching is not None
                 items = await fetching
-                fetching = (
-                    asyncio.ensure_future(self._fetch_batch(connection, groups[index + 1]))
-                    if index + 1 < len(groups)
-                    else None
-                )
+                fetching = fetch(index + 1)
                 parsed = await self._parser.parse([source for _, source in items])
                 if storing is not None:
                     stored += await storing
@@ -443,46 +431,6 @@ class SyncEngine:
         last_uid = candidates[-1].uid if candidates else 0
         await writer.finish_new(max(selected.uidnext or 0, last_uid + 1))
         return stored
-
-    async def _fetch_batch(
-        self, connection: ImapConnection, batch: list[planning.Candidate]
-    ) -> list[tuple[wire.FetchedItem, Fetched]]:
-        cap = self._settings.sync_max_message_bytes
-        small = [c.uid for c in batch if c.size <= cap]
-        large = [c.uid for c in batch if c.size > cap]
-        fetched: list[tuple[wire.FetchedItem, Fetched]] = []
-        if small:
-            items, _ = await connection.uid_fetch(
-                uids.compress_uid_set(small), f"{_MESSAGE_ITEMS} MODSEQ BODY.PEEK[]"
-                if connection.has("CONDSTORE") else f"{_MESSAGE_ITEMS} BODY.PEEK[]"
-            )  # fmt: skip
-            fetched += [(item, item.body or b"") for item in items if item.uid is not None]
-        for uid in large:
-            fetched += await self._fetch_partial(connection, uid)
-        fetched.sort(key=lambda pair: pair[0].uid or 0)
-        return fetched
-
-    async def _fetch_partial(
-        self, connection: ImapConnection, uid: int
-    ) -> list[tuple[wire.FetchedItem, Fetched]]:
-        """A message above the size cap: header, structure and text parts only."""
-        items, _ = await connection.uid_fetch(
-            str(uid), f"{_MESSAGE_ITEMS} BODY.PEEK[HEADER] BODYSTRUCTURE"
-        )
-        if not items:
-            return []
-        item = items[0]
-        structure_text = wire.to_sexpr(item.bodystructure) if item.bodystructure else ""
-        structure = parse_bodystructure(structure_text) if structure_text else None
-        wanted = [section for section, *_ in text_sections(structure)] if structure else []
-        sections: dict[str, bytes | bytearray] = {}
-        if wanted:
-            parts = " ".join(f"BODY.PEEK[{section}]" for section in wanted)
-            text_items, _ = await connection.uid_fetch(str(uid), f"UID {parts}")
-            if text_items:
-                sections = text_items[0].sections
-        header = bytes(item.sections.get("HEADER", b""))
-        return [(item, PartialSource(header, structure_text, sections))]
 
     async def record_login_refused(self, tenant_id: str, account_id: uuid.UUID, error: str) -> None:
         """Park the account in `auth_error`: a login of someone else's was refused."""

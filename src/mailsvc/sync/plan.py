@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from mailsvc.imap.wire import ListedMailbox, SelectedState
 
@@ -36,6 +37,19 @@ class SyncOptions:
     since: date | None = None
     max_messages_per_mailbox: int | None = None
     events_for_existing: bool = False
+
+    @classmethod
+    def from_stored(cls, raw: dict[str, Any]) -> SyncOptions:
+        """The options of an `accounts.sync_options` value (validated when it was saved)."""
+        since = raw.get("since")
+        include = raw.get("include_mailboxes")
+        return cls(
+            include_mailboxes=frozenset(include) if include else None,
+            exclude_mailboxes=frozenset(raw.get("exclude_mailboxes") or ()),
+            since=date.fromisoformat(since) if isinstance(since, str) else None,
+            max_messages_per_mailbox=raw.get("max_messages_per_mailbox"),
+            events_for_existing=bool(raw.get("events_for_existing", False)),
+        )
 
     def wants(self, mailbox: ListedMailbox, role: str | None) -> bool:
         """Whether a mailbox is mirrored; names or roles (`sent`, `junk`) both match."""
