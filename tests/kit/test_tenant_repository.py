@@ -16,6 +16,7 @@ from mailsvc.account.repository import AccountRepository
 from mailsvc.kit.repository import TenantRepository, TenantScope
 from mailsvc.mirror.repository import MailboxRepository
 from mailsvc.models import Account, Mailbox, Webhook
+from tests.fixtures.mail import parked_account
 
 
 @dataclass(frozen=True)
@@ -41,23 +42,7 @@ async def session(database_url: str) -> AsyncIterator[AsyncSession]:
 async def _tenant(session: AsyncSession) -> Tenant:
     """A tenant with one account and its INBOX, stored through the repositories."""
     tenant_id = f"scope-{uuid.uuid4().hex[:12]}"
-    account = await AccountRepository(session, tenant_id).add(
-        Account(
-            email="user@example.com",
-            imap_host="imap.example.com",
-            imap_port=993,
-            imap_security="tls",
-            imap_username="user",
-            imap_secret="ciphertext",
-            smtp_host="smtp.example.com",
-            smtp_port=465,
-            smtp_security="tls",
-            smtp_username="user",
-            smtp_secret="ciphertext",
-            # Nothing may try to connect to it meanwhile.
-            state="disabled",
-        )
-    )
+    account = await AccountRepository(session, tenant_id).add(parked_account())
     inbox = await MailboxRepository(session, tenant_id).add(
         Mailbox(account_id=account.id, name="INBOX")
     )

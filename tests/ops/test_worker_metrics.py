@@ -22,7 +22,6 @@ from mailsvc.account.repository import AccountRepository
 from mailsvc.config import Settings
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.redis import create_redis
-from mailsvc.models import Account
 from mailsvc.ops.metrics import METRICS_CONTENT_TYPE, render_metrics
 from mailsvc.ops.worker_metrics import MAX_HEAD_BYTES, MetricsServer
 from mailsvc.outbox.dispatch import OutboxJobContext, sweep_outbox
@@ -30,6 +29,7 @@ from mailsvc.outbox.repository import OutboxRepository
 from mailsvc.outbox.sender import OutboxSender
 from tests.fixtures.app import remember_secret
 from tests.fixtures.dovecot import DovecotServer
+from tests.fixtures.mail import parked_account
 from tests.fixtures.net import LOOPBACK, free_port, port_accepts
 from tests.fixtures.processes import MAILSVC, service_env
 from tests.fixtures.waiting import eventually
@@ -59,23 +59,7 @@ async def _add_entries(
     """An account of `tenant_id` with one outbox entry per status, none of them due."""
     later = datetime.now(UTC) + timedelta(days=30)
     async with sessionmaker.begin() as session:
-        account = await AccountRepository(session, tenant_id).add(
-            Account(
-                email="user@example.com",
-                imap_host="imap.example.com",
-                imap_port=993,
-                imap_security="tls",
-                imap_username="user",
-                imap_secret="ciphertext",
-                smtp_host="smtp.example.com",
-                smtp_port=465,
-                smtp_security="tls",
-                smtp_username="user",
-                smtp_secret="ciphertext",
-                # Nothing may try to connect to it meanwhile.
-                state="disabled",
-            )
-        )
+        account = await AccountRepository(session, tenant_id).add(parked_account())
         for status in statuses:
             await OutboxRepository(session, tenant_id).add(
                 {
