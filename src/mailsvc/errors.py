@@ -261,9 +261,13 @@ def _serve_as_problem(content: dict[str, Any]) -> None:
 def install_problem_schemas(app: FastAPI) -> None:
     """Make `app.openapi()` define the `Problem` schema the `problems()` entries use."""
     generate: Callable[[], dict[str, Any]] = app.openapi
+    finished: dict[str, Any] = {}
 
     def openapi() -> dict[str, Any]:
-        schema = generate()  # cached by FastAPI after the first call
+        # Done once: every `/openapi.json` request and every 405 (its `Allow`) reads it.
+        if finished:
+            return finished
+        schema = generate()
         _, definitions = models_json_schema(
             [(Problem, "serialization")], ref_template=_COMPONENTS + "{model}"
         )
@@ -277,7 +281,8 @@ def install_problem_schemas(app: FastAPI) -> None:
                         _serve_as_problem(response.get("content", {}))
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
-        return schema
+        finished.update(schema)
+        return finished
 
     app.openapi = openapi  # type: ignore[method-assign]
 

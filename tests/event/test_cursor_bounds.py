@@ -14,8 +14,8 @@ from sqlalchemy import update
 from mailsvc.event.retention import trim_change_log
 from mailsvc.models import Change
 from mailsvc.runtime import Runtime
-from tests.fixtures.app import account_body
 from tests.fixtures.dovecot import DovecotServer
+from tests.fixtures.mail import register_account
 from tests.fixtures.smtp_server import SmtpRelay
 
 Headers = dict[str, str]
@@ -26,14 +26,7 @@ async def _account_with_events(
 ) -> uuid.UUID:
     """An account whose creation is the tenant's one event."""
     user = dovecot.add_user(f"cursor-{secrets.token_hex(5)}", secrets.token_urlsafe(10))
-    response = await client.post(
-        "/api/accounts",
-        json=account_body(dovecot, relay, user),
-        headers=auth,
-        params={"verify": "false"},
-    )
-    assert response.status_code == 201, response.text
-    return uuid.UUID(response.json()["id"])
+    return await register_account(client, auth, dovecot, relay, user)
 
 
 async def _newest_id(client: httpx.AsyncClient, auth: Headers) -> str:

@@ -18,9 +18,9 @@ from mailsvc.models import Change
 from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from tests.fixtures import imap_client
-from tests.fixtures.app import TokenFactory, account_body
+from tests.fixtures.app import TokenFactory
 from tests.fixtures.dovecot import DovecotServer
-from tests.fixtures.mail import SyncTarget
+from tests.fixtures.mail import SyncTarget, register_account
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.sync.messages import make_message
 
@@ -47,14 +47,7 @@ async def _account(
     client: httpx.AsyncClient, auth: Headers, dovecot: DovecotServer, relay: SmtpRelay
 ) -> uuid.UUID:
     user = dovecot.add_user(f"feed-{secrets.token_hex(5)}", secrets.token_urlsafe(10))
-    response = await client.post(
-        "/api/accounts",
-        json=account_body(dovecot, relay, user),
-        headers=auth,
-        params={"verify": "false"},
-    )
-    assert response.status_code == 201, response.text
-    return uuid.UUID(response.json()["id"])
+    return await register_account(client, auth, dovecot, relay, user)
 
 
 async def _append(app: FastAPI, tenant_id: str, account_id: uuid.UUID, count: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-import uuid
 from typing import Any
 
 import httpx
@@ -19,9 +18,8 @@ from mailsvc.outbox.dispatch import file_copy_job_function, send_job_function
 from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.tasks import sync_job_function
-from tests.fixtures.app import account_body
 from tests.fixtures.dovecot import DovecotServer, TestMailUser
-from tests.fixtures.mail import SyncTarget
+from tests.fixtures.mail import SyncTarget, register_account
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.fixtures.waiting import eventually
 
@@ -36,14 +34,8 @@ async def recipient(
 ) -> SyncTarget:
     """Another user of the test Dovecot, registered as an account of the same tenant."""
     user: TestMailUser = dovecot.add_user(f"rcpt-{secrets.token_hex(6)}", secrets.token_urlsafe(12))
-    response = await client.post(
-        "/api/accounts",
-        json=account_body(dovecot, smtp_relay, user),
-        headers=auth,
-        params={"verify": "false"},
-    )
-    assert response.status_code == 201, response.text
-    return SyncTarget(tenant_id, uuid.UUID(response.json()["id"]), user)
+    account_id = await register_account(client, auth, dovecot, smtp_relay, user)
+    return SyncTarget(tenant_id, account_id, user)
 
 
 async def run_send_jobs(app: FastAPI, engine: SyncEngine, *, within: float = 60) -> None:

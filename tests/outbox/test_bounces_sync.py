@@ -30,9 +30,9 @@ from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.parser import ParserPool
 from tests.fixtures import imap_client
-from tests.fixtures.app import TokenFactory, account_body
+from tests.fixtures.app import TokenFactory
 from tests.fixtures.dovecot import DovecotServer
-from tests.fixtures.mail import SyncTarget
+from tests.fixtures.mail import SyncTarget, register_account
 from tests.fixtures.smtp_server import SmtpRelay
 
 DIAGNOSTIC = (
@@ -444,14 +444,8 @@ async def test_a_report_never_reaches_another_accounts_or_tenants_entry(
     accounts: list[tuple[str, uuid.UUID]] = []
     for tenant_id, headers in ((other_tenant, other_auth), (target.tenant_id, auth)):
         user = dovecot.add_user(f"other-{secrets.token_hex(6)}", secrets.token_urlsafe(12))
-        response = await client.post(
-            "/api/accounts",
-            json=account_body(dovecot, smtp_relay, user),
-            headers=headers,
-            params={"verify": "false"},
-        )
-        assert response.status_code == 201, response.text
-        accounts.append((tenant_id, uuid.UUID(response.json()["id"])))
+        account_id = await register_account(client, headers, dovecot, smtp_relay, user)
+        accounts.append((tenant_id, account_id))
     # The same Message-ID in each: only the target's own entry may be marked.
     message_id = new_message_id()
     others = [

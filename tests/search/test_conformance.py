@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -26,8 +25,9 @@ from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.parser import ParserPool
 from tests.fixtures import imap_client
-from tests.fixtures.app import TokenFactory, account_body
+from tests.fixtures.app import TokenFactory
 from tests.fixtures.dovecot import DovecotServer, TestMailUser
+from tests.fixtures.mail import register_account
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.search.conformance import (
     CASES,
@@ -90,13 +90,7 @@ async def conformance_mailbox(
     await asyncio.to_thread(_store_on_server, dovecot, user)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://mailsvc.test") as client:
-        response = await client.post(
-            "/api/accounts",
-            json=account_body(dovecot, smtp_relay, user),
-            headers=auth,
-            params={"verify": "false"},
-        )
-        assert response.status_code == 201, response.text
+        account_id = await register_account(client, auth, dovecot, smtp_relay, user)
         # Registering queues a sync job too; the per-test `client` fixture drops
         # queued jobs when the first test ends. The sync runs here, in-process.
         state: Runtime = app.state.mailsvc
@@ -106,7 +100,7 @@ async def conformance_mailbox(
             settings=settings,
             parser=parser_pool,
         )
-        await engine.sync_account(tenant_id, uuid.UUID(response.json()["id"]))
+        await engine.sync_account(tenant_id, account_id)
         ids = await _wait_until_searchable(client, auth)
         keys = {message_id: await _key_of(client, auth, message_id) for message_id in ids}
     return ConformanceMailbox(auth=auth, keys=keys)

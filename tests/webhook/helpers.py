@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from tests.fixtures import imap_client
-from tests.fixtures.app import account_body
 from tests.fixtures.dovecot import DovecotServer, TestMailUser
+from tests.fixtures.mail import register_account
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.sync.messages import make_message
 
@@ -30,14 +30,10 @@ async def mail_account(
     first sync announces (`message.created`)."""
     user = dovecot.add_user(f"hook-{secrets.token_hex(5)}", secrets.token_urlsafe(10))
     await append(dovecot, user, range(messages))
-    response = await client.post(
-        "/api/accounts",
-        json=account_body(dovecot, relay, user, sync_options={"events_for_existing": True}),
-        headers=auth,
-        params={"verify": "false"},
+    account_id = await register_account(
+        client, auth, dovecot, relay, user, sync_options={"events_for_existing": True}
     )
-    assert response.status_code == 201, response.text
-    return uuid.UUID(response.json()["id"]), user
+    return account_id, user
 
 
 async def append(dovecot: DovecotServer, user: TestMailUser, indexes: range) -> None:
