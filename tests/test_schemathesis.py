@@ -23,8 +23,7 @@ from mailsvc.auth.tokens import TokenCodec
 from mailsvc.config import Settings
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.net import free_port
-from tests.fixtures.processes import MAILSVC, service_env
-from tests.fixtures.waiting import eventually
+from tests.fixtures.processes import MAILSVC, service_env, wait_until_serving
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 # The exceptions to the default expectations, each with its reason, and the check that
@@ -68,14 +67,7 @@ async def test_the_api_keeps_its_openapi_contract(
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base) as client:
-
-            async def up() -> bool:
-                try:
-                    return (await client.get("/health")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(up, within=30, what="mailsvc serve answering")
+            await wait_until_serving(client, within=30)
         fuzzer = await asyncio.create_subprocess_exec(
             SCHEMATHESIS, "--config-file", str(CONFIG), "run", f"{base}/openapi.json",
             "--header", f"Authorization: Bearer {token}",

@@ -17,8 +17,7 @@ from tests.fixtures.app import TokenFactory
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.mail import SyncTarget
 from tests.fixtures.net import free_port
-from tests.fixtures.processes import MAILSVC
-from tests.fixtures.waiting import eventually
+from tests.fixtures.processes import MAILSVC, wait_until_serving
 from tests.message.test_endpoints import _message
 
 ATTACHMENT_BYTES = 20 * 1024 * 1024
@@ -65,14 +64,7 @@ async def test_a_20_mb_attachment_downloads_intact_in_bounded_memory(
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
         ) as client:
-
-            async def up() -> bool:
-                try:
-                    return (await client.get("/health")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(up, within=60, what="mailsvc serve up")
+            await wait_until_serving(client, within=60)
             [summary] = (await client.get("/api/messages")).json()["items"]
             message = (await client.get(f"/api/messages/{summary['id']}")).json()
             [attachment] = message["attachments"]

@@ -17,7 +17,7 @@ from mailsvc.config import Settings
 from tests.fixtures.app import account_body
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.net import free_port
-from tests.fixtures.processes import MAILSVC, service_env
+from tests.fixtures.processes import MAILSVC, service_env, wait_until_serving
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.fixtures.waiting import eventually
 
@@ -73,12 +73,6 @@ async def test_a_retry_due_after_both_processes_died_is_sent_once_they_are_back(
         base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
     ) as client:
 
-        async def up() -> bool:
-            try:
-                return (await client.get("/health")).status_code == 200
-            except httpx.TransportError:
-                return False
-
         async def entry() -> dict[str, Any]:
             response = await client.get(f"/api/outbox/{entry_id}")
             assert response.status_code == 200, response.text
@@ -86,7 +80,7 @@ async def test_a_retry_due_after_both_processes_died_is_sent_once_they_are_back(
             return found
 
         async with _services(env, port, tmp_path):
-            await eventually(up, within=60, what="api process up")
+            await wait_until_serving(client)
             created = await client.post(
                 "/api/accounts",
                 json=account_body(dovecot, smtp_relay, sender),

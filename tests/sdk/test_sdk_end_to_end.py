@@ -38,7 +38,7 @@ import pytest
 from mailsvc.config import Settings
 from tests.fixtures.dovecot import DovecotServer, TestMailUser
 from tests.fixtures.net import free_port
-from tests.fixtures.processes import MAILSVC, run_mailsvc, service_env
+from tests.fixtures.processes import MAILSVC, run_mailsvc, service_env, wait_until_serving
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.fixtures.waiting import eventually
 from tests.sync.messages import make_message
@@ -74,14 +74,7 @@ async def running_service(env: dict[str, str], *, cwd: Path) -> AsyncIterator[st
     base_url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base_url) as probe:
-
-            async def up() -> bool:
-                try:
-                    return (await probe.get("/health")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(up, within=30, what="mailsvc serve answering")
+            await wait_until_serving(probe, within=30)
         yield base_url
     finally:
         for process in processes:

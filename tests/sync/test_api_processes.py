@@ -20,7 +20,7 @@ from mailsvc.sync.lease import account_lease_key
 from tests.fixtures.app import account_body
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.net import free_port
-from tests.fixtures.processes import MAILSVC, service_env
+from tests.fixtures.processes import MAILSVC, service_env, wait_until_serving
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.fixtures.waiting import eventually
 
@@ -70,14 +70,7 @@ async def test_two_api_processes_split_the_accounts_and_hand_them_over(
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{ports[0]}", headers={"Authorization": f"Bearer {token}"}
         ) as client:
-
-            async def up() -> bool:
-                try:
-                    return (await client.get("/health")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(up, within=60, what="first api process up")
+            await wait_until_serving(client, within=60)
             for _ in range(4):
                 user = dovecot.add_user(f"procs-{secrets.token_hex(4)}", secrets.token_urlsafe(10))
                 created = await client.post(

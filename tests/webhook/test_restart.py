@@ -22,7 +22,7 @@ from mailsvc.models import Change
 from tests.fixtures.app import remember_secret
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.net import free_port
-from tests.fixtures.processes import MAILSVC, service_env
+from tests.fixtures.processes import MAILSVC, service_env, wait_until_serving
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.fixtures.waiting import eventually
 from tests.webhook.conftest import by_account
@@ -96,14 +96,7 @@ async def test_killing_the_worker_mid_delivery_loses_no_event(
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
         ) as client:
-
-            async def up() -> bool:
-                try:
-                    return (await client.get("/health")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(up, within=60, what="api process up")
+            await wait_until_serving(client, within=60)
             created = await client.post("/api/webhooks", json={"url": receiver.url})
             assert created.status_code == 201, created.text
             webhook: dict[str, Any] = created.json()
