@@ -36,12 +36,18 @@ LABEL org.opencontainers.image.title="mailsvc" \
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH="/opt/venv/bin:${PATH}" \
-    PORT=5000
+    PORT=5000 \
+    DATA_DIR=/data
 
 # uid/gid 1000 so bind-mounted files line up with the usual first desktop user.
+# /data is DATA_DIR and /data/search the search index (SEARCH_INDEX_DIR's default
+# under it), owned by that user: a named volume mounted there starts with this
+# ownership, so the api and the worker can share it (compose/docker-compose.yml).
 RUN groupadd --gid 1000 mailsvc \
     && useradd --uid 1000 --gid 1000 --no-log-init --no-create-home \
-       --home-dir /app --shell /usr/sbin/nologin mailsvc
+       --home-dir /app --shell /usr/sbin/nologin mailsvc \
+    && mkdir -p /data/search \
+    && chown -R 1000:1000 /data
 
 WORKDIR /app
 

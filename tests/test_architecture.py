@@ -77,11 +77,11 @@ LAYERS: list[set[str]] = [
     # Foundation: no domain knowledge, or pure mail formats.
     {"config", "errors", "logging", "kit", "models", "mime", "compose", "jobs", "embedded"},
     # Adapters to the outside and cross-cutting concerns every domain may use.
-    {"imap", "smtp", "search", "auth", "ops"},
+    {"imap", "smtp", "auth", "ops"},
     # Domains, each resting on the ones below it.
     {"event"},
     {"account"},
-    {"mirror"},
+    {"mirror", "search"},
     {"message"},
     {"thread", "outbox"},
     {"sync", "draft", "webhook"},

@@ -158,9 +158,18 @@ def test_each_overlay_sets_its_search_backend_and_data_volume() -> None:
         (config,) = by_kind(manifests, "ConfigMap").values()
         assert config["data"]["SEARCH_BACKEND"] == backend, overlay
         assert config["data"]["DATA_DIR"] == "/data", overlay
+        # Tantivy's index directory is unset (then DATA_DIR/search) or under DATA_DIR.
+        index_dir = config["data"].get("SEARCH_INDEX_DIR", "/data/search")
+        assert index_dir.startswith("/data/"), overlay
         for workload in ("mailsvc-api", "mailsvc-worker"):
-            volumes = {v["name"]: v for v in pod_specs(manifests)[workload]["volumes"]}
+            pod = pod_specs(manifests)[workload]
+            volumes = {v["name"]: v for v in pod["volumes"]}
             assert ("persistentVolumeClaim" in volumes["data"]) is claimed, overlay
+            # The api reads the index the worker writes: both mount the one volume there.
+            mounts = {
+                m["mountPath"]: m["name"] for m in container(pod, workload[8:])["volumeMounts"]
+            }
+            assert mounts["/data"] == "data", (overlay, workload)
 
 
 @needs_kubectl

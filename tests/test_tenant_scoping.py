@@ -47,6 +47,8 @@ CROSS_TENANT = {
     "outbox/repository.py:due_entries",
     "outbox/repository.py:count_in_flight",
     "mirror/repository.py:refresh_statistics",
+    "search/queue_repository.py:tenants_with_queued_messages",
+    "search/queue_repository.py:tenants_with_messages",
     "webhook/repository.py:tenants_with_active_webhooks",
     "webhook/repository.py:due_deliveries",
     "webhook/repository.py:tenants_with_webhooks",

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
+import time
+import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailsvc.config import (
     Settings,
@@ -15,6 +20,9 @@ from mailsvc.config import (
     get_settings,
     settings_from_environment,
 )
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 def _out(line: str = "") -> None:
@@ -169,6 +177,163 @@ def cmd_keys_rotate(_: argparse.Namespace) -> None:
     _out(f"re-sealed {count} secrets under the current ENCRYPTION_KEY")
 
 
+class _ProgressLine:
+    """One stderr line rewritten in place (`\\r`): done/total, percent, messages/s."""
+
+    # Redraws at most this often; the last one is always drawn.
+    _EVERY_SECONDS = 0.2
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._started = time.monotonic()
+        self._drawn_at = 0.0
+        self._last = (-1, -1)
+        self._width = 0
+
+    def __call__(self, done: int, remaining: int) -> None:
+        """The indexer's `progress(done, remaining)` callback."""
+        now = time.monotonic()
+        if (done, remaining) == self._last or (
+            remaining and now - self._drawn_at < self._EVERY_SECONDS
+        ):
+            return
+        self._drawn_at = now
+        self._last = (done, remaining)
+        total = done + remaining
+        percent = 100.0 if total == 0 else 100.0 * done / total
+        rate = done / max(now - self._started, 1e-6)
+        line = f"{self._label}: {done:,}/{total:,} {percent:5.1f}% {rate:,.0f} messages/s"
+        # Spaces over what a longer line before left on screen.
+        sys.stderr.write("\r" + line.ljust(self._width))
+        sys.stderr.flush()
+        self._width = len(line)
+
+    def note(self, text: str) -> None:
+        """A line of its own, below the bar; the bar is drawn again after it."""
+        sys.stderr.write(("\n" if self._width else "") + f"mailsvc: {text}\n")
+        sys.stderr.flush()
+        self._width = 0
+
+    def end(self) -> None:
+        if self._width:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+async def _say_when_waiting(
+    redis: Redis, *, tenant_id: str, owner_id: str, bar: _ProgressLine
+) -> None:
+    """Tell the operator, once, that another process holds the tenant's writer lease
+    (a worker indexing it): the rebuild waits until that process lets go."""
+    from mailsvc.search.indexer import search_lease_key
+
+    while True:
+        holder = await redis.get(search_lease_key(tenant_id))
+        if holder is not None:
+            holder_id = holder.decode() if isinstance(holder, bytes) else str(holder)
+            if holder_id != owner_id:
+                bar.note(
+                    f"tenant {tenant_id}: waiting for {holder_id}, which holds its index "
+                    "writer lease (a worker indexing it, or another reindex)"
+                )
+                return
+        await asyncio.sleep(1.0)
+
+
+async def _reindex(
+    settings: Settings, *, tenant_id: str | None, account_id: uuid.UUID | None
+) -> int:
+    """`mailsvc search reindex` (see `cmd_search_reindex`); the number of tenants."""
+    from mailsvc.account.repository import AccountRepository
+    from mailsvc.event.listener import ChangeListener, listen_dsn
+    from mailsvc.kit.db import create_engine, create_sessionmaker
+    from mailsvc.kit.redis import create_redis
+    from mailsvc.kit.tasks import cancel_and_wait
+    from mailsvc.runtime import process_id
+    from mailsvc.search.backends import open_search_backend
+    from mailsvc.search.indexer import SearchIndexer
+    from mailsvc.search.queue_repository import SearchQueueRepository, tenants_with_messages
+
+    async with AsyncExitStack() as stack:
+        engine = create_engine(settings.async_database_url, pool_size=2)
+        stack.push_async_callback(engine.dispose)
+        redis = create_redis(settings.required_redis_url)
+        stack.push_async_callback(redis.aclose)
+        sessionmaker = create_sessionmaker(engine)
+
+        async def rebuild_in_place(_: str) -> None:
+            # This command is the rebuild: a missing index found on the way is rebuilt
+            # by `drain` right here, not handed to a worker.
+            return None
+
+        backend = open_search_backend(
+            settings, sessionmaker=sessionmaker, request_rebuild=rebuild_in_place
+        )
+        stack.push_async_callback(backend.aclose)
+        owner_id = process_id()
+        indexer = SearchIndexer(
+            sessionmaker=sessionmaker,
+            redis=redis,
+            backend=backend,
+            # Never started: `drain` and `rebuild` run in this process, unprompted.
+            listener=ChangeListener(listen_dsn(settings.async_database_url)),
+            owner_id=owner_id,
+        )
+        async with sessionmaker() as session:
+            if account_id is not None:
+                assert tenant_id is not None
+                if await AccountRepository(session, tenant_id).get(account_id) is None:
+                    raise _UsageError(f"no account {account_id} in tenant {tenant_id}")
+            tenants = [tenant_id] if tenant_id is not None else await tenants_with_messages(session)
+        for tenant in tenants:
+            scope = f"account {account_id}" if account_id is not None else f"tenant {tenant}"
+            bar = _ProgressLine(scope)
+            waiting = asyncio.create_task(
+                _say_when_waiting(redis, tenant_id=tenant, owner_id=owner_id, bar=bar)
+            )
+            started = time.monotonic()
+            try:
+                # The tenant's: emptied, marked rebuilding (503 to searches), all queued.
+                # One account's: its messages queued again; the index stays searchable.
+                await indexer.rebuild(tenant, account_id=account_id)
+                async with sessionmaker() as session:
+                    queued = await SearchQueueRepository(session, tenant).remaining()
+                indexed = await indexer.drain(tenant, progress=bar)
+            finally:
+                await cancel_and_wait([waiting])
+                bar.end()
+            state = await backend.state(tenant)
+            rest = " (the rest by a worker)" if indexed < queued else ""
+            _out(
+                f"{scope}: {indexed:,} of {queued:,} queued messages indexed here{rest} "
+                f"in {time.monotonic() - started:.1f} s; index {state}"
+            )
+        return len(tenants)
+
+
+class _UsageError(Exception):
+    """What the operator asked for cannot be done; one line, exit 2."""
+
+
+def cmd_search_reindex(args: argparse.Namespace) -> None:
+    if args.account is not None and args.tenant is None:
+        sys.stderr.write("mailsvc: --account needs --tenant (the account's tenant)\n")
+        raise SystemExit(2)
+    from mailsvc.logging import configure_logging
+
+    settings = _settings_or_exit()
+    # The bar and the summary are this command's output: the indexer's INFO lines
+    # would break the bar, so only warnings and errors are logged (or less, when
+    # LOG_LEVEL asks for it), on stderr, readable by a person.
+    configure_logging(max(settings.log_level, "WARNING", key=logging.getLevelName), json=False)
+    try:
+        tenants = asyncio.run(_reindex(settings, tenant_id=args.tenant, account_id=args.account))
+    except _UsageError as exc:
+        sys.stderr.write(f"mailsvc: {exc}\n")
+        raise SystemExit(2) from exc
+    _out(f"reindexed {tenants} tenant{'' if tenants == 1 else 's'} ({settings.search_backend})")
+
+
 def cmd_dev(args: argparse.Namespace) -> None:
     from mailsvc.dev import DevStartError, run_dev
 
@@ -232,6 +397,22 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser(
         "rotate", help="Re-seal stored secrets under the current ENCRYPTION_KEY."
     ).set_defaults(handler=cmd_keys_rotate)
+
+    search = commands.add_parser("search", help="The search index.").add_subparsers(
+        dest="action", required=True
+    )
+    reindex = search.add_parser(
+        "reindex",
+        help="Rebuild search indexes from PostgreSQL, in this process, with progress.",
+        description="Rebuild search indexes from PostgreSQL, in this process. Without "
+        "options every tenant with messages; --tenant one tenant (searches answer 503 "
+        "search_rebuilding until it is done); --account one account of --tenant (its "
+        "messages are indexed again, the index stays searchable). Waits while a worker "
+        "holds a tenant's index writer lease.",
+    )
+    reindex.set_defaults(handler=cmd_search_reindex)
+    reindex.add_argument("--tenant", help="Only this tenant.")
+    reindex.add_argument("--account", type=uuid.UUID, help="Only this account of --tenant.")
 
     dev = add("dev", cmd_dev, "Run everything locally, with embedded PostgreSQL and Redis.")
     dev.add_argument("--data-dir", type=Path, help="Default: DATA_DIR (.mailsvc).")

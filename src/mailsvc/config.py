@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     idle_poll_seconds: float = Field(default=60.0, gt=0)
     idle_max_connections_per_account: int = Field(default=3, ge=1)
 
+    # Full-text search: one Tantivy index per tenant on a disk the api and worker
+    # processes share, or `postgres` for api processes on several hosts.
+    search_backend: Literal["tantivy", "postgres"] = "tantivy"
+    # Where the Tantivy indexes live; unset: DATA_DIR/search (`search_index_path`).
+    search_index_dir: Path | None = None
+
     @field_validator("log_level")
     @classmethod
     def _upper_log_level(cls, value: str) -> str:
@@ -153,6 +159,11 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment is Environment.PRODUCTION
+
+    @property
+    def search_index_path(self) -> Path:
+        """`SEARCH_INDEX_DIR`, or `DATA_DIR/search` when it is unset."""
+        return self.search_index_dir or self.data_dir / "search"
 
     @property
     def async_database_url(self) -> str:

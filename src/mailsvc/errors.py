@@ -102,6 +102,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "imap_login_refused": ErrorCode(502, "the IMAP server refused the stored login"),
     "imap_unreadable": ErrorCode(502, "the IMAP server sent an answer that cannot be read"),
     "not_ready": ErrorCode(503, "`/ready` only; `checks` names the failing parts"),
+    "search_rebuilding": ErrorCode(
+        503, "the tenant's search index is being rebuilt; `Retry-After` says when to retry"
+    ),
 }
 
 
@@ -214,6 +217,16 @@ class BadGatewayError(MailsvcError):
     """The account's mail server failed or refused; nothing was changed in mailsvc."""
 
     status, code, title = 502, "mail_server_error", "Bad Gateway"
+
+
+class SearchUnavailableError(MailsvcError):
+    """The tenant's search index is missing or being rebuilt from PostgreSQL; lists
+    and reads still answer, searches again once the rebuild is done."""
+
+    status, code, title = 503, "search_rebuilding", "Service Unavailable"
+
+    def __init__(self, detail: str, *, retry_after_seconds: int = 5) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_seconds)})
 
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:

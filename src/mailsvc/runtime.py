@@ -6,10 +6,12 @@ background, and on exit, or when a later step fails, releases everything it buil
 in reverse order. The api's lifespan and the worker's startup both call it; nothing
 else constructs these objects.
 
-    api     Resources + tokens, change listener (SSE), outbox dispatcher (immediate
-            sends), and with IDLE_ENABLED the parser pool, sync engine and IDLE supervisor
-    worker  Resources + tokens, change listener (webhook fan-out), parser pool, sync
-            engine, outbox sender, webhook client, fan-out and deliverer, and with
+    api     Resources + tokens, change listener (SSE), search backend (readers),
+            outbox dispatcher (immediate sends), and with IDLE_ENABLED the parser
+            pool, sync engine and IDLE supervisor
+    worker  Resources + tokens, change listener (webhook fan-out), search backend and
+            the search indexer with its own listener, parser pool, sync engine,
+            outbox sender, webhook client, fan-out and deliverer, and with
             WORKER_METRICS_PORT its `GET /metrics` server
 """
 
@@ -39,6 +41,11 @@ from mailsvc.kit.resources import Resources
 from mailsvc.ops.worker_metrics import serve_worker_metrics
 from mailsvc.outbox.dispatch import OutboxDispatcher
 from mailsvc.outbox.sender import OutboxSender
+from mailsvc.search.backend import SearchBackend
+from mailsvc.search.backends import open_search_backend
+from mailsvc.search.indexer import SearchIndexer
+from mailsvc.search.queue_repository import SEARCH_CHANNEL
+from mailsvc.search.rebuild import request_rebuild
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.idle import IdleSupervisor
 from mailsvc.sync.parser import ParserPool
@@ -60,6 +67,8 @@ class Runtime(Resources):
     outbox_sender: OutboxSender
     # Wakes SSE streams (api) and the webhook fan-out (worker) when changes commit.
     changes: ChangeListener
+    # Searches (api) and index writes (worker's indexer); see mailsvc.search.backend.
+    search: SearchBackend
     # The worker's, and the api's when it runs IDLE watchers.
     sync_engine: SyncEngine | None = None
     # api only.
@@ -68,6 +77,7 @@ class Runtime(Resources):
     idle: IdleSupervisor | None = None
     # worker only.
     webhooks: WebhookDeliverer | None = None
+    search_indexer: SearchIndexer | None = None
 
     def components(self) -> Mapping[type[Any], object]:
         """What endpoints may ask for by type (`mailsvc.kit.http.provided`)."""
@@ -76,6 +86,7 @@ class Runtime(Resources):
             TokenCodec: self.tokens,
             ChangeListener: self.changes,
             OutboxDispatcher: self.outbox,
+            SearchBackend: self.search,
         }
 
 
@@ -100,6 +111,12 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
         changes = ChangeListener(listen_dsn(settings.async_database_url))
         changes.start()
         stack.push_async_callback(changes.stop)
+
+        async def rebuild(tenant_id: str) -> None:
+            await request_rebuild(arq, tenant_id)
+
+        search = open_search_backend(settings, sessionmaker=sessionmaker, request_rebuild=rebuild)
+        stack.push_async_callback(search.aclose)
         runtime = Runtime(
             settings=settings,
             engine=engine,
@@ -125,6 +142,7 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
                 sessionmaker=sessionmaker, secrets=secret_box, settings=settings, arq=arq
             ),
             changes=changes,
+            search=search,
         )
         if role is Role.WORKER or settings.idle_enabled:
             parser = ParserPool(processes=settings.sync_parse_processes or None)
@@ -170,6 +188,23 @@ def _start_worker_services(runtime: Runtime, stack: AsyncExitStack) -> None:
     )
     fanout.start()
     stack.push_async_callback(fanout.stop)
+    # The indexer listens on its own channel (one more connection per worker), and
+    # stops before the backend it writes to is closed.
+    search_listener = ChangeListener(
+        listen_dsn(settings.async_database_url), channel=SEARCH_CHANNEL
+    )
+    search_listener.start()
+    stack.push_async_callback(search_listener.stop)
+    indexer = SearchIndexer(
+        sessionmaker=runtime.sessionmaker,
+        redis=runtime.redis,
+        backend=runtime.search,
+        listener=search_listener,
+        owner_id=process_id(),
+    )
+    indexer.start()
+    stack.push_async_callback(indexer.stop)
+    runtime.search_indexer = indexer
     runtime.webhooks = WebhookDeliverer(
         sessionmaker=runtime.sessionmaker,
         secrets=runtime.secrets,

@@ -11,12 +11,14 @@ from email.message import EmailMessage
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from mailsvc.sync.engine import SyncEngine
 from tests.fixtures import imap_client
 from tests.fixtures.app import TokenFactory
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.mail import SyncTarget
+from tests.fixtures.search import make_searchable
 from tests.sync.messages import make_message
 
 Headers = dict[str, str]
@@ -91,8 +93,8 @@ def _server_flags(dovecot: DovecotServer, target: SyncTarget, mailbox: str) -> d
 
 
 async def test_lists_filter_and_page_newest_first(
-    client: httpx.AsyncClient, auth: Headers, engine: SyncEngine, target: SyncTarget,
-    dovecot: DovecotServer,
+    app: FastAPI, client: httpx.AsyncClient, auth: Headers, engine: SyncEngine,
+    target: SyncTarget, dovecot: DovecotServer,
 ) -> None:  # fmt: skip
     await _append(dovecot, target, "INBOX", [make_message(i)[1] for i in range(12)])
     await _append(dovecot, target, "INBOX", [_message("Starred one")], flags="\\Flagged \\Seen")
@@ -114,6 +116,8 @@ async def test_lists_filter_and_page_newest_first(
     assert len(await _all_pages(client, auth, {"unread": "true"})) == 14
     with_files = await _all_pages(client, auth, {"has_attachments": "true"})
     assert [m["subject"] for m in with_files] == ["With file"]
+    # `from` and `to` match words of names and addresses: the search index answers.
+    await make_searchable(app, target.tenant_id)
     carol = await _all_pages(client, auth, {"from": "carol", "account_id": str(target.account_id)})
     assert [m["subject"] for m in carol] == ["Old news"]
     bob = await _all_pages(client, auth, {"to": "bob@example.test"})
@@ -365,8 +369,8 @@ async def test_every_route_answers_404_for_another_tenants_ids(
 
 
 async def test_threads_list_newest_activity_first_with_counts(
-    client: httpx.AsyncClient, auth: Headers, engine: SyncEngine, target: SyncTarget,
-    dovecot: DovecotServer,
+    app: FastAPI, client: httpx.AsyncClient, auth: Headers, engine: SyncEngine,
+    target: SyncTarget, dovecot: DovecotServer,
 ) -> None:  # fmt: skip
     parent_id, parent = make_message(1, subject="Lunch?")
     _, reply = make_message(2, subject="Re: Lunch?", reply_to_id=parent_id)
@@ -386,6 +390,7 @@ async def test_threads_list_newest_activity_first_with_counts(
     assert threads[0]["unread_count"] == 2
     whole = (await client.get(f"/api/threads/{threads[0]['id']}", headers=auth)).json()
     assert [m["subject"] for m in whole["messages"]] == ["Lunch?", "Re: Lunch?"]
+    await make_searchable(app, target.tenant_id)
     only_unrelated = await client.get(
         "/api/threads", params={"q": "subject:unrelated"}, headers=auth
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from email.message import EmailMessage
 
 import httpx
@@ -17,6 +18,7 @@ from mailsvc.sync.engine import SyncEngine
 from tests.fixtures import imap_client
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.mail import SyncTarget
+from tests.fixtures.search import make_searchable
 
 
 def _message(subject: str | None, sender: str | None, body: str, cc: str | None = None) -> bytes:
@@ -48,16 +50,24 @@ MESSAGES = [
 async def _pages_both_ways(
     app: FastAPI, tenant_id: str, request: ListRequest
 ) -> tuple[MessagePage, list[MessageSummary]]:
+    """The page as the endpoint builds it, and the list's rows of the same messages as
+    models (a search's page holds the list's rows in its own order, with highlights)."""
     state: Runtime = app.state.mailsvc
     async with state.sessionmaker() as session:
-        service = MessageService(session, tenant_id)
+        service = MessageService(session, tenant_id, search=state.search)
         built = MessagePage.model_validate_json(await service.page_json(request))
         filters = await service.filters(request)
-        order = "newest" if request.order == "relevance" and not filters.text else request.order
+        plain = replace(filters, text="")
+        order = "newest" if filters.searches else request.order
         rows = await MessageRepository(session, tenant_id).page(
-            filters, limit=request.limit, after=None, order=order, highlight=bool(filters.text)
+            plain, limit=request.limit, after=None, order=order
         )
-    return built, [summary_from_row(row) for row in rows]
+    by_id = {row.id: summary_from_row(row) for row in rows}
+    if filters.searches:
+        return built, [
+            by_id[item.id].model_copy(update={"highlight": item.highlight}) for item in built.items
+        ]
+    return built, list(by_id.values())
 
 
 async def test_json_page_equals_the_model_built_from_rows(
@@ -71,6 +81,7 @@ async def test_json_page_equals_the_model_built_from_rows(
         imap_client.run, dovecot, target.user, "INBOX", ("STORE", "3", "+FLAGS", "(\\Flagged)")
     )
     await engine.sync_account(target.tenant_id, target.account_id)
+    await make_searchable(app, target.tenant_id)
 
     for request in (
         ListRequest(limit=50),

@@ -8,11 +8,13 @@ from email.message import EmailMessage
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from mailsvc.sync.engine import SyncEngine
 from tests.fixtures import imap_client
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.mail import SyncTarget
+from tests.fixtures.search import make_searchable
 
 Headers = dict[str, str]
 
@@ -46,13 +48,16 @@ def _message(subject: str, sender: str, to: str, body: str, attach: bool) -> byt
 
 
 @pytest.fixture
-async def corpus(engine: SyncEngine, target: SyncTarget, dovecot: DovecotServer) -> SyncTarget:
+async def corpus(
+    app: FastAPI, engine: SyncEngine, target: SyncTarget, dovecot: DovecotServer
+) -> SyncTarget:
     messages = [_message(*row) for row in CORPUS]
     await asyncio.to_thread(imap_client.append, dovecot, target.user, "INBOX", messages)
     await asyncio.to_thread(
         imap_client.run, dovecot, target.user, "INBOX", ("STORE", "3", "+FLAGS", "(\\Seen)")
     )
     await engine.sync_account(target.tenant_id, target.account_id)
+    await make_searchable(app, target.tenant_id)
     return target
 
 
@@ -122,6 +127,7 @@ async def test_search_combines_with_the_list_filters(
 
 
 async def test_a_phrase_search_pages_through_every_match_once(
+    app: FastAPI,
     client: httpx.AsyncClient,
     auth: Headers,
     engine: SyncEngine,
@@ -141,6 +147,7 @@ async def test_a_phrase_search_pages_through_every_match_once(
     ]
     await asyncio.to_thread(imap_client.append, dovecot, target.user, "INBOX", messages)
     await engine.sync_account(target.tenant_id, target.account_id)
+    await make_searchable(app, target.tenant_id)
     # The list order (date, then id) of the three messages holding the phrase.
     listed = await client.get("/api/messages", params={"q": "budget", "limit": "10"}, headers=auth)
     phrase = {"Memo 0", "Memo 1", "Memo 3"}

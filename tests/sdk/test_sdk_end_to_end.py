@@ -447,14 +447,25 @@ async def send_twice_and_see_it_arrive(
 
     # The relay delivered it into Dovecot; the next sync brings it into INBOX.
     await sync_and_wait(sdk, api, account_id, inbox_messages=3)
-    arrived = parsed(
-        await sdk.api("messages", "list_messages").asyncio_detailed(
+    list_messages = sdk.api("messages", "list_messages")
+    found: list[Any] = []
+
+    async def searchable() -> bool:
+        # The worker indexes what the sync stored a moment after it is listable; until
+        # it has made the tenant's first index, a search answers 503 search_rebuilding.
+        response = await list_messages.asyncio_detailed(
             client=api, account_id=account_id, mailbox="inbox", q=f'subject:"{subject}"'
-        ),
-        m.MessagePage,
-    )
-    assert [item.subject for item in arrived.items] == [subject]
-    return first.id, arrived.items[0].id
+        )
+        if response.status_code == 503:
+            problem(sdk, response, status=503, code="search_rebuilding")
+            return False
+        page = parsed(response, m.MessagePage)
+        found[:] = page.items
+        return bool(page.items)
+
+    await eventually(searchable, within=20, interval=0.1, what="the message searchable")
+    assert [item.subject for item in found] == [subject]
+    return first.id, found[0].id
 
 
 async def read_the_change_feed(
@@ -487,6 +498,7 @@ async def read_the_change_feed(
         "message.deleted": m.MessageDeletedEvent,
         "sync.completed": m.SyncCompletedEvent,
         "account.state_changed": m.AccountStateEvent,
+        "account.indexed": m.AccountIndexedEvent,
         **{str(kind): m.AccountEvent for kind in m.AccountEventType},
         **{str(kind): m.MailboxEvent for kind in m.MailboxEventType},
         **{str(kind): m.OutboxEvent for kind in m.OutboxEventType},

@@ -1,10 +1,12 @@
 """Search conformance: every case of `conformance.CASES` against every search backend.
 
 The mailbox of `conformance.MAILBOX` is stored on the test Dovecot with its receive
-times and flags (IMAP APPEND), synced by the engine like any account, and searched
-through `GET /api/messages?q=`, paging to the end. A backend passes when each search
-returns exactly the documented messages; a case it is known to get wrong xfails
-strictly, so fixing the backend turns the xfail into a failure to clean up.
+times and flags (IMAP APPEND), synced by the engine like any account, indexed by the
+worker's indexer into the backend under test, and searched through
+`GET /api/messages?q=` of an app running that backend, paging to the end. A backend
+passes when each search returns exactly the documented messages; a case it is known
+to get wrong xfails strictly, so fixing the backend turns the xfail into a failure to
+clean up.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -28,6 +31,7 @@ from tests.fixtures import imap_client
 from tests.fixtures.app import TokenFactory
 from tests.fixtures.dovecot import DovecotServer, TestMailUser
 from tests.fixtures.mail import register_account
+from tests.fixtures.search import app_with_backend, make_searchable
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.search.conformance import (
     CASES,
@@ -40,8 +44,7 @@ from tests.search.conformance import (
 
 Headers = dict[str, str]
 
-# tantivy joins when issue 13 lands.
-BACKENDS = ["postgres"]
+BACKENDS = ["tantivy", "postgres"]
 
 SEARCHABLE_TIMEOUT_SECONDS = 30.0
 PAGE_SIZE = 10  # small, so that most searches page at least once
@@ -73,9 +76,22 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
+async def backend_app(backend: str, app: FastAPI, settings: Settings) -> AsyncIterator[FastAPI]:
+    """An api app answering searches from `backend`."""
+    async with app_with_backend(app, settings, backend) as serving:
+        yield serving
+
+
+@pytest.fixture
+async def backend_client(backend_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=backend_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://mailsvc.test") as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
 async def conformance_mailbox(
-    backend: str,
-    app: FastAPI,
+    backend_app: FastAPI,
     settings: Settings,
     parser_pool: ParserPool,
     dovecot: DovecotServer,
@@ -88,12 +104,12 @@ async def conformance_mailbox(
     auth = {"Authorization": f"Bearer {make_token(tenant_id, expires_in=3600)}"}
     user = dovecot.add_user(f"conformance-{secrets.token_hex(6)}", secrets.token_urlsafe(12))
     await asyncio.to_thread(_store_on_server, dovecot, user)
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=backend_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://mailsvc.test") as client:
         account_id = await register_account(client, auth, dovecot, smtp_relay, user)
         # Registering queues a sync job too; the per-test `client` fixture drops
         # queued jobs when the first test ends. The sync runs here, in-process.
-        state: Runtime = app.state.mailsvc
+        state: Runtime = backend_app.state.mailsvc
         engine = SyncEngine(
             sessionmaker=state.sessionmaker,
             secrets=state.secrets,
@@ -101,6 +117,7 @@ async def conformance_mailbox(
             parser=parser_pool,
         )
         await engine.sync_account(tenant_id, account_id)
+        await make_searchable(backend_app, tenant_id)
         ids = await _wait_until_searchable(client, auth)
         keys = {message_id: await _key_of(client, auth, message_id) for message_id in ids}
     return ConformanceMailbox(auth=auth, keys=keys)
@@ -111,13 +128,13 @@ async def test_search_returns_exactly_the_documented_messages(
     request: pytest.FixtureRequest,
     backend: str,
     conformance_mailbox: ConformanceMailbox,
-    client: httpx.AsyncClient,
+    backend_client: httpx.AsyncClient,
     case: Case,
 ) -> None:
     reason = case.known_differences.get(backend)
     if reason is not None:
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-    found = await _search(client, conformance_mailbox.auth, case.query)
+    found = await _search(backend_client, conformance_mailbox.auth, case.query)
     keys = {conformance_mailbox.keys.get(message_id, message_id) for message_id in found}
     assert keys == case.expected, case.why
 

@@ -59,17 +59,24 @@ class Wakeup:
 
 
 class ChangeListener:
-    """One LISTEN connection, fanned out to any number of in-process subscribers."""
+    """One LISTEN connection, fanned out to any number of in-process subscribers.
 
-    def __init__(self, dsn: str, *, poll_seconds: float = 1.0) -> None:
+    `channel` is `mailsvc_changes` (committed changes) unless told otherwise; the
+    search indexer listens on the search queue's channel the same way.
+    """
+
+    def __init__(
+        self, dsn: str, *, channel: str = CHANGES_CHANNEL, poll_seconds: float = 1.0
+    ) -> None:
         self._dsn = dsn
+        self._channel = channel
         self._poll_seconds = poll_seconds
         self._subscribers: dict[str, set[Wakeup]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="change-listener")
+        self._task = asyncio.create_task(self._run(), name=f"listener:{self._channel}")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -108,7 +115,7 @@ class ChangeListener:
                 connection = await asyncpg.connect(self._dsn)
                 lost = asyncio.Event()
                 connection.add_termination_listener(_setter(lost))
-                await connection.add_listener(CHANGES_CHANNEL, self._on_notification)
+                await connection.add_listener(self._channel, self._on_notification)
                 self.connected.set()
                 delay = 0.5
                 # Whatever committed while we were not listening is found by a read.

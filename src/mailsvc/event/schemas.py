@@ -96,6 +96,13 @@ class SyncCompleted(BaseModel):
     deleted: int
 
 
+class AccountIndexed(BaseModel):
+    """The account's first mirror is complete and every message of it is searchable."""
+
+    account_id: uuid.UUID
+    messages_indexed: int = Field(description="The account's messages at that moment.")
+
+
 class _Event(BaseModel):
     id: str = Field(
         description="The event's position in the feed: pass it as `since` (feed) or "
@@ -156,6 +163,11 @@ class SyncCompletedEvent(_Event):
     data: SyncCompleted
 
 
+class AccountIndexedEvent(_Event):
+    type: Literal["account.indexed"]
+    data: AccountIndexed
+
+
 Event = Annotated[
     MessageCreatedEvent
     | MessageUpdatedEvent
@@ -164,7 +176,8 @@ Event = Annotated[
     | OutboxEvent
     | AccountEvent
     | AccountStateEvent
-    | SyncCompletedEvent,
+    | SyncCompletedEvent
+    | AccountIndexedEvent,
     Field(discriminator="type"),
 ]
 # Every `type` value, read off the union so that a new event model is listed by itself.

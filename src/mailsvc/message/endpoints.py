@@ -18,6 +18,8 @@ from mailsvc.message import schemas
 from mailsvc.message.actions import MessageActions, single
 from mailsvc.message.service import ListRequest, MessageService
 from mailsvc.message.stream import Download, StreamService
+from mailsvc.search.backend import SearchBackend
+from mailsvc.search.dependencies import SearchDep
 
 router = APIRouter(tags=["messages"])
 
@@ -28,6 +30,8 @@ PermanentQuery = Annotated[
     Query(description="Expunge instead of moving to Trash (messages in Trash always are)."),
 ]
 _PROBLEMS = problems(400, 401, 403, 404, 422, 429)
+# A search while the tenant's index is being rebuilt answers 503 `search_rebuilding`.
+_SEARCH_PROBLEMS = problems(400, 401, 403, 404, 422, 429, 503)
 # A streamed download: raw bytes, which generated clients must not decode as JSON.
 _BINARY: dict[str, Any] = {"schema": {"type": "string", "format": "binary"}}
 _SERVER_PROBLEMS = problems(400, 401, 403, 404, 409, 422, 429, 502)
@@ -41,9 +45,14 @@ _Q_DESCRIPTION = (
 
 
 async def _list(
-    principal: Principal, session: ReadSessionDep, response: Response, request: ListRequest
+    principal: Principal,
+    session: ReadSessionDep,
+    search: SearchBackend,
+    response: Response,
+    request: ListRequest,
 ) -> Response:
-    body = await MessageService(session, principal.tenant_id).page_json(request)
+    service = MessageService(session, principal.tenant_id, search=search)
+    body = await service.page_json(request)
     page = Response(content=body, media_type="application/json")
     # A returned response does not get the headers dependencies set (RateLimit-*).
     page.headers.raw.extend(response.headers.raw)
@@ -54,11 +63,12 @@ async def _list(
     "/api/messages",
     operation_id="list_messages",
     response_model=schemas.MessagePage,
-    responses=_PROBLEMS,
+    responses=_SEARCH_PROBLEMS,
 )
 async def list_messages(
     principal: MailReader,
     session: ReadSessionDep,
+    search: SearchDep,
     response: Response,
     account_id: uuid.UUID | None = None,
     mailbox: Annotated[
@@ -111,6 +121,7 @@ async def list_messages(
     return await _list(
         principal,
         session,
+        search,
         response,
         ListRequest(
             account_id=account_id,
@@ -135,12 +146,13 @@ async def list_messages(
     "/api/sync/search",
     operation_id="search_messages",
     response_model=schemas.MessagePage,
-    responses=_PROBLEMS,
+    responses=_SEARCH_PROBLEMS,
     tags=["search"],
 )
 async def search_messages(
     principal: MailReader,
     session: ReadSessionDep,
+    search: SearchDep,
     response: Response,
     query: Annotated[
         str,
@@ -157,6 +169,7 @@ async def search_messages(
     return await _list(
         principal,
         session,
+        search,
         response,
         ListRequest(
             account_id=account_id,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -15,7 +14,6 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
-    case,
     cast,
     false,
     func,
@@ -24,50 +22,16 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.expression import ColumnElement
 
 from mailsvc.kit.repository import TenantRepository
 from mailsvc.models import Attachment, Mailbox, Message
-from mailsvc.search.query import phrase_words
-from mailsvc.search.repository import (
-    HIGHLIGHT_START,
-    HIGHLIGHT_STOP,
-    address_matches,
-    headline,
-    matches_text,
-    rank,
-    subject_matches,
-)
+from mailsvc.search.backend import Hit
+from mailsvc.search.filter import MessageFilter, Position
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageFilter:
-    """Which messages a list or search returns; unset fields do not filter."""
-
-    account_id: uuid.UUID | None = None
-    mailbox_ids: tuple[uuid.UUID, ...] | None = None
-    thread_id: uuid.UUID | None = None
-    unread: bool | None = None
-    flagged: bool | None = None
-    has_attachments: bool | None = None
-    from_: tuple[str, ...] = ()
-    to: tuple[str, ...] = ()
-    subject: tuple[str, ...] = ()
-    not_from: tuple[str, ...] = ()
-    not_to: tuple[str, ...] = ()
-    not_subject: tuple[str, ...] = ()
-    received_after: datetime | None = None
-    received_before: datetime | None = None
-    text: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where a page ended: its last row's sort key."""
-
-    key: datetime | float
-    id: uuid.UUID
+__all__ = ["JsonPage", "MessageFilter", "MessageRepository", "Position", "message_conditions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +58,6 @@ _SUMMARY_COLUMNS = (
     Message.has_attachments,
     Message.size,
 )
-
-
-def _marked_excerpt(excerpt: ColumnElement[Any]) -> ColumnElement[Any]:
-    """`ts_headline` output HTML-escaped with its markers as `<mark>` (as `_marked` does)."""
-    escaped: ColumnElement[Any] = excerpt
-    for raw, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
-        escaped = func.replace(escaped, raw, entity)
-    marked = func.replace(
-        func.replace(escaped, HIGHLIGHT_START, "<mark>"), HIGHLIGHT_STOP, "</mark>"
-    )
-    return case((func.strpos(excerpt, HIGHLIGHT_START) > 0, marked), else_=null())
 
 
 def _summary_json(highlight: ColumnElement[Any]) -> ColumnElement[str]:
@@ -146,7 +99,11 @@ _SUMMARY_JSON = _summary_json(null())
 
 
 def message_conditions(filters: MessageFilter) -> list[ColumnElement[bool]]:
-    """The WHERE conditions of `filters` on a scoped statement over messages."""
+    """The WHERE conditions of the plain fields of `filters` on messages.
+
+    The full-text part (`MessageFilter.searches`) is the search backend's: its hits
+    are joined back through `MessageRepository.summaries_json` with these conditions.
+    """
     where: list[ColumnElement[bool]] = []
     if filters.account_id is not None:
         where.append(Message.account_id == filters.account_id)
@@ -168,15 +125,6 @@ def message_conditions(filters: MessageFilter) -> list[ColumnElement[bool]]:
         where.append(Message.internal_date >= filters.received_after)
     if filters.received_before is not None:
         where.append(Message.internal_date < filters.received_before)
-    where += [address_matches((Message.from_,), value) for value in filters.from_]
-    recipients = (Message.to, Message.cc, Message.bcc)
-    where += [address_matches(recipients, value) for value in filters.to]
-    where += [subject_matches(term) for term in filters.subject]
-    where += [~address_matches((Message.from_,), value) for value in filters.not_from]
-    where += [~address_matches(recipients, value) for value in filters.not_to]
-    where += [~subject_matches(term) for term in filters.not_subject]
-    if filters.text:
-        where.append(matches_text(filters.text))
     return where
 
 
@@ -192,29 +140,19 @@ class MessageRepository(TenantRepository):
         after: Position | None,
         order: str,
     ) -> Select[Any]:
-        """`columns` of a page's rows, then its keyset columns `sort_key` and `id`.
+        """`columns` of a list page's rows, then its keyset columns `sort_key` and `id`.
 
-        Keyset order is (sort key, id), both descending for `newest` and `relevance`,
-        ascending for `oldest`: a message that arrives while a client pages sorts
-        before the pages already read and is never returned twice or skipped.
+        Keyset order is (received time, id), both descending for `newest`, ascending
+        for `oldest`: a message that arrives while a client pages sorts before the
+        pages already read and is never returned twice or skipped.
         """
-        key: ColumnElement[Any] = (
-            rank(filters.text) if order == "relevance" else Message.internal_date  # type: ignore[assignment]
-        )
-        # The text condition comes last, and a phrase search may replace it.
-        where = message_conditions(replace(filters, text=""))
+        key = Message.internal_date
+        where = message_conditions(filters)
         descending = order != "oldest"
         if after is not None:
             position = tuple_(key, Message.id)
             bound = tuple_(after.key, after.id)
             where.append(position < bound if descending else position > bound)
-        relaxed = phrase_words(filters.text) if order != "relevance" else None
-        if relaxed is not None:
-            return self._phrase_statement(
-                columns, filters.text, relaxed, where, key, descending=descending, limit=limit
-            )
-        if filters.text:
-            where.append(matches_text(filters.text))
         ordering = (key.desc(), Message.id.desc()) if descending else (key.asc(), Message.id.asc())
         statement: Select[Any] = (
             self.scoped.select(*columns, key.label("sort_key"), Message.id.label("position_id"))
@@ -224,96 +162,28 @@ class MessageRepository(TenantRepository):
         )
         return statement
 
-    def _phrase_statement(
-        self,
-        columns: list[Any],
-        text: str,
-        relaxed: str,
-        where: list[ColumnElement[bool]],
-        key: ColumnElement[Any],
-        *,
-        descending: bool,
-        limit: int,
-    ) -> Select[Any]:
-        """A phrase search as candidates in date order, each checked for the phrase.
-
-        PostgreSQL estimates a phrase like the AND of its words; for a rare phrase of
-        common words it then walks the date index and checks the phrase on every
-        message (408 ms for 2 hits in bench/search.py). Here the GIN index finds the
-        messages holding every word, they are sorted by date, and the phrase is
-        checked in that order until the page is full: the cost is bounded by the
-        candidates, and a common phrase stops early.
-        """
-        candidates_where = [*where, matches_text(relaxed)]
-        ordering = (key.desc(), Message.id.desc()) if descending else (key.asc(), Message.id.asc())
-        candidates = (
-            self.scoped.select(Message.id.label("candidate_id"), key.label("candidate_key"))
-            .where(*candidates_where)
-            .order_by(*ordering)
-            .offset(0)  # keeps the sorted candidates a subquery of their own
-            .subquery("candidates")
-        )
-        candidate_key, candidate_id = candidates.c.candidate_key, candidates.c.candidate_id
-        outer_order = (
-            (candidate_key.desc(), candidate_id.desc())
-            if descending
-            else (candidate_key.asc(), candidate_id.asc())
-        )
-        # `columns` read messages, so the scope filters them already; the join keeps its
-        # own `owns` because a table only joined would not be (and a reader of this join
-        # cannot see what `columns` hold). PostgreSQL plans the repeat once.
-        statement: Select[Any] = (
-            self.scoped.select(
-                *columns, candidate_key.label("sort_key"), candidate_id.label("position_id")
-            )
-            .select_from(
-                candidates.join(
-                    Message, and_(Message.id == candidate_id, self.scoped.owns(Message))
-                )
-            )
-            .where(matches_text(text))
-            .order_by(*outer_order)
-            .limit(limit)
-        )
-        return statement
-
     async def page(
-        self,
-        filters: MessageFilter,
-        *,
-        limit: int,
-        after: Position | None,
-        order: str,
-        highlight: bool,
+        self, filters: MessageFilter, *, limit: int, after: Position | None, order: str
     ) -> Sequence[Row[Any]]:
-        """Up to `limit` summary rows after `after` (see `_page_statement`)."""
-        excerpt = headline(filters.text) if highlight and filters.text else null()
-        columns = [*_SUMMARY_COLUMNS, excerpt.label("highlight")]
-        statement = self._page_statement(columns, filters, limit=limit, after=after, order=order)
+        """Up to `limit` summary rows of a list (no full-text part) after `after`."""
+        statement = self._page_statement(
+            [*_SUMMARY_COLUMNS], filters, limit=limit, after=after, order=order
+        )
         rows: Sequence[Row[Any]] = (await self.session.execute(statement)).all()
         return rows
 
     async def page_json(
-        self,
-        filters: MessageFilter,
-        *,
-        limit: int,
-        after: Position | None,
-        order: str,
-        highlight: bool,
+        self, filters: MessageFilter, *, limit: int, after: Position | None, order: str
     ) -> JsonPage:
-        """A page as `page` selects it, as the JSON array of its `MessageSummary` items.
+        """A list page as the JSON array of its `MessageSummary` items.
 
         PostgreSQL builds each item: turning 50 rows into Python objects and back into
         JSON was most of a list request's CPU (bench/api.py). One row more than
         `limit` is read to know whether a next page exists.
         """
-        item = (
-            _summary_json(_marked_excerpt(headline(filters.text)))
-            if highlight and filters.text
-            else _SUMMARY_JSON
+        statement = self._page_statement(
+            [_SUMMARY_JSON], filters, limit=limit + 1, after=after, order=order
         )
-        statement = self._page_statement([item], filters, limit=limit + 1, after=after, order=order)
         rows = (await self.session.execute(statement)).all()
         more = len(rows) > limit
         last = rows[limit - 1] if more else None
@@ -321,6 +191,37 @@ class MessageRepository(TenantRepository):
             items="[" + ",".join(row[0] for row in rows[:limit]) + "]",
             last=None if last is None else Position(key=last.sort_key, id=last.position_id),
         )
+
+    async def summaries_json(
+        self, hits: Sequence[Hit], filters: MessageFilter
+    ) -> dict[uuid.UUID, str]:
+        """The `MessageSummary` JSON of the search hits that are this tenant's stored
+        messages and still match the plain fields of `filters`, each with its hit's
+        highlight.
+
+        This is the join that keeps a stale or foreign index honest: a message deleted
+        since it was indexed, moved out of the searched mailboxes, flagged otherwise,
+        or of another tenant, is not returned whatever the index said.
+        """
+        if not hits:
+            return {}
+        found = (
+            func.unnest(
+                cast([hit.message_id for hit in hits], ARRAY(UUID(as_uuid=True))),
+                cast([hit.highlight for hit in hits], ARRAY(Text)),
+            )
+            .table_valued("hit_id", "highlight")
+            .render_derived(name="hit")
+        )
+        statement = (
+            self.scoped.select(found.c.hit_id, _summary_json(found.c.highlight))
+            .select_from(
+                found.join(Message, and_(Message.id == found.c.hit_id, self.scoped.owns(Message)))
+            )
+            .where(*message_conditions(filters))
+        )
+        rows = (await self.session.execute(statement)).all()
+        return {row[0]: row[1] for row in rows}
 
     async def summary(self, message_id: uuid.UUID) -> Row[Any] | None:
         """The summary columns of one message (fresh from the database)."""
@@ -419,6 +320,11 @@ class MessageRepository(TenantRepository):
             .values(mailbox_id=mailbox_id, uid=bindparam("new_uid"), uidvalidity=uidvalidity),
             [{"moved_id": message_id, "new_uid": uid} for message_id, uid in moves],
         )
+
+    async def has_any(self) -> bool:
+        """Whether the tenant has any stored message."""
+        found = await self.session.scalar(select(self.scoped.select(Message.id).exists()))
+        return bool(found)
 
     async def has_mailbox(self, mailbox_id: uuid.UUID) -> bool:
         mailbox = self.scoped.select(Mailbox.id).where(Mailbox.id == mailbox_id)

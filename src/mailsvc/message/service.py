@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import json
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -14,17 +14,18 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailsvc.errors import FieldError, NotFoundError, UnprocessableError
+from mailsvc.errors import FieldError, NotFoundError, SearchUnavailableError, UnprocessableError
 from mailsvc.kit.pagination import encode_cursor, read_cursor
 from mailsvc.message import schemas
-from mailsvc.message.repository import MessageFilter, MessageRepository, Position
+from mailsvc.message.repository import JsonPage, MessageFilter, MessageRepository, Position
 from mailsvc.mime.reply_text import reply_text
 from mailsvc.mime.sanitize import sanitize_html
 from mailsvc.models import Attachment, Message
 from mailsvc.models.mailbox import MAILBOX_ROLES
 from mailsvc.ops.metrics import timed_search
+from mailsvc.search.backend import Hit, SearchBackend, SearchRebuilding
+from mailsvc.search.filter import Order
 from mailsvc.search.query import QuerySyntaxError, SearchQuery, parse_query
-from mailsvc.search.repository import HIGHLIGHT_START, HIGHLIGHT_STOP
 
 # Reply-text extraction is regular-expression work on the whole body; past this it
 # is not worth the CPU (and long texts are rarely replies worth trimming).
@@ -46,7 +47,7 @@ class ListRequest:
     after: datetime | None = None
     before: datetime | None = None
     q: str | None = None
-    order: str = "newest"
+    order: Order = "newest"
     limit: int = 50
     cursor: str | None = None
     q_field: str = "q"
@@ -58,14 +59,6 @@ def _address(value: dict[str, Any]) -> schemas.AddressOut:
 
 def _addresses(values: Sequence[dict[str, Any]] | None) -> list[schemas.AddressOut]:
     return [_address(v) for v in values or ()]
-
-
-def _marked(excerpt: str | None) -> str | None:
-    """ts_headline output, HTML-escaped, with its markers turned into `<mark>`."""
-    if not excerpt or HIGHLIGHT_START not in excerpt:
-        return None
-    escaped = html.escape(excerpt, quote=False)
-    return escaped.replace(HIGHLIGHT_START, "<mark>").replace(HIGHLIGHT_STOP, "</mark>")
 
 
 def summary_from_row(row: Row[Any] | Message) -> schemas.MessageSummary:
@@ -89,7 +82,6 @@ def summary_from_row(row: Row[Any] | Message) -> schemas.MessageSummary:
         flagged="\\Flagged" in flags,
         has_attachments=row.has_attachments,
         size=row.size,
-        highlight=_marked(getattr(row, "highlight", None)),
     )
 
 
@@ -107,6 +99,25 @@ def _attachment_out(message_id: uuid.UUID, attachment: Attachment) -> schemas.At
         inline=attachment.is_inline,
         download_url=attachment_url(message_id, attachment.id),
     )
+
+
+def _cursor_key(key: Any) -> datetime | float:
+    """A cursor's sort key: an aware received time, or a finite relevance score
+    (ValueError otherwise: a cursor we did not hand out)."""
+    if isinstance(key, str):
+        moment = datetime.fromisoformat(key)
+        if moment.utcoffset() is None:
+            raise ValueError("cursor time without an offset")
+        return moment
+    if not isinstance(key, int | float) or isinstance(key, bool):
+        raise ValueError("cursor key is not a number")
+    try:
+        score = float(key)
+    except OverflowError as exc:
+        raise ValueError("cursor score out of range") from exc
+    if not math.isfinite(score):
+        raise ValueError("cursor score is not finite")
+    return score
 
 
 def _day_start(day: date) -> datetime:
@@ -132,10 +143,19 @@ def _both(a: bool | None, b: bool | None, field: str) -> bool | None:
 
 
 class MessageService:
-    """Reads of one tenant's messages. Never commits."""
+    """Reads of one tenant's messages. Never commits.
 
-    def __init__(self, session: AsyncSession, tenant_id: str) -> None:
+    Lists come from PostgreSQL alone; a request with a full-text part
+    (`MessageFilter.searches`) asks the search backend for its hits and joins them
+    back to PostgreSQL (`_search_page`).
+    """
+
+    def __init__(
+        self, session: AsyncSession, tenant_id: str, *, search: SearchBackend | None = None
+    ) -> None:
+        self._tenant_id = tenant_id
         self._messages = MessageRepository(session, tenant_id)
+        self._search = search
 
     async def filters(self, request: ListRequest) -> MessageFilter:
         """The request's filters and query as one `MessageFilter` (4xx when invalid)."""
@@ -153,13 +173,13 @@ class MessageService:
         order = request.order
         if order == "relevance" and not filters.text:
             order = "newest"  # nothing to rank by
-        page = await self._messages.page_json(
-            filters,
-            limit=request.limit,
-            after=self._position(request.cursor, order),
-            order=order,
-            highlight=bool(filters.text),
-        )
+        after = self._position(request.cursor, order)
+        if filters.searches:
+            page = await self._search_page(filters, order=order, after=after, limit=request.limit)
+        else:
+            page = await self._messages.page_json(
+                filters, limit=request.limit, after=after, order=order
+            )
         next_cursor = None
         if page.last is not None:
             key = page.last.key
@@ -178,6 +198,54 @@ class MessageService:
                 json.dumps(next_cursor).encode(),
                 b"}",
             )
+        )
+
+    async def search_hits(
+        self, filters: MessageFilter, *, order: Order, after: Position | None, limit: int
+    ) -> tuple[list[tuple[Hit, str]], bool]:
+        """Up to `limit` hits of the backend that PostgreSQL confirms, with their
+        summary JSON, and whether more may follow.
+
+        A hit PostgreSQL does not confirm (deleted, moved, re-flagged since it was
+        indexed, or not this tenant's) is dropped, and the backend is asked for the
+        hits after it until the page is full, so a stale index shortens nothing.
+        """
+        if self._search is None:
+            raise RuntimeError("MessageService was built without a search backend")
+        confirmed: list[tuple[Hit, str]] = []
+        position = after
+        while True:
+            wanted = limit + 1 - len(confirmed)
+            try:
+                page = await self._search.search(
+                    self._tenant_id,
+                    filters,
+                    order=order,
+                    after=position,
+                    limit=wanted,
+                    highlight=bool(filters.text),
+                )
+            except SearchRebuilding as exc:
+                if not await self._messages.has_any():
+                    return [], False  # nothing to find: a new tenant waits for nothing
+                raise SearchUnavailableError(exc.reason) from exc
+            summaries = await self._messages.summaries_json(page.hits, filters)
+            confirmed += [
+                (hit, summaries[hit.message_id]) for hit in page.hits if hit.message_id in summaries
+            ]
+            if len(confirmed) > limit or not page.more or not page.hits:
+                return confirmed[:limit], len(confirmed) > limit or page.more
+            last = page.hits[-1]
+            position = Position(key=last.key, id=last.message_id)
+
+    async def _search_page(
+        self, filters: MessageFilter, *, order: Order, after: Position | None, limit: int
+    ) -> JsonPage:
+        hits, more = await self.search_hits(filters, order=order, after=after, limit=limit)
+        last = hits[-1][0] if more and hits else None
+        return JsonPage(
+            items="[" + ",".join(item for _, item in hits) + "]",
+            last=None if last is None else Position(key=last.key, id=last.message_id),
         )
 
     async def get(self, message_id: uuid.UUID, *, allow_remote: bool) -> schemas.MessageOut:
@@ -223,10 +291,9 @@ class MessageService:
             if raw.get("o") != order:
                 raise ValueError("cursor is for another order")
             key = raw["k"]
-            return Position(
-                key=datetime.fromisoformat(key) if isinstance(key, str) else float(key),
-                id=uuid.UUID(str(raw["i"])),
-            )
+            if isinstance(key, str) == (order == "relevance"):
+                raise ValueError("cursor key does not fit the order")
+            return Position(key=_cursor_key(key), id=uuid.UUID(str(raw["i"])))
 
         return read_cursor(cursor, position)
 

@@ -27,7 +27,7 @@ from mailsvc.kit.repository import TenantRepository, cross_tenant
 from mailsvc.models import Attachment, Mailbox, Message
 
 # What a batch hands over per message: the stored columns, less tenant_id (the
-# scope adds it) and the search vector (filled later, see mailsvc.search.repository).
+# scope adds it).
 _INCOMING = (
     func.jsonb_to_recordset(bindparam("rows", type_=JSONB))
     .table_valued(

@@ -9,6 +9,8 @@ from mailsvc.models.draft import Draft, DraftAttachment
 from mailsvc.models.mailbox import Mailbox
 from mailsvc.models.message import Message
 from mailsvc.models.outbox import OutboxMessage
+from mailsvc.models.search import MessageSearch, SearchIndexStateRow
+from mailsvc.models.search_queue import SearchQueueEntry
 from mailsvc.models.thread import Thread
 from mailsvc.models.webhook import Webhook
 from mailsvc.models.webhook_delivery import WebhookDelivery
@@ -24,7 +26,10 @@ __all__ = [
     "DraftAttachment",
     "Mailbox",
     "Message",
+    "MessageSearch",
     "OutboxMessage",
+    "SearchIndexStateRow",
+    "SearchQueueEntry",
     "Thread",
     "Webhook",
     "WebhookDelivery",

@@ -65,3 +65,6 @@ class Account(TimestampMixin, Base):
     # The feed order key of the account's last change (`changes.txid`), so its next
     # changes never sort before it.
     change_txid: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # When the first mirror became fully searchable (`account.indexed`, announced once;
+    # mailsvc.search.indexed). NULL until then.
+    indexed_at: Mapped[datetime | None]

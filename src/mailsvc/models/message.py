@@ -1,4 +1,4 @@
-"""Messages mirrored from IMAP: parsed headers, bodies, flags and the search document."""
+"""Messages mirrored from IMAP: parsed headers, bodies and flags."""
 
 from __future__ import annotations
 
@@ -7,20 +7,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import BigInteger, Index, Integer, Text, UniqueConstraint, false, text
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailsvc.kit.db import Base, ModSeq, TenantId, TimestampMixin, Uid, UuidPk, tenant_foreign_key
 
 if TYPE_CHECKING:
     from mailsvc.models.attachment import Attachment
-
-SEARCH_CONFIG = "simple"
-"""The text search configuration of `search_vector`; queries must use the same one.
-
-`simple` (lower-casing, no stemming, no stop words) because mail arrives in every
-language and a stemmer for the wrong one loses matches instead of adding them.
-"""
 
 Address = dict[str, str | None]
 """`{"name": ..., "address": ...}` as stored in the address columns."""
@@ -69,7 +62,6 @@ class Message(TimestampMixin, Base):
         Index("ix_messages_thread", "tenant_id", "thread_id", "internal_date"),
         # Threading and reply lookups resolve Message-IDs within one account.
         Index("ix_messages_message_id_header", "tenant_id", "account_id", "message_id_header"),
-        Index("ix_messages_search_vector", "search_vector", postgresql_using="gin"),
         # Threading finds the replies that arrived before their parent (sync/engine.py).
         Index(
             "ix_messages_references",
@@ -78,16 +70,6 @@ class Message(TimestampMixin, Base):
             postgresql_with={"fastupdate": "off"},
         ),
         Index("ix_messages_in_reply_to", "tenant_id", "account_id", "in_reply_to"),
-        # `subject:` searches (migration 0005; same expression as
-        # mailsvc.search.repository.subject_document).
-        Index(
-            "ix_messages_subject_search",
-            text(
-                "to_tsvector('simple'::regconfig, (coalesce(subject, '') || ' ') "
-                "|| mailsvc_cjk_bigrams(coalesce(subject, '')))"
-            ),
-            postgresql_using="gin",
-        ),
         # Unread messages per mailbox, counted into `mailboxes.messages_unseen` after
         # every change (mailsvc.mirror.repository.UNSEEN): reads only the unread rows.
         Index(
@@ -95,13 +77,6 @@ class Message(TimestampMixin, Base):
             "tenant_id",
             "mailbox_id",
             postgresql_where=text("NOT ('\\Seen'::text = ANY (flags))"),
-        ),
-        # Rows still waiting for their search document: near-empty, probed every pass.
-        Index(
-            "ix_messages_search_pending",
-            "tenant_id",
-            "account_id",
-            postgresql_where=text("search_vector IS NULL"),
         ),
     )
 
@@ -145,17 +120,6 @@ class Message(TimestampMixin, Base):
     has_attachments: Mapped[bool] = mapped_column(server_default=false())
     # Set when parsing failed part-way: the row holds what could be parsed.
     parse_error: Mapped[str | None] = mapped_column(Text)
-    # Not a GENERATED column: the document caps the body text it reads (to_tsvector
-    # fails past 1 MB) and flattens the JSONB address lists, and it is filled in a
-    # transaction after the store (mailsvc.search.repository explains why). NULL
-    # means not indexed yet.
-    search_vector: Mapped[str | None] = mapped_column(
-        TSVECTOR,
-        comment=(
-            "'simple' config: subject weight A, names and addresses B, capped text "
-            "body C; NULL until indexed, shortly after the row is stored"
-        ),
-    )
 
     attachments: Mapped[list[Attachment]] = relationship(
         lazy="raise", passive_deletes=True, order_by="Attachment.id"

@@ -1,9 +1,10 @@
 """Gmail-style search strings, parsed into a `SearchQuery` (`GET /api/messages?q=`).
 
-Pure: no SQL, no I/O. The search repository runs `SearchQuery.text` through
-PostgreSQL's `websearch_to_tsquery('simple', ...)` against each message's search
-document (subject, names and addresses, body) and turns the other fields into
-column filters. Every term of a search must hold (they are ANDed).
+Pure: no SQL, no I/O. The message service turns a `SearchQuery` into a
+`search.filter.MessageFilter`, and the search backend (`search/backend.py`) matches
+its `text` against each message's document (subject, names and addresses, body)
+and its other fields against the message's columns. Every term of a search must
+hold (they are ANDed).
 
 Terms are separated by whitespace; double quotes keep words together as one term
 (`"quarterly report"`, `from:"Alice Smith"`), and a quote left open runs to the end.

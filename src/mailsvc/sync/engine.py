@@ -14,7 +14,13 @@ One pass over an account:
                                          process pool and stored; each batch is one
                                          transaction that also advances `uidnext`
         flags, deletions              -> one transaction, then `highestmodseq`
-    sync.completed change, when the pass changed a message or is the account's first
+    sync.completed change, when the pass changed a message or is the account's first;
+    account.indexed, when this pass completed the first mirror and the indexer had
+    already indexed every stored message (otherwise the indexer sends it)
+
+Search documents are not written here: triggers on `messages` queue every stored,
+changed or deleted row for the worker's indexer (`mailsvc.search.indexer`), so a
+stored batch is listable at once and searchable when the indexer reaches it.
 
 Invariants: a mailbox's `uidnext` only advances in the transaction that stored the
 messages below it, and inserts ignore UIDs already stored, so a pass cut anywhere
@@ -35,6 +41,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -62,7 +69,7 @@ from mailsvc.mirror.server_changes import session_free_flags
 from mailsvc.mirror.thread_repository import ThreadingRepository
 from mailsvc.models import Mailbox
 from mailsvc.ops.metrics import observe_sync
-from mailsvc.search.repository import SearchIndexRepository
+from mailsvc.search.indexed import announce_if_indexed
 from mailsvc.sync import plan as planning
 from mailsvc.sync.fetch import fetch_batch
 from mailsvc.sync.parser import Fetched, ParserPool
@@ -133,6 +140,7 @@ class SyncEngine:
                 raise AccountGoneError(str(account_id))
             server = imap_server(self._secrets, account)
             options = planning.SyncOptions.from_stored(account.sync_options or {})
+            indexed_at = account.indexed_at
         started = time.perf_counter()
         try:
             # Cached per CA file; the runtime reads it off the event loop at start-up.
@@ -151,7 +159,16 @@ class SyncEngine:
         await self._set_state(tenant_id, account_id, "connected", None)
         report = SyncReport()
         try:
-            await self._run(connection, tenant_id, account_id, options, full, mailboxes, report)
+            await self._run(
+                connection,
+                tenant_id,
+                account_id,
+                options,
+                full,
+                mailboxes,
+                report,
+                indexed_at=indexed_at,
+            )
         except ImapConnectError as exc:
             await self._set_state(tenant_id, account_id, "connect_error", str(exc))
             observe_sync(outcome="connect_error", seconds=time.perf_counter() - started)
@@ -185,6 +202,8 @@ class SyncEngine:
         full: bool,
         only: Sequence[str] | None,
         report: SyncReport,
+        *,
+        indexed_at: datetime | None,
     ) -> None:
         await connection.enable("QRESYNC")
         qresync = connection.has("QRESYNC") and connection.has("ENABLE")
@@ -218,36 +237,33 @@ class SyncEngine:
                 # Same connection: the bad answer was read to its tagged OK before parsing.
                 report.failed += 1
                 await self._record_mailbox_error(tenant_id, account_id, mailbox, exc)
-        await self._index_leftovers(tenant_id, account_id)
-        if not (first_sync or report.changed):
+        # `account.indexed` is sent once, by whichever of this pass and the indexer
+        # finishes last (mailsvc.search.indexed); once sent, passes skip the check.
+        announce = indexed_at is None
+        if not (first_sync or report.changed or announce):
             # A pass that found nothing new tells no one anything: every IDLE wake-up,
             # periodic resync and follow-up pass would otherwise reach every webhook.
             return
         async with self._sessionmaker.begin() as session:
-            await ChangeRepository(session, tenant_id).append_many(
-                account_id,
-                [
-                    (
-                        "sync.completed",
-                        {
-                            "account_id": str(account_id),
-                            "new_messages": report.new_messages,
-                            "updated": report.updated,
-                            "deleted": report.deleted,
-                        },
-                    )
-                ],
-            )
-
-    async def _index_leftovers(self, tenant_id: str, account_id: uuid.UUID) -> None:
-        """Search documents a cut-off pass left unfilled (usually none: one probe)."""
-        while True:
-            async with self._sessionmaker.begin() as session:
-                index = SearchIndexRepository(session, tenant_id)
-                pending = await index.pending(account_id, limit=self._settings.sync_batch_messages)
-                # Zero filled: another pass indexed them meanwhile; nothing left to do.
-                if not pending or not await index.index(pending):
-                    return
+            if first_sync or report.changed:
+                await ChangeRepository(session, tenant_id).append_many(
+                    account_id,
+                    [
+                        (
+                            "sync.completed",
+                            {
+                                "account_id": str(account_id),
+                                "new_messages": report.new_messages,
+                                "updated": report.updated,
+                                "deleted": report.deleted,
+                            },
+                        )
+                    ],
+                )
+            if announce:
+                # The indexer may have indexed the last stored message before this pass
+                # completed the mirror; then nothing but this pass would say so.
+                await announce_if_indexed(session, tenant_id, account_id)
 
     @staticmethod
     def _unchanged(mailbox: Mailbox, status: wire.MailboxStatus) -> bool:
@@ -423,10 +439,8 @@ class SyncEngine:
                 )
             if storing is not None:
                 stored += await storing
-            await writer.finish_indexing()
         except BaseException:
             await cancel_and_wait([task for task in (fetching, storing) if task is not None])
-            await writer.abandon_indexing()
             raise
         last_uid = candidates[-1].uid if candidates else 0
         await writer.finish_new(max(selected.uidnext or 0, last_uid + 1))

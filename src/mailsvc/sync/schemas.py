@@ -38,7 +38,16 @@ class MailboxOut(BaseModel):
     selectable: bool
     messages_total: int = Field(description="Messages on the server at the last sync.")
     messages_unseen: int = Field(description="Stored messages without `\\Seen` (unread).")
-    messages_synced: int = Field(description="Messages stored in mailsvc.")
+    messages_synced: int = Field(
+        description="Messages stored in mailsvc: listed by `GET /api/messages` at once."
+    )
+    messages_indexed: int = Field(
+        description="Stored messages whose search document is written, so full-text "
+        "search (`q=`) can find them: `messages_synced` less those still queued for the "
+        "worker's indexer. During a first mirror it trails `messages_synced` (a stored "
+        "message is listable before it is searchable); the account's `account.indexed` "
+        "event says when the first mirror is fully searchable."
+    )
     sync_state: SyncState
     last_synced_at: datetime | None
     sync_error: str | None
@@ -65,7 +74,11 @@ class SyncStatus(BaseModel):
     state: Literal["connecting", "connected", "auth_error", "connect_error", "disabled"]
     last_error: str | None
     last_error_at: datetime | None
-    messages_total: int
-    messages_synced: int
+    messages_total: int = Field(description="Messages on the server, over every mailbox.")
+    messages_synced: int = Field(description="Messages stored (listable), over every mailbox.")
+    messages_indexed: int = Field(
+        description="Stored messages that full-text search can find, over every mailbox; "
+        "equal to `messages_synced` once the worker's indexer has caught up."
+    )
     idle: IdleStatus
     mailboxes: list[MailboxOut]

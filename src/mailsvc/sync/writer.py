@@ -3,11 +3,15 @@
 Each `MailboxWriter` method is one transaction. The invariants of `engine.py` hold
 here: `uidnext` only advances in the transaction that stored the messages below it,
 and `highestmodseq` is written last, with the changes it vouches for.
+
+Nothing here writes search documents: triggers on `messages` (migration 0013) queue
+every inserted, changed or deleted row in `search_queue` within the same transaction,
+and the worker's indexer (`mailsvc.search.indexer`) takes them from there. A stored
+batch is listable when its transaction commits and searchable once it is indexed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +22,6 @@ from mailsvc.event.repository import ChangeRepository
 from mailsvc.imap import wire
 from mailsvc.kit.db import ModSeq, Uid, utcnow
 from mailsvc.kit.ids import uuid7
-from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.mime import ParsedMessage
 from mailsvc.mirror.repository import MailboxRepository, MirrorRepository
 from mailsvc.mirror.server_changes import deleted_event, record_server_changes, session_free_flags
@@ -26,7 +29,6 @@ from mailsvc.mirror.thread_repository import ThreadingRepository
 from mailsvc.mirror.threading import ThreadingInput, thread_new_messages
 from mailsvc.models import Mailbox
 from mailsvc.outbox.bounces import read_bounces, record_bounces
-from mailsvc.search.repository import SearchIndexRepository
 
 
 def _address_json(addresses: Sequence[Any]) -> list[dict[str, str | None]]:
@@ -51,8 +53,6 @@ class MailboxWriter:
         self._tenant_id = tenant_id
         self._account_id = account_id
         self._mailbox = mailbox
-        # The search documents of stored batches, filled one batch after another.
-        self._indexing: asyncio.Future[None] | None = None
 
     async def start(self, selected: wire.SelectedState) -> None:
         """Mark the pass as running; a first pass adopts the server's UIDVALIDITY."""
@@ -199,37 +199,7 @@ class MailboxWriter:
             )
         self._mailbox.uidnext = Uid(max(self._mailbox.uidnext or 1, next_uid))
         self._mailbox.messages_synced += len(ids)
-        self._index_later(list(ids.values()))
         return len(ids)
-
-    def _index_later(self, message_ids: list[uuid.UUID]) -> None:
-        """Queue the search documents of a stored batch behind those already queued.
-
-        They are computed on a connection of their own while the next batch is
-        stored: see mailsvc.search.repository for why they are not part of the store.
-        """
-        if message_ids:
-            self._indexing = asyncio.ensure_future(self._index(self._indexing, message_ids))
-
-    async def _index(
-        self, previous: asyncio.Future[None] | None, message_ids: list[uuid.UUID]
-    ) -> None:
-        if previous is not None:
-            await previous
-        async with self._sessionmaker.begin() as session:
-            await SearchIndexRepository(session, self._tenant_id).index(message_ids)
-
-    async def finish_indexing(self) -> None:
-        """Wait for every queued search document (raises the first failure)."""
-        if self._indexing is not None:
-            indexing, self._indexing = self._indexing, None
-            await indexing
-
-    async def abandon_indexing(self) -> None:
-        """Stop queued indexing; rows left without a document are filled next pass."""
-        if self._indexing is not None:
-            indexing, self._indexing = self._indexing, None
-            await cancel_and_wait([indexing])
 
     def _row(
         self,

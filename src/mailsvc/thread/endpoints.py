@@ -15,6 +15,7 @@ from mailsvc.kit.http import SessionDep
 from mailsvc.kit.pagination import CursorQuery
 from mailsvc.message.schemas import MAILBOX_PATTERN, TEXT_PATTERN
 from mailsvc.message.service import ListRequest
+from mailsvc.search.dependencies import SearchDep
 from mailsvc.thread import schemas
 from mailsvc.thread.service import ThreadService
 
@@ -22,12 +23,16 @@ router = APIRouter(prefix="/api/threads", tags=["threads"])
 
 MailReader = Annotated[Principal, Depends(scoped(Scope.MAIL_READ))]
 _PROBLEMS = problems(400, 401, 403, 404, 422, 429)
+_SEARCH_PROBLEMS = problems(400, 401, 403, 404, 422, 429, 503)
 
 
-@router.get("", operation_id="list_threads", response_model=schemas.ThreadPage, responses=_PROBLEMS)
+@router.get(
+    "", operation_id="list_threads", response_model=schemas.ThreadPage, responses=_SEARCH_PROBLEMS
+)
 async def list_threads(
     principal: MailReader,
     session: SessionDep,
+    search: SearchDep,
     account_id: uuid.UUID | None = None,
     mailbox: Annotated[
         str | None,
@@ -70,7 +75,7 @@ async def list_threads(
         limit=limit,
         cursor=cursor,
     )
-    return await ThreadService(session, principal.tenant_id).page(request)
+    return await ThreadService(session, principal.tenant_id, search=search).page(request)
 
 
 @router.get(

@@ -28,18 +28,25 @@ class ThreadRepository(TenantRepository):
         *,
         limit: int,
         after: tuple[datetime, uuid.UUID] | None,
+        message_ids: Sequence[uuid.UUID] | None = None,
     ) -> Sequence[Thread]:
-        """Threads with a message matching `filters`, newest activity first (keyset)."""
+        """Threads with a message matching `filters`, newest activity first (keyset).
+
+        The plain fields of `filters` are checked here; a search's full-text part
+        comes as `message_ids`, the backend's confirmed hits.
+        """
         where: list[ColumnElement[bool]] = []
         if filters.account_id is not None:
             where.append(Thread.account_id == filters.account_id)
         if filters.unread is True:
             where.append(Thread.unread_count > 0)
         narrowing = replace(filters, account_id=None, unread=None)
-        if narrowing != MessageFilter() or filters.unread is False:
+        if narrowing != MessageFilter() or filters.unread is False or message_ids is not None:
             if filters.unread is False:
                 narrowing = replace(narrowing, unread=False)
             matching = self.scoped.select(Message.thread_id).where(*message_conditions(narrowing))
+            if message_ids is not None:
+                matching = matching.where(Message.id.in_(list(message_ids)))
             if filters.account_id is not None:
                 matching = matching.where(Message.account_id == filters.account_id)
             where.append(Thread.id.in_(matching))

@@ -13,12 +13,16 @@ from mailsvc.message.repository import MessageRepository
 from mailsvc.message.schemas import AddressOut
 from mailsvc.message.service import ListRequest, MessageService, summary_from_row
 from mailsvc.models import Thread
+from mailsvc.search.backend import SearchBackend
 from mailsvc.thread import schemas
 from mailsvc.thread.repository import ThreadRepository
 
 # A thread page shows the whole conversation; past this, page its messages through
 # `GET /api/messages?thread_id=`.
 THREAD_MESSAGES_LIMIT = 500
+# A thread search keeps the threads of this many newest matching messages: threads
+# sort by their last activity, so these are the ones its first pages show.
+THREAD_SEARCH_MESSAGES = 2_000
 
 
 def _summary(thread: Thread) -> schemas.ThreadSummary:
@@ -39,18 +43,30 @@ def _summary(thread: Thread) -> schemas.ThreadSummary:
 class ThreadService:
     """Threads of one tenant. Never commits."""
 
-    def __init__(self, session: AsyncSession, tenant_id: str) -> None:
+    def __init__(
+        self, session: AsyncSession, tenant_id: str, *, search: SearchBackend | None = None
+    ) -> None:
         self._session = session
         self._tenant_id = tenant_id
         self._threads = ThreadRepository(session, tenant_id)
+        self._search = search
 
     async def page(self, request: ListRequest) -> schemas.ThreadPage:
-        filters = await MessageService(self._session, self._tenant_id).filters(request)
+        messages = MessageService(self._session, self._tenant_id, search=self._search)
+        filters = await messages.filters(request)
         after = read_cursor(
             request.cursor,
             lambda raw: (datetime.fromisoformat(str(raw["t"])), uuid.UUID(str(raw["i"]))),
         )
-        threads = await self._threads.page(filters, limit=request.limit + 1, after=after)
+        matching: list[uuid.UUID] | None = None
+        if filters.searches:
+            hits, _ = await messages.search_hits(
+                filters, order="newest", after=None, limit=THREAD_SEARCH_MESSAGES
+            )
+            matching = [hit.message_id for hit, _ in hits]
+        threads = await self._threads.page(
+            filters, limit=request.limit + 1, after=after, message_ids=matching
+        )
         next_cursor = None
         if len(threads) > request.limit:
             last = threads[request.limit - 1]
@@ -66,7 +82,7 @@ class ThreadService:
         service = MessageService(self._session, self._tenant_id)
         filters = await service.filters(ListRequest(thread_id=thread.id))
         rows = await MessageRepository(self._session, self._tenant_id).page(
-            filters, limit=THREAD_MESSAGES_LIMIT, after=None, order="oldest", highlight=False
+            filters, limit=THREAD_MESSAGES_LIMIT, after=None, order="oldest"
         )
         return schemas.ThreadOut(
             **_summary(thread).model_dump(), messages=[summary_from_row(r) for r in rows]

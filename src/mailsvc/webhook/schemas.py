@@ -15,22 +15,29 @@ from mailsvc.webhook.target import MAX_URL_LENGTH, parse_target
 DeliveryStatus = Literal["pending", "delivering", "succeeded", "failed"]
 
 
-# What target.parse_target accepts, as a pattern (a conservative one: ASCII only,
-# ports of at most four digits): http(s), a host, no credentials, no fragment,
+# What target.parse_target accepts, as a pattern (a conservative one: ASCII only): the
+# server holds URLs to it too. http(s), a host name or IP literal, no credentials, no fragment,
 # no spaces or control characters, only what RFC 3986 allows in a path and query (so
 # the pattern stays inside `format: uri`). Whether the host is allowed is checked on save.
 URL_PATTERN = (
-    r"^https?://[A-Za-z0-9._~-]+(:[0-9]{1,4})?"
+    r"^https?://([A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
     r"([/?]([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"
 )
 # RFC 3986's characters; urlsplit takes anything, and the schema says `format: uri`.
 _URI = re.compile(r"([A-Za-z0-9._~!$&'()*+,;=:@/?#\[\]-]|%[0-9A-Fa-f]{2})*")
 
 
+_DOCUMENTED = re.compile(URL_PATTERN)
+
+
 def _check_url(value: str) -> str:
     parse_target(value)
     if not _URI.fullmatch(value):
         raise ValueError("must be a URI: percent-encode other characters (RFC 3986)")
+    # What the schema promises generated clients: a host name of letters, digits and
+    # `.-_~`, or an IP literal (urlsplit alone lets `*` and other sub-delimiters in).
+    if not _DOCUMENTED.fullmatch(value):
+        raise ValueError("must be an http(s) URL with a plain host name and an optional port")
     return value
 
 

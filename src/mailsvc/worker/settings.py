@@ -29,6 +29,8 @@ from mailsvc.outbox.dispatch import (
 )
 from mailsvc.outbox.sender import OutboxSender
 from mailsvc.runtime import Role, Runtime, open_runtime, process_id
+from mailsvc.search.indexer import SearchIndexer
+from mailsvc.search.rebuild import SearchJobContext, rebuild_job_function
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.tasks import SyncJobContext, resync_all, sync_job_function
 from mailsvc.webhook.deliverer import WebhookDeliverer
@@ -54,12 +56,14 @@ class WorkerContext(TypedDict):
     sync_engine: SyncEngine
     outbox_sender: OutboxSender
     webhook_deliverer: WebhookDeliverer
+    search_indexer: SearchIndexer
     worker_name: str
 
 
 def job_context(runtime: Runtime, redis: ArqRedis, worker_name: str) -> WorkerContext:
     assert runtime.sync_engine is not None, "built for Role.WORKER"
     assert runtime.webhooks is not None, "built for Role.WORKER"
+    assert runtime.search_indexer is not None, "built for Role.WORKER"
     return WorkerContext(
         redis=redis,
         settings=runtime.settings,
@@ -67,16 +71,19 @@ def job_context(runtime: Runtime, redis: ArqRedis, worker_name: str) -> WorkerCo
         sync_engine=runtime.sync_engine,
         outbox_sender=runtime.outbox_sender,
         webhook_deliverer=runtime.webhooks,
+        search_indexer=runtime.search_indexer,
         worker_name=worker_name,
     )
 
 
 def _serves_every_job(
     ctx: WorkerContext,
-) -> tuple[SyncJobContext, OutboxJobContext, WebhookJobContext, RetentionJobContext]:
+) -> tuple[
+    SyncJobContext, OutboxJobContext, WebhookJobContext, RetentionJobContext, SearchJobContext
+]:
     # Never called: mypy proves here that the worker's context has every key, with
     # its type, that each domain's jobs read.
-    return ctx, ctx, ctx, ctx
+    return ctx, ctx, ctx, ctx, ctx
 
 
 def _startup(settings: Settings) -> Callable[[dict[str, Any]], Awaitable[None]]:
@@ -126,6 +133,7 @@ def worker_settings(settings: Settings | None = None) -> type:
             send_job_function(),
             file_copy_job_function(),
             deliver_job_function(resolved),
+            rebuild_job_function(),
         ]
         cron_jobs = [  # noqa: RUF012 - arq reads class attributes
             cron(arq_job(record_heartbeat), second=0, run_at_startup=False),

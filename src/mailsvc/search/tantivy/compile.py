@@ -1,0 +1,161 @@
+"""`MessageFilter` -> one Tantivy query. Pure apart from building Tantivy objects.
+
+User text never reaches Tantivy's query-string parser: the free text is read by
+`search.words.parse_free_text` (websearch syntax, the same reading as the PostgreSQL
+backend) and every word comes from `search.words`, so the terms asked for are
+exactly the terms indexed (schema.py).
+
+    free text       every clause Must; a clause of several terms (`a OR b`) is a
+                    BooleanQuery of Shoulds; a term is a TermQuery on `text`, or a
+                    PhraseQuery for a "phrase" or a word that splits
+                    (`alice@acme.test`); `-term` is MustNot
+    from:/to:/subject:   the value's words as a term or phrase of `from`/`to`/`subject`
+    not_*           MustNot of the same
+    plain filters   Must, wrapped in a zero constant score so they do not move the
+                    ranking: raw terms, booleans, a range of `received`
+
+Relevance is BM25 over `text`, plus the free-text terms found in the subject (Should
+clauses: they add to the score and never decide a match). Text that holds no word at
+all (`!!!`) and a `from:`/`to:`/`subject:` value without one match nothing, as in
+the PostgreSQL backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import tantivy
+from tantivy import Occur, Query
+
+from mailsvc.search.filter import MessageFilter
+from mailsvc.search.tantivy import schema
+from mailsvc.search.words import FreeText, Term, parse_free_text, words
+
+_Clause = tuple[Occur, Query]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledSearch:
+    """A filter as a Tantivy query, and the words its highlights mark."""
+
+    query: Query
+    highlight_words: frozenset[str]
+    """The words of the free text's positive terms (empty without free text)."""
+
+
+def compile_filter(filters: MessageFilter) -> CompiledSearch:
+    """The Tantivy query that matches exactly the documents `filters` asks for."""
+    scoring: list[_Clause] = []
+    highlight_words: frozenset[str] = frozenset()
+    if filters.text:
+        free_text = parse_free_text(filters.text)
+        if not free_text.clauses:
+            return CompiledSearch(Query.empty_query(), frozenset())
+        scoring += _free_text(free_text)
+        highlight_words = free_text.positive_words
+    for field, values, wanted in (
+        (schema.FROM, filters.from_, True),
+        (schema.TO, filters.to, True),
+        (schema.SUBJECT, filters.subject, True),
+        (schema.FROM, filters.not_from, False),
+        (schema.TO, filters.not_to, False),
+        (schema.SUBJECT, filters.not_subject, False),
+    ):
+        for value in values:
+            term = Term(tuple(words(value)))
+            if wanted:
+                # No word to look for: nothing can match it.
+                query = _term(field, term) if term.words else Query.empty_query()
+                scoring.append((Occur.Must, query))
+            elif term.words:
+                scoring.append((Occur.MustNot, _term(field, term)))
+
+    clauses = scoring
+    plain = _plain_filters(filters)
+    if plain:
+        clauses.append((Occur.Must, Query.const_score_query(Query.boolean_query(plain), 0.0)))
+    if not any(occur == Occur.Must for occur, _ in clauses):
+        # Only exclusions (or nothing): a BooleanQuery needs something to match first.
+        clauses.append((Occur.Must, Query.all_query()))
+    return CompiledSearch(Query.boolean_query(clauses), highlight_words)
+
+
+def _free_text(free_text: FreeText) -> list[_Clause]:
+    clauses: list[_Clause] = []
+    for alternatives in free_text.clauses:
+        if len(alternatives) == 1:
+            (term,) = alternatives
+            occur = Occur.MustNot if term.negated else Occur.Must
+            clauses.append((occur, _term(schema.TEXT, term)))
+        else:
+            either = [(Occur.Should, _alternative(term)) for term in alternatives]
+            clauses.append((Occur.Must, Query.boolean_query(either)))
+        # The subject weighs more, as in the PostgreSQL backend (weight A).
+        clauses += [
+            (Occur.Should, _term(schema.SUBJECT, term)) for term in alternatives if not term.negated
+        ]
+    return clauses
+
+
+def _alternative(term: Term) -> Query:
+    """One side of an OR: the term, or (for `-term`) every document without it."""
+    query = _term(schema.TEXT, term)
+    if not term.negated:
+        return query
+    return Query.boolean_query([(Occur.Must, Query.all_query()), (Occur.MustNot, query)])
+
+
+def _term(field: str, term: Term) -> Query:
+    """The term's words in `field`: one word, or all of them next to each other."""
+    if len(term.words) == 1:
+        return Query.term_query(schema.SCHEMA, field, term.words[0], index_option="freq")
+    return Query.phrase_query(schema.SCHEMA, field, list(term.words))
+
+
+def _plain_filters(filters: MessageFilter) -> list[_Clause]:
+    clauses: list[_Clause] = []
+
+    def must(query: Query) -> None:
+        clauses.append((Occur.Must, query))
+
+    def raw(field: str, value: object) -> Query:
+        return Query.term_query(schema.SCHEMA, field, str(value), index_option="basic")
+
+    if filters.account_id is not None:
+        must(raw(schema.ACCOUNT, filters.account_id))
+    if filters.mailbox_ids is not None:
+        mailboxes = [str(mailbox_id) for mailbox_id in filters.mailbox_ids]
+        # No mailbox at all (a role the account lacks) matches nothing.
+        must(
+            Query.term_set_query(schema.SCHEMA, schema.MAILBOX, mailboxes)
+            if mailboxes
+            else Query.empty_query()
+        )
+    if filters.thread_id is not None:
+        must(raw(schema.THREAD, filters.thread_id))
+    for field, value in (
+        (schema.SEEN, None if filters.unread is None else not filters.unread),
+        (schema.FLAGGED, filters.flagged),
+        (schema.HAS_ATTACHMENTS, filters.has_attachments),
+    ):
+        if value is not None:
+            must(Query.term_query(schema.SCHEMA, field, value, index_option="basic"))
+    if filters.received_after is not None or filters.received_before is not None:
+        # after: inclusive, before: exclusive (an unbounded side must stay inclusive).
+        must(
+            Query.range_query(
+                schema.SCHEMA,
+                schema.RECEIVED,
+                tantivy.FieldType.Integer,
+                _micros_or_none(filters.received_after),
+                _micros_or_none(filters.received_before),
+                include_lower=True,
+                include_upper=filters.received_before is None,
+            )
+        )
+    return clauses
+
+
+def _micros_or_none(moment: datetime | None) -> int | None:
+    return None if moment is None else schema.micros(moment)
