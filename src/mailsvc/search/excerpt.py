@@ -13,11 +13,15 @@ of matched characters wrapped in `<mark>…</mark>`.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import unicodedata
-from collections.abc import Collection, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 
-from mailsvc.search.words import WordSpan, word_spans
+from mailsvc.search.words import ASCII_RUN, MAX_WORD_BYTES, word_spans
 
 EXCERPT_SOURCE_CHARS = 2_000
 """How much of the body an excerpt is taken from; matches further in get none."""
@@ -30,6 +34,18 @@ _CONTEXT_BEFORE = FRAGMENT_WORDS // 3
 _WHITESPACE = re.compile(r"\s+")
 
 
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """The words of an excerpt's source: where each lies, and which are matches."""
+
+    starts: Sequence[int]
+    stops: Sequence[int]
+    word: Callable[[int], str]
+    """The word at an index, as `search.words` makes it."""
+    matched: list[int]
+    """Indexes of the words that are among the searched ones, in text order."""
+
+
 def excerpt(text: str, words: Collection[str]) -> str | None:
     """The excerpt of `text` (its first `EXCERPT_SOURCE_CHARS` characters) around the
     occurrences of `words`, or None when none of them occurs there.
@@ -39,14 +55,13 @@ def excerpt(text: str, words: Collection[str]) -> str | None:
     source = text[:EXCERPT_SOURCE_CHARS]
     if _none_can_occur(source, words):
         return None
-    spans = word_spans(source)
-    matched = [index for index, (word, _, _) in enumerate(spans) if word in words]
-    if not matched:
-        return None
-    starts = _fragment_starts(spans, matched)
-    return FRAGMENT_SEPARATOR.join(
-        _fragment(text, spans[start : start + FRAGMENT_WORDS], words) for start in starts
+    layout = (_ascii_words(source, words) if source.isascii() else None) or _split_words(
+        source, words
     )
+    if not layout.matched:
+        return None
+    starts = _fragment_starts(layout)
+    return FRAGMENT_SEPARATOR.join(_fragment(text, layout, start, words) for start in starts)
 
 
 def _none_can_occur(source: str, words: Collection[str]) -> bool:
@@ -62,10 +77,64 @@ def _none_can_occur(source: str, words: Collection[str]) -> bool:
     return not any(word in folded for word in words)
 
 
-def _fragment_starts(spans: Sequence[WordSpan], matched: Sequence[int]) -> list[int]:
-    """Where each fragment starts (an index into `spans`), in text order."""
-    last_start = max(len(spans) - FRAGMENT_WORDS, 0)
+def _split_words(source: str, words: Collection[str]) -> _Words:
+    """Any text: every word made by `search.words`, each compared in Python."""
+    spans = word_spans(source)
+    return _Words(
+        starts=[start for _, start, _ in spans],
+        stops=[stop for _, _, stop in spans],
+        word=lambda index: spans[index][0],
+        matched=[index for index, span in enumerate(spans) if span[0] in words],
+    )
+
+
+def _ascii_words(source: str, words: Collection[str]) -> _Words | None:
+    """ASCII text, where a word is a run of `[A-Za-z0-9]` lower-cased: the matches are
+    found by one regular expression and words are lower-cased only where an excerpt
+    shows them (most of an excerpt's cost was comparing every word in Python). None
+    when a run is too long to be a word (`_split_words` then drops it, as indexing did).
+    """
+    parts = ASCII_RUN.split(source)
+    runs = parts[1::2]
+    if max(map(len, runs), default=0) > MAX_WORD_BYTES:
+        return None
+    ends = list(itertools.accumulate(map(len, parts)))
+    starts, stops = ends[0:-1:2], ends[1::2]
+    # A word with other characters cannot be one of these runs.
+    wanted = frozenset(word for word in words if word.isascii() and word.isalnum())
+    matched = []
+    if wanted:
+        matched = [
+            bisect_left(starts, found.start()) for found in _matcher(wanted).finditer(source)
+        ]
+    return _Words(
+        starts=starts, stops=stops, word=lambda index: runs[index].lower(), matched=matched
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(words: frozenset[str]) -> re.Pattern[str]:
+    """Whole runs equal to one of `words`, in any case (cached: a page's excerpts all
+    look for the same words)."""
+    alternatives = "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+    return re.compile(
+        rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])", re.IGNORECASE | re.ASCII
+    )
+
+
+def _fragment_starts(layout: _Words) -> list[int]:
+    """Where each fragment starts (an index into the words), in text order."""
+    matched = layout.matched
+    matched_words = [layout.word(index) for index in matched]
+    last_start = max(len(layout.starts) - FRAGMENT_WORDS, 0)
     candidates = sorted({min(max(index - _CONTEXT_BEFORE, 0), last_start) for index in matched})
+    # The matched words of the fragment starting at each candidate, repeats included.
+    inside = {
+        start: matched_words[
+            bisect_left(matched, start) : bisect_left(matched, start + FRAGMENT_WORDS)
+        ]
+        for start in candidates
+    }
     chosen: list[int] = []
     covered: set[str] = set()
     while len(chosen) < MAX_FRAGMENTS:
@@ -76,7 +145,6 @@ def _fragment_starts(spans: Sequence[WordSpan], matched: Sequence[int]) -> list[
         ]
         if not free:
             break
-        inside = {start: _matched_words(spans, matched, start) for start in free}
         # New words first, then more matches, then the earlier window.
         best = max(
             free, key=lambda start: (len(set(inside[start]) - covered), len(inside[start]), -start)
@@ -86,29 +154,26 @@ def _fragment_starts(spans: Sequence[WordSpan], matched: Sequence[int]) -> list[
     return sorted(chosen)
 
 
-def _matched_words(spans: Sequence[WordSpan], matched: Sequence[int], start: int) -> list[str]:
-    """The matched words of the fragment starting at `start`, repeats included."""
-    return [spans[index][0] for index in matched if start <= index < start + FRAGMENT_WORDS]
-
-
-def _fragment(text: str, spans: Sequence[WordSpan], words: Collection[str]) -> str:
-    """`text` from the first span's start to the last one's end, matches marked."""
+def _fragment(text: str, layout: _Words, first: int, words: Collection[str]) -> str:
+    """`text` from the fragment's first word to its last, matches marked."""
+    last = min(first + FRAGMENT_WORDS, len(layout.starts)) - 1
     # Matched character ranges, merged where they overlap or touch (CJK bigrams
     # overlap: 会议 and 议通 mark 会议通 once).
     marks: list[tuple[int, int]] = []
-    for word, start, end in spans:
-        if word not in words:
+    for index in range(first, last + 1):
+        if layout.word(index) not in words:
             continue
+        start, end = layout.starts[index], layout.stops[index]
         if marks and start <= marks[-1][1]:
             marks[-1] = (marks[-1][0], max(marks[-1][1], end))
         else:
             marks.append((start, end))
     pieces: list[str] = []
-    position = spans[0][1]
+    position = layout.starts[first]
     for start, end in marks:
         pieces += [_escaped(text[position:start]), "<mark>", _escaped(text[start:end]), "</mark>"]
         position = end
-    pieces.append(_escaped(text[position : spans[-1][2]]))
+    pieces.append(_escaped(text[position : layout.stops[last]]))
     return "".join(pieces)
 
 

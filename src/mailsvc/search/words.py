@@ -57,7 +57,7 @@ def _mark_class() -> str:
 _RUN = re.compile(rf"(\w[\w{_mark_class()}]*)")
 # The same runs in ASCII text, which has no marks: a class of 62 characters is much
 # cheaper for the regex engine than one holding every mark of Unicode.
-_ASCII_RUN = re.compile(r"([A-Za-z0-9]+)")
+ASCII_RUN = re.compile(r"([A-Za-z0-9]+)")
 _CJK_RUN = re.compile(CJK_CHARACTER_CLASS + "+")
 
 WordSpan = tuple[str, int, int]
@@ -81,7 +81,7 @@ def word_spans(text: str) -> list[WordSpan]:
     is_ascii = text.isascii()
     normal = is_ascii or unicodedata.is_normalized("NFKC", text)
     # Replacing "_" keeps every offset as it was (the ASCII class has no "_").
-    parts = _ASCII_RUN.split(text) if is_ascii else _RUN.split(text.replace("_", " "))
+    parts = ASCII_RUN.split(text) if is_ascii else _RUN.split(text.replace("_", " "))
     # parts = [separator, run, separator, run, ..., separator]: offsets by their lengths.
     ends = list(itertools.accumulate(map(len, parts)))
     runs, starts, stops = parts[1::2], ends[0:-1:2], ends[1::2]
