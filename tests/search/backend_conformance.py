@@ -118,15 +118,12 @@ async def all_hits(
     *,
     order: Order,
     page_size: int = PAGE_SIZE,
-    highlight: bool = False,
 ) -> list[Hit]:
     """Every hit of the search, page after page, each page continuing after the last."""
     hits: list[Hit] = []
     after: Position | None = None
     while True:
-        page = await backend.search(
-            tenant_id, filters, order=order, after=after, limit=page_size, highlight=highlight
-        )
+        page = await backend.search(tenant_id, filters, order=order, after=after, limit=page_size)
         assert len(page.hits) <= page_size
         hits += page.hits
         if not page.more:

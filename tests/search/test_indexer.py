@@ -150,7 +150,6 @@ async def found(backend: SearchBackend, tenant: StoredTenant, **filters: Any) ->
             order="newest",
             after=after,
             limit=25,
-            highlight=False,
         )
         ids += [hit.message_id for hit in page.hits]
         if not page.more:

@@ -1,10 +1,10 @@
 """The PostgreSQL search backend against a real PostgreSQL: writing, replacing and
-removing documents, the filter's semantics, exact keyset pages, highlights, tenant
-scoping and the index state.
+removing documents, the filter's semantics, exact keyset pages, tenant scoping and
+the index state.
 
 Documents are written straight through `PostgresBackend.write` (the indexer's call),
 each test in a tenant of its own; `message_search` has no foreign key to `messages`,
-so only the highlight tests store message rows (excerpts come from their bodies).
+so no message rows are needed.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailsvc.account.repository import AccountRepository
 from mailsvc.kit.db import create_engine, create_sessionmaker
 from mailsvc.kit.repository import TenantRepository
-from mailsvc.mirror.repository import MailboxRepository
-from mailsvc.models import Mailbox, Message, MessageSearch, SearchIndexStateRow
+from mailsvc.models import MessageSearch, SearchIndexStateRow
 from mailsvc.search.backend import (
     Address,
     Hit,
@@ -41,7 +39,6 @@ from mailsvc.search.postgres.lexemes import (
     phrase_query,
 )
 from mailsvc.search.words import parse_free_text
-from tests.fixtures.mail import parked_account
 
 BASE_TIME = datetime(2026, 10, 1, 9, tzinfo=UTC)
 
@@ -105,9 +102,7 @@ async def _ids(
     order: Order = "newest",
     limit: int = 100,
 ) -> list[uuid.UUID]:
-    page = await backend.search(
-        tenant, filters, order=order, after=None, limit=limit, highlight=False
-    )
+    page = await backend.search(tenant, filters, order=order, after=None, limit=limit)
     assert not page.more
     return [hit.message_id for hit in page.hits]
 
@@ -118,9 +113,7 @@ async def _all_pages(
     hits: list[Hit] = []
     after: Position | None = None
     while True:
-        page = await backend.search(
-            tenant, filters, order=order, after=after, limit=limit, highlight=False
-        )
+        page = await backend.search(tenant, filters, order=order, after=after, limit=limit)
         hits += page.hits
         assert len(page.hits) <= limit
         assert len({hit.message_id for hit in hits}) == len(hits), "a hit came twice"
@@ -340,79 +333,12 @@ async def test_relevance_ranks_subject_matches_first(
         order="relevance",
         after=None,
         limit=10,
-        highlight=False,
     )
     assert [hit.message_id for hit in page.hits] == [in_subject.id, in_body.id]
     scores = [hit.key for hit in page.hits]
     assert all(isinstance(score, float) for score in scores)
     assert scores == sorted(scores, reverse=True)
     assert scores[0] != scores[1]
-
-
-async def _stored_message(session: AsyncSession, tenant: str, body: str) -> uuid.UUID:
-    """A message row (and its account and mailbox) with this text body."""
-    account = await AccountRepository(session, tenant).add(parked_account())
-    mailbox = await MailboxRepository(session, tenant).add(
-        Mailbox(account_id=account.id, name="INBOX")
-    )
-    message = await TenantRepository(session, tenant).scoped.add(
-        Message(
-            account_id=account.id,
-            mailbox_id=mailbox.id,
-            uid=1,
-            uidvalidity=1,
-            internal_date=BASE_TIME,
-            size=100,
-            text_body=body,
-        )
-    )
-    return message.id
-
-
-async def test_highlights_are_escaped_excerpts_of_the_stored_body(
-    sessionmaker: async_sessionmaker[AsyncSession], backend: PostgresBackend, tenant: str
-) -> None:
-    body = "Alice & Bob wrote the <b>report</b>, where x < y."
-    async with sessionmaker.begin() as session:
-        message_id = await _stored_message(session, tenant, body)
-    await _write(sessionmaker, backend, tenant, [_document(id=message_id, body=body)])
-
-    async def highlight(q: str, *, wanted: bool = True) -> str | None:
-        page = await backend.search(
-            tenant, MessageFilter(text=q), order="newest", after=None, limit=10, highlight=wanted
-        )
-        [hit] = page.hits
-        return hit.highlight
-
-    assert await highlight("report") == (
-        "Alice &amp; Bob wrote the &lt;b&gt;<mark>report</mark>&lt;/b&gt;, where x &lt; y"
-    )
-    # Negated words are not marked; phrases mark each of their words.
-    assert await highlight('"bob wrote" -draft') == (
-        "Alice &amp; <mark>Bob</mark> <mark>wrote</mark> the &lt;b&gt;report&lt;/b&gt;, "
-        "where x &lt; y"
-    )
-    assert await highlight("report", wanted=False) is None
-    # A match outside the body (Alice is the sender) has no excerpt.
-    assert await highlight("acme") is None
-
-
-async def test_highlights_come_from_the_first_characters_of_the_body(
-    sessionmaker: async_sessionmaker[AsyncSession], backend: PostgresBackend, tenant: str
-) -> None:
-    body = "filler " * 400 + "needle"
-    async with sessionmaker.begin() as session:
-        message_id = await _stored_message(session, tenant, body)
-    await _write(sessionmaker, backend, tenant, [_document(id=message_id, body=body)])
-    page = await backend.search(
-        tenant,
-        MessageFilter(text="needle"),
-        order="newest",
-        after=None,
-        limit=10,
-        highlight=True,
-    )
-    assert [(hit.message_id, hit.highlight) for hit in page.hits] == [(message_id, None)]
 
 
 async def test_a_tenant_never_sees_or_changes_another_tenants_documents(

@@ -1,5 +1,5 @@
 """The Tantivy search backend beyond the conformance table: exact paging over ties,
-highlights, replacing and removing documents, index states, several processes on
+replacing and removing documents, index states, several processes on
 one index directory, and rebuild requests. Real Tantivy indexes in temporary
 directories; the session argument is one connected to nothing (the index lives
 outside PostgreSQL, and the backend must never use it).
@@ -34,7 +34,6 @@ from mailsvc.search.backend import (
     SearchDocument,
     SearchRebuilding,
 )
-from mailsvc.search.excerpt import EXCERPT_SOURCE_CHARS
 from mailsvc.search.filter import MessageFilter, Order, Position
 from mailsvc.search.tantivy import IndexBusy, TantivyBackend, schema
 from mailsvc.search.tantivy import backend as tantivy_backend
@@ -184,12 +183,12 @@ async def test_a_page_reports_its_keys(backend: TantivyBackend, tenant: str) -> 
     await ready_index(backend, tenant, documents)
 
     page = await backend.search(tenant, MessageFilter(text="budget"), order="newest",
-                                after=None, limit=1, highlight=False)  # fmt: skip
+                                after=None, limit=1)  # fmt: skip
     assert page.more
     assert page.hits[0].key == late
     assert page.hits[0].key.tzinfo is not None  # type: ignore[union-attr]
     page = await backend.search(tenant, MessageFilter(text="budget"), order="relevance",
-                                after=None, limit=2, highlight=False)  # fmt: skip
+                                after=None, limit=2)  # fmt: skip
     assert not page.more
     scores = [hit.key for hit in page.hits]
     assert all(isinstance(score, float) for score in scores)
@@ -204,7 +203,7 @@ async def bounded_page(
     backend: TantivyBackend, tenant: str, filters: MessageFilter, *, order: Order,
     after: Position | None, limit: int,
 ) -> HitPage:  # fmt: skip
-    """One page as `backend.search` answers it (without highlights), under a deadline.
+    """One page as `backend.search` answers it under a deadline.
 
     Its blocking part runs in a daemon thread of its own: a paging loop that never
     ends fails the test at the deadline, and the thread left spinning holds up
@@ -218,7 +217,7 @@ async def bounded_page(
             return
         try:
             answer.set_result(backend._search(tenant, filters, order=order, after=after,
-                                              limit=limit, highlight=False))  # fmt: skip
+                                              limit=limit))  # fmt: skip
         except BaseException as error:
             answer.set_exception(error)
 
@@ -385,51 +384,6 @@ async def test_a_date_position_without_an_offset_is_refused(
                                after=Position(key, LOWEST_ID), limit=7)  # fmt: skip
 
 
-# -- highlights ---------------------------------------------------------------------------
-
-
-async def test_highlights_escape_the_body_and_mark_the_matches(
-    backend: TantivyBackend, tenant: str
-) -> None:
-    body = "Note <script>alert('budget')</script> Tom & Jerry's budget review"
-    await ready_index(backend, tenant, [document(body=body, subject="budget")])
-
-    (hit,) = await all_hits(backend, tenant, MessageFilter(text="budget"), order="newest",
-                            highlight=True)  # fmt: skip
-    assert hit.highlight is not None
-    assert "<script>" not in hit.highlight
-    assert "&lt;script&gt;" in hit.highlight
-    assert "Tom &amp; Jerry" in hit.highlight
-    assert hit.highlight.count("<mark>budget</mark>") == 2
-    assert hit.highlight.replace("<mark>", "").replace("</mark>", "").count("<") == 0
-
-    (hit,) = await all_hits(backend, tenant, MessageFilter(text="budget"), order="newest")
-    assert hit.highlight is None  # not asked for
-
-
-async def test_highlights_come_from_the_start_of_the_body_only(
-    backend: TantivyBackend, tenant: str
-) -> None:
-    far = document(body="x " * EXCERPT_SOURCE_CHARS + "zebra", subject="quarterly")
-    subject_only = document(body="nothing to see", subject="zebra")
-    await ready_index(backend, tenant, [far, subject_only])
-
-    hits = await all_hits(backend, tenant, MessageFilter(text="zebra"), order="newest",
-                          highlight=True)  # fmt: skip
-    assert {hit.message_id for hit in hits} == {far.id, subject_only.id}  # both match
-    assert all(hit.highlight is None for hit in hits)  # nothing in the first 2,000 chars
-
-
-async def test_highlights_mark_cjk_words_in_the_original_text(
-    backend: TantivyBackend, tenant: str
-) -> None:
-    await ready_index(backend, tenant, [document(body="明天下午的会议取消了")])
-
-    (hit,) = await all_hits(backend, tenant, MessageFilter(text='"会议"'), order="newest",
-                            highlight=True)  # fmt: skip
-    assert hit.highlight == "明天下午的<mark>会议</mark>取消了"
-
-
 # -- replacing and removing ------------------------------------------------------------------
 
 
@@ -504,7 +458,7 @@ async def test_a_rebuild_goes_from_missing_through_building_to_ready(
     await backend.write(SESSION, tenant, documents=[document(body="budget")], removed=[])
     with pytest.raises(SearchRebuilding):
         await backend.search(tenant, MessageFilter(text="budget"), order="newest", after=None,
-                             limit=10, highlight=False)  # fmt: skip
+                             limit=10)  # fmt: skip
     # The job drains the tenant: it finishes a rebuild that a crash may have cut short.
     assert rebuilds.tenants == [tenant]
 
@@ -604,7 +558,7 @@ async def test_a_missing_index_asks_for_its_rebuild_once(
     for _ in range(3):
         with pytest.raises(SearchRebuilding) as raised:
             await backend.search(tenant, MessageFilter(text="budget"), order="newest",
-                                 after=None, limit=10, highlight=False)  # fmt: skip
+                                 after=None, limit=10)  # fmt: skip
         assert raised.value.tenant_id == tenant
     assert rebuilds.tenants == [tenant]
     missing = [call for call in captured.calls if call.kwargs["event"] == "search.index_missing"]
@@ -625,7 +579,7 @@ async def test_a_failed_rebuild_request_is_asked_again(root: Path, tenant: str) 
     for _ in range(2):
         with pytest.raises(SearchRebuilding):  # still the 503, never the queue's error
             await backend.search(tenant, MessageFilter(), order="newest", after=None,
-                                 limit=10, highlight=False)  # fmt: skip
+                                 limit=10)  # fmt: skip
     assert asked == [tenant, tenant]
     await backend.aclose()
 
@@ -703,5 +657,5 @@ async def test_a_position_of_another_order_is_refused(backend: TantivyBackend, t
         with pytest.raises(ValueError, match="cannot continue"):
             await backend.search(
                 tenant, MessageFilter(text="budget"), order=order,
-                after=Position(key, message.id), limit=1, highlight=False,
+                after=Position(key, message.id), limit=1,
             )  # fmt: skip

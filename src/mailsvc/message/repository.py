@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,9 +30,18 @@ from sqlalchemy.sql.expression import ColumnElement
 from mailsvc.kit.repository import TenantRepository
 from mailsvc.models import Attachment, Mailbox, Message
 from mailsvc.search.backend import Hit
+from mailsvc.search.excerpt import EXCERPT_SOURCE_CHARS
 from mailsvc.search.filter import MessageFilter, Position
 
-__all__ = ["JsonPage", "MessageFilter", "MessageRepository", "Position", "message_conditions"]
+__all__ = [
+    "JsonPage",
+    "MessageFilter",
+    "MessageRepository",
+    "Position",
+    "SearchSummary",
+    "message_conditions",
+    "with_highlight",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +70,9 @@ _SUMMARY_COLUMNS = (
 )
 
 
-def _summary_json(highlight: ColumnElement[Any]) -> ColumnElement[str]:
-    """One `MessageSummary` (schemas.py) as JSON text, built by PostgreSQL.
+def _summary_json(*, highlight: bool) -> ColumnElement[str]:
+    """One `MessageSummary` (schemas.py) as JSON text, built by PostgreSQL; with
+    `highlight: null`, or without the key for a search to add it (`with_highlight`).
 
     Address columns hold `{"name", "address"}` objects already (sync/writer.py), so
     they pass through; tests/message/test_list_json.py holds this to the schema.
@@ -84,7 +95,7 @@ def _summary_json(highlight: ColumnElement[Any]) -> ColumnElement[str]:
             "flagged", _has_flag("\\Flagged"),
             "has_attachments", Message.has_attachments,
             "size", Message.size,
-            "highlight", highlight,
+            *(("highlight", null()) if highlight else ()),
         ),
         Text,
     )  # fmt: skip
@@ -95,7 +106,23 @@ def _has_flag(flag: str) -> ColumnElement[bool]:
 
 
 # Built once: constructing this expression per request cost more than the query.
-_SUMMARY_JSON = _summary_json(null())
+_SUMMARY_JSON = _summary_json(highlight=True)
+_SEARCH_SUMMARY_JSON = _summary_json(highlight=False)
+
+
+def with_highlight(summary: str, highlight: str | None) -> str:
+    """A search's summary JSON (`MessageRepository.summaries_json`) completed with
+    its `highlight`."""
+    return f'{summary[:-1]},"highlight":{json.dumps(highlight)}}}'
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSummary:
+    """A confirmed search hit: its summary JSON without `highlight`, and the start
+    of its text body when highlights were asked for."""
+
+    json: str
+    body: str | None
 
 
 def message_conditions(filters: MessageFilter) -> list[ColumnElement[bool]]:
@@ -193,11 +220,10 @@ class MessageRepository(TenantRepository):
         )
 
     async def summaries_json(
-        self, hits: Sequence[Hit], filters: MessageFilter
-    ) -> dict[uuid.UUID, str]:
-        """The `MessageSummary` JSON of the search hits that are this tenant's stored
-        messages and still match the plain fields of `filters`, each with its hit's
-        highlight.
+        self, hits: Sequence[Hit], filters: MessageFilter, *, bodies: bool
+    ) -> dict[uuid.UUID, SearchSummary]:
+        """The search hits that are this tenant's stored messages and still match the
+        plain fields of `filters`, with the start of their bodies when `bodies`.
 
         This is the join that keeps a stale or foreign index honest: a message deleted
         since it was indexed, moved out of the searched mailboxes, flagged otherwise,
@@ -206,22 +232,20 @@ class MessageRepository(TenantRepository):
         if not hits:
             return {}
         found = (
-            func.unnest(
-                cast([hit.message_id for hit in hits], ARRAY(UUID(as_uuid=True))),
-                cast([hit.highlight for hit in hits], ARRAY(Text)),
-            )
-            .table_valued("hit_id", "highlight")
+            func.unnest(cast([hit.message_id for hit in hits], ARRAY(UUID(as_uuid=True))))
+            .table_valued("hit_id")
             .render_derived(name="hit")
         )
+        body = func.left(Message.text_body, EXCERPT_SOURCE_CHARS) if bodies else null()
         statement = (
-            self.scoped.select(found.c.hit_id, _summary_json(found.c.highlight))
+            self.scoped.select(found.c.hit_id, _SEARCH_SUMMARY_JSON, body)
             .select_from(
                 found.join(Message, and_(Message.id == found.c.hit_id, self.scoped.owns(Message)))
             )
             .where(*message_conditions(filters))
         )
         rows = (await self.session.execute(statement)).all()
-        return {row[0]: row[1] for row in rows}
+        return {row[0]: SearchSummary(row[1], row[2]) for row in rows}
 
     async def summary(self, message_id: uuid.UUID) -> Row[Any] | None:
         """The summary columns of one message (fresh from the database)."""

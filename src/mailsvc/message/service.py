@@ -17,15 +17,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailsvc.errors import FieldError, NotFoundError, SearchUnavailableError, UnprocessableError
 from mailsvc.kit.pagination import encode_cursor, read_cursor
 from mailsvc.message import schemas
-from mailsvc.message.repository import JsonPage, MessageFilter, MessageRepository, Position
+from mailsvc.message.repository import (
+    JsonPage,
+    MessageFilter,
+    MessageRepository,
+    Position,
+    SearchSummary,
+    with_highlight,
+)
 from mailsvc.mime.reply_text import reply_text
 from mailsvc.mime.sanitize import sanitize_html
 from mailsvc.models import Attachment, Message
 from mailsvc.models.mailbox import MAILBOX_ROLES
 from mailsvc.ops.metrics import timed_search
 from mailsvc.search.backend import Hit, SearchBackend, SearchRebuilding
+from mailsvc.search.excerpt import excerpt
 from mailsvc.search.filter import Order
 from mailsvc.search.query import QuerySyntaxError, SearchQuery, parse_query
+from mailsvc.search.words import parse_free_text
 
 # Reply-text extraction is regular-expression work on the whole body; past this it
 # is not worth the CPU (and long texts are rarely replies worth trimming).
@@ -99,6 +108,15 @@ def _attachment_out(message_id: uuid.UUID, attachment: Attachment) -> schemas.At
         inline=attachment.is_inline,
         download_url=attachment_url(message_id, attachment.id),
     )
+
+
+def _highlighted(summaries: Sequence[SearchSummary], words: frozenset[str]) -> list[str]:
+    """Each summary's JSON with the excerpt of its body around `words` (CPU work: run
+    off the event loop)."""
+    return [
+        with_highlight(summary.json, excerpt(summary.body, words) if summary.body else None)
+        for summary in summaries
+    ]
 
 
 def _cursor_key(key: Any) -> datetime | float:
@@ -201,10 +219,17 @@ class MessageService:
         )
 
     async def search_hits(
-        self, filters: MessageFilter, *, order: Order, after: Position | None, limit: int
-    ) -> tuple[list[tuple[Hit, str]], bool]:
+        self,
+        filters: MessageFilter,
+        *,
+        order: Order,
+        after: Position | None,
+        limit: int,
+        bodies: bool = False,
+    ) -> tuple[list[tuple[Hit, SearchSummary]], bool]:
         """Up to `limit` hits of the backend that PostgreSQL confirms, with their
-        summary JSON, and whether more may follow.
+        summaries (and the start of their bodies when `bodies`), and whether more may
+        follow.
 
         A hit PostgreSQL does not confirm (deleted, moved, re-flagged since it was
         indexed, or not this tenant's) is dropped, and the backend is asked for the
@@ -212,24 +237,19 @@ class MessageService:
         """
         if self._search is None:
             raise RuntimeError("MessageService was built without a search backend")
-        confirmed: list[tuple[Hit, str]] = []
+        confirmed: list[tuple[Hit, SearchSummary]] = []
         position = after
         while True:
             wanted = limit + 1 - len(confirmed)
             try:
                 page = await self._search.search(
-                    self._tenant_id,
-                    filters,
-                    order=order,
-                    after=position,
-                    limit=wanted,
-                    highlight=bool(filters.text),
+                    self._tenant_id, filters, order=order, after=position, limit=wanted
                 )
             except SearchRebuilding as exc:
                 if not await self._messages.has_any():
                     return [], False  # nothing to find: a new tenant waits for nothing
                 raise SearchUnavailableError(exc.reason) from exc
-            summaries = await self._messages.summaries_json(page.hits, filters)
+            summaries = await self._messages.summaries_json(page.hits, filters, bodies=bodies)
             confirmed += [
                 (hit, summaries[hit.message_id]) for hit in page.hits if hit.message_id in summaries
             ]
@@ -241,10 +261,20 @@ class MessageService:
     async def _search_page(
         self, filters: MessageFilter, *, order: Order, after: Position | None, limit: int
     ) -> JsonPage:
-        hits, more = await self.search_hits(filters, order=order, after=after, limit=limit)
+        # The words whose occurrences a highlight marks: those the free text asks for.
+        words = parse_free_text(filters.text).positive_words if filters.text else frozenset()
+        hits, more = await self.search_hits(
+            filters, order=order, after=after, limit=limit, bodies=bool(words)
+        )
+        summaries = [summary for _, summary in hits]
+        items = (
+            await asyncio.to_thread(_highlighted, summaries, words)
+            if words and hits
+            else [with_highlight(summary.json, None) for summary in summaries]
+        )
         last = hits[-1][0] if more and hits else None
         return JsonPage(
-            items="[" + ",".join(item for _, item in hits) + "]",
+            items="[" + ",".join(items) + "]",
             last=None if last is None else Position(key=last.key, id=last.message_id),
         )
 

@@ -8,10 +8,12 @@ rebuilt from it at any time (docs/search.md). Two implementations:
 - `postgres` (`search/postgres.py`): a narrow `message_search` table, for api
   processes on several hosts that share no disk.
 
-Read side: `search` answers one page of hits for a parsed query. The caller joins
-the hits against `messages` (tenant-scoped, with the filter's plain columns checked
-again), so a stale or foreign document can never leave the API; a hit whose row is
-gone is dropped and the caller asks for the next page of hits.
+Read side: `search` answers one page of hits (ids and sort keys) for a parsed query.
+The caller joins the hits against `messages` (tenant-scoped, with the filter's plain
+columns checked again), so a stale or foreign document can never leave the API; a
+hit whose row is gone is dropped and the caller asks for the next page of hits. The
+highlights are built there too, from the bodies the join reads (`search.excerpt`):
+one way for every backend, and no copy of the bodies in an index.
 
 Write side: the indexer (`search/indexer.py`) drains `search_queue` (filled by
 triggers on `messages`, migration 0012) and hands each batch to `write`, holding the
@@ -97,9 +99,6 @@ class Hit:
     message_id: uuid.UUID
     key: datetime | float
     """The sort key: received time (`newest`, `oldest`) or relevance score."""
-    highlight: str | None = None
-    """An excerpt of the body around the matches: HTML-escaped text with the matched
-    words in `<mark>` elements; None when not asked for or nothing matched there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +121,6 @@ class SearchBackend(Protocol):
         order: Order,
         after: Position | None,
         limit: int,
-        highlight: bool,
     ) -> HitPage:
         """Up to `limit` hits after `after`, in `order` with ties broken by id
         (descending for `newest` and `relevance`, ascending for `oldest`).

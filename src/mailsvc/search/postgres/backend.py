@@ -21,8 +21,8 @@ names or addresses, one position is left out, so a phrase never spans them
 A search compiles its whole filter onto `message_search` (repository.py) and finds
 a page of ids with their sort keys; a search in received order walks the newest rows
 first and asks the GIN indexes only when matches are sparse there
-(`MessageSearchRepository._by_date` says why). Highlights are built in Python
-(`search.excerpt`) from the first characters of the page's bodies.
+(`MessageSearchRepository._by_date` says why). Highlights are the caller's, as
+for every backend (`search.backend`).
 
 Reads run in a short session of their own; `write`, `reset` and `mark_ready` run in
 the indexer's transaction, so documents and the search queue commit together. A
@@ -34,14 +34,12 @@ drained and marked ready.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailsvc.search.backend import Hit, HitPage, IndexState, SearchDocument, SearchRebuilding
-from mailsvc.search.excerpt import excerpt
 from mailsvc.search.filter import MessageFilter, Order, Position
 from mailsvc.search.postgres.lexemes import SCHEMA_VERSION, batches, search_row
 from mailsvc.search.postgres.repository import MessageSearchRepository
@@ -72,7 +70,6 @@ class PostgresBackend:
         order: Order,
         after: Position | None,
         limit: int,
-        highlight: bool,
     ) -> HitPage:
         """Up to `limit` hits after `after` in `order` (see `SearchBackend.search`)."""
         free = parse_free_text(filters.text) if filters.text else None
@@ -85,16 +82,8 @@ class PostgresBackend:
                 raise SearchRebuilding(tenant_id, f"the index is {state.value}")
             # One more than asked: whether more follow.
             rows = await repository.page(filters, free, order=order, after=after, limit=limit + 1)
-            page = rows[:limit]
-            wanted = free.positive_words if highlight and free is not None else frozenset()
-            bodies: dict[uuid.UUID, str] = {}
-            if page and wanted:
-                bodies = await repository.bodies([message_id for message_id, _ in page])
-        # Outside the session: the connection goes back before the excerpts are built,
-        # off the event loop (a few ms of Python per page).
-        excerpts = await asyncio.to_thread(_excerpts, bodies, wanted) if bodies else {}
         return HitPage(
-            hits=[Hit(message_id, key, excerpts.get(message_id)) for message_id, key in page],
+            hits=[Hit(message_id, key) for message_id, key in rows[:limit]],
             more=len(rows) > limit,
         )
 
@@ -144,7 +133,3 @@ def _state_of(row: tuple[str, int] | None) -> IndexState:
     if state == "building":
         return IndexState.BUILDING
     return IndexState.READY if schema_version == SCHEMA_VERSION else IndexState.MISSING
-
-
-def _excerpts(bodies: dict[uuid.UUID, str], words: frozenset[str]) -> dict[uuid.UUID, str | None]:
-    return {message_id: excerpt(body, words) for message_id, body in bodies.items()}

@@ -34,8 +34,7 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from mailsvc.kit.db import utcnow
 from mailsvc.kit.repository import TenantRepository
-from mailsvc.models import Message, MessageSearch, SearchIndexStateRow
-from mailsvc.search.excerpt import EXCERPT_SOURCE_CHARS
+from mailsvc.models import MessageSearch, SearchIndexStateRow
 from mailsvc.search.filter import MessageFilter, Order, Position
 from mailsvc.search.postgres.lexemes import SCHEMA_VERSION, free_text_query, phrase_query
 from mailsvc.search.words import FreeText, words
@@ -306,16 +305,6 @@ class MessageSearchRepository(TenantRepository):
         )
         rows = (await self.session.execute(statement)).all()
         return [(row.message_id, row.sort_key) for row in rows]
-
-    async def bodies(self, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
-        """The start of the text body of these messages (what excerpts are made from)."""
-        rows = await self.session.execute(
-            self.scoped.select(
-                Message.id, func.left(Message.text_body, EXCERPT_SOURCE_CHARS).label("body")
-            ).where(Message.id == any_(bindparam("ids", type_=_UUIDS))),
-            {"ids": list(message_ids)},
-        )
-        return {row.id: row.body or "" for row in rows}
 
 
 _UUIDS = ARRAY(UUID(as_uuid=True))

@@ -24,9 +24,8 @@ Paging is exact, ties included, without trusting Tantivy's order among equal key
   commit; a commit between two pages moves them, as any rank of a changing index
   would.
 
-Highlights are made for the page's hits only, by `search.excerpt` from the body's
-first characters stored in the index: the same words (`search.words`) that matched,
-so a marked word is one the search found, as in the PostgreSQL backend.
+Hits are ids and sort keys only; the caller joins them against PostgreSQL and builds
+the highlights from the bodies it reads there (`search.excerpt`), as for every backend.
 """
 
 from __future__ import annotations
@@ -51,7 +50,6 @@ from mailsvc.search.backend import (
     SearchDocument,
     SearchRebuilding,
 )
-from mailsvc.search.excerpt import excerpt
 from mailsvc.search.filter import MessageFilter, Position
 from mailsvc.search.filter import Order as PageOrder
 from mailsvc.search.tantivy import schema
@@ -89,7 +87,6 @@ class TantivyBackend:
         order: PageOrder,
         after: Position | None,
         limit: int,
-        highlight: bool,
     ) -> HitPage:
         """One page of hits (see `SearchBackend.search` and the module docstring)."""
         if limit < 1:
@@ -97,9 +94,8 @@ class TantivyBackend:
         if after is not None and isinstance(after.key, datetime) == (order == "relevance"):
             raise ValueError(f"a page in {order} order cannot continue after {after.key!r}")
         outcome = await asyncio.to_thread(
-            self._search, tenant_id, filters, order=order, after=after, limit=limit,
-            highlight=highlight,
-        )  # fmt: skip
+            self._search, tenant_id, filters, order=order, after=after, limit=limit
+        )
         if isinstance(outcome, HitPage):
             return outcome
         state, reason = outcome
@@ -175,21 +171,19 @@ class TantivyBackend:
         order: PageOrder,
         after: Position | None,
         limit: int,
-        highlight: bool,
     ) -> HitPage | tuple[IndexState, str]:
         """The page, or why the index cannot answer (blocking)."""
         health = self._store.open(tenant_id)
         if health.searcher is None:
             return health.state, health.reason
-        compiled = compile_filter(filters)
+        query = compile_filter(filters)
         try:
             return _page(
                 health.searcher,
-                compiled.query,
+                query,
                 order=order,
                 after=after,
                 limit=limit,
-                highlight_words=compiled.highlight_words if highlight else frozenset(),
             )
         except BaseException as error:
             if not is_tantivy_failure(error):
@@ -220,7 +214,6 @@ def _page(
     order: PageOrder,
     after: Position | None,
     limit: int,
-    highlight_words: frozenset[str],
 ) -> HitPage:
     if order == "relevance":
         rows = _by_relevance(searcher, query, after=after, wanted=limit + 1)
@@ -232,8 +225,7 @@ def _page(
     for row in page:
         key: datetime | float
         key = float(row.group) if order == "relevance" else schema.from_micros(row.received)
-        snippet = _highlight(searcher, row, highlight_words) if highlight_words else None
-        hits.append(Hit(message_id=row.id, key=key, highlight=snippet))
+        hits.append(Hit(message_id=row.id, key=key))
     return HitPage(hits=hits, more=len(rows) > limit)
 
 
@@ -396,10 +388,3 @@ def _number(value: object) -> int | float:
     if isinstance(value, int | float):
         return value
     raise ValueError(f"a search document lacks a fast field value: {value!r}")
-
-
-def _highlight(searcher: tantivy.Searcher, row: _Row, words: frozenset[str]) -> str | None:
-    head = searcher.doc(row.address).get_first(schema.HEAD)
-    if not isinstance(head, bytes):
-        return None
-    return excerpt(head.decode(), words)

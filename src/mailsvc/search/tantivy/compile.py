@@ -22,7 +22,6 @@ the PostgreSQL backend.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import tantivy
@@ -35,25 +34,14 @@ from mailsvc.search.words import FreeText, Term, parse_free_text, words
 _Clause = tuple[Occur, Query]
 
 
-@dataclass(frozen=True, slots=True)
-class CompiledSearch:
-    """A filter as a Tantivy query, and the words its highlights mark."""
-
-    query: Query
-    highlight_words: frozenset[str]
-    """The words of the free text's positive terms (empty without free text)."""
-
-
-def compile_filter(filters: MessageFilter) -> CompiledSearch:
+def compile_filter(filters: MessageFilter) -> Query:
     """The Tantivy query that matches exactly the documents `filters` asks for."""
     scoring: list[_Clause] = []
-    highlight_words: frozenset[str] = frozenset()
     if filters.text:
         free_text = parse_free_text(filters.text)
         if not free_text.clauses:
-            return CompiledSearch(Query.empty_query(), frozenset())
+            return Query.empty_query()
         scoring += _free_text(free_text)
-        highlight_words = free_text.positive_words
     for field, values, wanted in (
         (schema.FROM, filters.from_, True),
         (schema.TO, filters.to, True),
@@ -78,7 +66,7 @@ def compile_filter(filters: MessageFilter) -> CompiledSearch:
     if not any(occur == Occur.Must for occur, _ in clauses):
         # Only exclusions (or nothing): a BooleanQuery needs something to match first.
         clauses.append((Occur.Must, Query.all_query()))
-    return CompiledSearch(Query.boolean_query(clauses), highlight_words)
+    return Query.boolean_query(clauses)
 
 
 def _free_text(free_text: FreeText) -> list[_Clause]:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import tantivy
 
 from mailsvc.search.backend import SEARCH_BODY_CHARS, Address, SearchDocument
-from mailsvc.search.excerpt import EXCERPT_SOURCE_CHARS
 from mailsvc.search.tantivy import schema
 
 _U64 = (1 << 64) - 1
@@ -41,9 +40,7 @@ def tantivy_document(document: SearchDocument) -> tantivy.Document:
         _add(doc, schema.TEXT, value)
     for value in _names_and_addresses(document.reply_to):
         _add(doc, schema.TEXT, value)
-    body = document.body[:SEARCH_BODY_CHARS]
-    _add(doc, schema.TEXT, schema.joined_words(body))
-    doc.add_bytes(schema.HEAD, body[:EXCERPT_SOURCE_CHARS].encode())
+    _add(doc, schema.TEXT, schema.joined_words(document.body[:SEARCH_BODY_CHARS]))
     return doc
 
 

@@ -9,8 +9,8 @@ exactly those words in order. Each name, each address and the body are separate
 values of their field: Tantivy leaves a position gap between values, so a phrase
 never runs from one address into the next.
 
-Fields (nothing is stored but the body's first characters; the API reads everything
-else from PostgreSQL when it joins the hits):
+Fields (nothing is stored: the API reads everything, the body's first characters for
+the highlights included, from PostgreSQL when it joins the hits):
 
     id            the message id as text, raw: replaced and deleted by this term
     id_high/low   the id's 128 bits as two u64 fast fields: read for every hit
@@ -22,8 +22,6 @@ else from PostgreSQL when it joins the hits):
     from, to      each name and address of From / To, Cc, Bcc (`from:`, `to:`)
     text          the whole document: subject, every name and address (Reply-To too),
                   the body; free text is searched here and ranked by BM25
-    head          stored bytes: the body's first `EXCERPT_SOURCE_CHARS` characters,
-                  read for the highlights of a page's hits only
 
 `SCHEMA_VERSION` is written beside each index (store.py); any change to the fields,
 their analysis or `order_key` must increase it, which makes every existing index
@@ -40,7 +38,8 @@ import tantivy
 
 from mailsvc.search.words import words
 
-SCHEMA_VERSION: Final = 1
+# 2: the body's first characters are no longer stored (highlights come from PostgreSQL).
+SCHEMA_VERSION: Final = 2
 
 WORDS_ANALYZER: Final = "mailsvc_words"
 
@@ -59,7 +58,6 @@ SUBJECT: Final = "subject"
 FROM: Final = "from"
 TO: Final = "to"
 TEXT: Final = "text"
-HEAD: Final = "head"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -89,7 +87,6 @@ def build_schema() -> tantivy.Schema:
         builder.add_boolean_field(name, indexed=True)
     for name in (SUBJECT, FROM, TO, TEXT):
         builder.add_text_field(name, tokenizer_name=WORDS_ANALYZER, index_option="position")
-    builder.add_bytes_field(HEAD, stored=True)
     return builder.build()
 
 
