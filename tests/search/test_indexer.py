@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, job_key_prefix
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailsvc.event.listener import ChangeListener, listen_dsn
 from mailsvc.kit.redis import create_redis
@@ -51,14 +51,6 @@ from tests.search.stored import (
 )
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def sessionmaker(database_url: str) -> AsyncIterator[Sessions]:
-    """Sessions on the run's database; each test keeps to tenants of its own."""
-    engine = create_async_engine(database_url)
-    yield async_sessionmaker(engine, expire_on_commit=False)
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -39,14 +39,6 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 @pytest.fixture
-async def sessionmaker(database_url: str) -> AsyncIterator[Sessions]:
-    """Sessions on the run's database; each test keeps to tenants of its own."""
-    engine = create_async_engine(database_url)
-    yield async_sessionmaker(engine, expire_on_commit=False)
-    await engine.dispose()
-
-
-@pytest.fixture
 async def tenant(sessionmaker: Sessions) -> StoredTenant:
     return await new_tenant(sessionmaker)
 
