@@ -85,7 +85,7 @@ async def _index_of(
         after: Position | None = None
         while True:
             page = await search.search(
-                tenant_id, MessageFilter(), order="newest", after=after, limit=100, highlight=False
+                tenant_id, MessageFilter(), order="newest", after=after, limit=100
             )
             ids += [hit.message_id for hit in page.hits]
             if not page.more:

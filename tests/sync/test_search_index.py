@@ -57,7 +57,7 @@ async def _found(app: FastAPI, target: SyncTarget, filters: MessageFilter) -> se
     """What the app's search backend finds for `filters` in the target's tenant."""
     runtime: Runtime = app.state.mailsvc
     page = await runtime.search.search(
-        target.tenant_id, filters, order="newest", after=None, limit=1000, highlight=False
+        target.tenant_id, filters, order="newest", after=None, limit=1000
     )
     assert not page.more
     return {hit.message_id for hit in page.hits}
