@@ -1,4 +1,4 @@
-"""Search benchmark (issue 4): full-text search through mailsvc's API against notmuch.
+"""Search benchmark (issues 4 and 13): search through mailsvc's API, both backends, against notmuch.
 
 One run, everything on loopback and started here (and stopped again, also on Ctrl-C):
 
@@ -7,44 +7,63 @@ One run, everything on loopback and started here (and stopped again, also on Ctr
 2. the mailbox of bench/searchcorpus.py (100,000 messages by default: English, German,
    Russian and Chinese mail from 300 people over three years, threads, flags,
    attachment metadata), written straight into PostgreSQL for one tenant, account and
-   INBOX (COPY), its search documents filled by mailsvc's own
-   `SearchIndexRepository.index` in chunks, then `VACUUM (ANALYZE)` (the state
-   autovacuum leaves a table in once a first sync has indexed it);
+   INBOX by COPY (the `search_queue` triggers of migration 0013 fire on COPY too: the
+   bench checks that every message was queued);
 3. the same messages as RFC 822 files in a Maildir, indexed by `notmuch new` (a private
    NOTMUCH_CONFIG and database; `XAPIAN_CJK_NGRAM=1` so notmuch, like mailsvc, finds
-   Chinese words inside a sentence; TZ=UTC);
-4. 200 searches built from the mailbox's vocabulary (`searchcorpus.QUERY_MIX`: common,
+   Chinese words inside a sentence; TZ=UTC), beside the COPY;
+4. the tenant's search index built the product's way, once per backend, after notmuch
+   is done (so nothing else runs meanwhile): `mailsvc search reindex --tenant bench`
+   with `SEARCH_BACKEND=tantivy` (an index directory under the bench's
+   `SEARCH_INDEX_DIR`), then with `SEARCH_BACKEND=postgres` (the narrow search table);
+   time, messages/s and size of each; then `VACUUM (ANALYZE)` (what autovacuum does
+   to tables that were just filled);
+5. 200 searches built from the mailbox's vocabulary (`searchcorpus.QUERY_MIX`: common,
    rare, two words, phrases, OR, exclusions, from:, subject:, date ranges,
    has:attachment, is:unread, German, Russian, Chinese), each with its notmuch
-   translation, timed three ways, sequentially (one request, call or process at a
-   time), a warm-up pass of each, then `--rounds` (3) rounds in which each way takes its
+   translation, timed sequentially (one request, call or process at a time): a
+   warm-up pass of each way, then `--rounds` (3) rounds in which each way takes its
    turn, so that a busy moment on the shared machine falls on all of them alike:
-   - through the HTTP API: `GET /api/messages?q=...&limit=50` on a `mailsvc serve`
-     subprocess (uvicorn, one worker), with httpx over one keep-alive connection;
-   - in-process: `MessageService(session, tenant).page_json(ListRequest(q=..., limit=50))`,
-     the call the endpoint makes (parse, SQL, rows to schemas), on a connection
-     already checked out; the SQL part alone is measured too (cursor execute+fetch),
-     and, as diagnostics, again without the `ts_headline` excerpts, and again with
-     `plan_cache_mode=force_custom_plan` (asyncpg prepares every statement, and after
-     five executions PostgreSQL may plan one for all values: the generic plan);
+   - through the HTTP API, once per backend: `GET /api/messages?q=...&limit=50` on a
+     `mailsvc serve` subprocess (uvicorn, one worker) started with that
+     `SEARCH_BACKEND`, with httpx over one keep-alive connection;
+   - in-process, once per backend: `MessageService(session, tenant, search=backend)
+     .page_json(ListRequest(q=..., limit=50))`, the call the endpoint makes (parse,
+     the backend's search, the join of the hits against PostgreSQL, the page's JSON),
+     on a connection already checked out; split into the backend's `search` alone,
+     the join's SQL (execute + fetch on the service's connection: the summaries and,
+     for free text, the start of each body) and the highlight excerpts built from
+     those bodies (`search.excerpt`, in a worker thread);
    - `notmuch search --limit=50 --output=messages` as a subprocess (notmuch's Python
      bindings are not installed here), newest first as mailsvc lists; reported with
      and without the cost of starting notmuch and opening its database (the median
      of a search for a Message-ID that does not exist, subtracted);
-   plus one pass of `--output=threads` for the record.
+   plus one pass of `--output=threads` for the record;
+6. memory (`--rss-tenants 20`, 0 skips it): 20 more tenants of `--messages / 20`
+   messages each (their own mailboxes, seeds 2..21), loaded and indexed the same way
+   (Tantivy only), then a fresh `mailsvc serve` (SEARCH_BACKEND=tantivy) that opens
+   all 20 indexes: one search per tenant, then each tenant's own 200 queries; the api
+   process's `VmHWM`, `VmRSS`, `RssAnon` and `RssFile` from /proc/PID/status
+   (sampled every 50 ms, and at each step). RSS counts the touched pages of the
+   memory-mapped index files (`RssFile`: page cache, shared by every process mapping
+   them and reclaimable); `RssAnon` is the process's own memory. Then the same with
+   `MALLOC_ARENA_MAX=2` in its environment, as a diagnostic (glibc keeps a malloc
+   arena per thread that allocated, and Tantivy runs in asyncio's executor threads).
 
-Then the figures against the targets (p95 < 50 ms through the API; API p95 no slower
-than notmuch's), per-kind percentiles, a sanity check of the results (queries with
-hits on both sides, and how much of the first page both agree on), and EXPLAIN
-(ANALYZE, BUFFERS) of the slowest query of the four kinds slowest in SQL, custom and
-generic plan (printed when the target is missed or with --explain, the generic one
-when it differs; always in --json).
+Then the figures against the targets (issue 13: Tantivy p95 < 20 ms and no slower than
+notmuch's p95, p99 < 50 ms; PostgreSQL p95 < 50 ms; peak RSS with 20 tenants' indexes
+open < 300 MB), per-kind percentiles, the agreement of the two backends (the same
+query must return the same ids in the same order: disagreements are counted and a few
+printed), a sanity check against notmuch, and EXPLAIN (ANALYZE, BUFFERS) of the
+PostgreSQL backend's statements for the slowest query of its four slowest kinds
+(printed when its target is missed or with --explain; always in --json).
 
 mailsvc runs with its defaults except: IDLE off (the account is never connected),
-rate limits raised far above the request rate, LOG_LEVEL=WARNING.
+rate limits raised far above the request rate, LOG_LEVEL=WARNING, SEARCH_BACKEND and
+SEARCH_INDEX_DIR as above.
 
 Run: `.venv/bin/python bench/search.py [--messages 100000] [--seed 1] [--rounds 3]
-[--json FILE] [--explain]`.
+[--backends tantivy,postgres] [--rss-tenants 20] [--json FILE] [--explain]`.
 """
 
 from __future__ import annotations
@@ -62,6 +81,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -88,9 +108,17 @@ from harness import (
     summary_ms,
 )
 from pydantic import SecretStr
-from searchcorpus import CorpusMessage, Mailbox, Query, build_queries, generate_mailbox, render
+from searchcorpus import (
+    CorpusMessage,
+    Mailbox,
+    Query,
+    build_queries,
+    generate_mailbox,
+    render,
+    rows_of,
+)
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from tests.fixtures.databases import asyncpg_dsn, create_database, drop_database
 
 from mailsvc.auth.scopes import ALL_SCOPES
@@ -98,18 +126,24 @@ from mailsvc.auth.tokens import TokenCodec
 from mailsvc.config import Settings, generate_encryption_key
 from mailsvc.embedded import EmbeddedPostgres, EmbeddedRedis, free_loopback_port
 from mailsvc.kit.db import create_engine, create_sessionmaker
+from mailsvc.message import service as message_service
 from mailsvc.message.service import ListRequest, MessageService
 from mailsvc.mime.text import make_snippet
-from mailsvc.search.repository import SearchIndexRepository
+from mailsvc.search.backends import open_search_backend
+from mailsvc.search.tantivy.store import IndexStore
 
 BENCH_DIR = Path(__file__).resolve().parent
 NOTMUCH = shutil.which("notmuch") or "/usr/bin/notmuch"
 TENANT = "bench"
 PAGE = 50
-API_TARGET_MS = 50.0
-INDEX_CHUNK = 2_000
-INDEX_CONNECTIONS = 2
+BACKENDS = ("tantivy", "postgres")
+# Issue 13's targets, through the API on 100,000 messages.
+TARGET_P95_MS = {"tantivy": 20.0, "postgres": 50.0}
+TANTIVY_P99_MS = 50.0
+RSS_TARGET_MB = 300.0
+RSS_TENANT_PREFIX = "rss"
 SERVE_START_TIMEOUT_SECONDS = 60
+REINDEX_TIMEOUT_SECONDS = 3600
 # Settings of mailsvc that the environment must not change behind the bench's back.
 SETTING_NAMES = frozenset(name.upper() for name in Settings.model_fields)
 
@@ -307,26 +341,24 @@ def _message_record(
 
 
 @dataclass
+@dataclass
 class LoadReport:
     account_id: uuid.UUID
     mailbox_id: uuid.UUID
     copy_seconds: float
-    index_seconds: float
-    vacuum_seconds: float
-    indexed: int
-    table_mb: float
+    queued: int
+    """Rows the `search_queue` triggers added for the tenant during the COPY."""
 
 
 async def load_database(
     database_url: str, mailbox: Mailbox, *, tenant: str, seed: int
 ) -> LoadReport:
-    """One account with one INBOX holding `mailbox`, as a finished first sync leaves it.
+    """One account with one INBOX holding `mailbox`, as a finished first sync leaves it
+    in PostgreSQL (not yet indexed: see `build_index`).
 
-    Rows go in by COPY; the search documents are then computed by mailsvc's own
-    `SearchIndexRepository.index` (the statement a sync runs after each stored batch),
-    INDEX_CHUNK messages per transaction on INDEX_CONNECTIONS connections; then VACUUM
-    (ANALYZE), which also empties the GIN index's pending list as autovacuum would.
-    Every message must have `size` set (see `searchcorpus.rows_of`).
+    Rows go in by COPY in one transaction; the triggers on `messages` queue every
+    message for the search indexer as they do for a sync's INSERT. Every message must
+    have `size` set (see `searchcorpus.rows_of`).
     """
     rng = random.Random(seed)
     account_id = uuid.UUID(int=rng.getrandbits(128), version=4)
@@ -414,52 +446,128 @@ async def load_database(
                 ],
             )
         copy_seconds = time.perf_counter() - started
-
-        started = time.perf_counter()
-        indexed = await _index_search_documents(database_url, [m.id for m in messages], tenant)
-        index_seconds = time.perf_counter() - started
-
-        started = time.perf_counter()
-        await connection.execute("VACUUM (ANALYZE)")
-        vacuum_seconds = time.perf_counter() - started
-        table_bytes = await connection.fetchval("SELECT pg_total_relation_size('messages')")
+        queued = await connection.fetchval(
+            "SELECT count(DISTINCT message_id) FROM search_queue WHERE tenant_id = $1", tenant
+        )
     finally:
         await connection.close()
     return LoadReport(
         account_id=account_id,
         mailbox_id=mailbox_id,
         copy_seconds=copy_seconds,
-        index_seconds=index_seconds,
-        vacuum_seconds=vacuum_seconds,
-        indexed=indexed,
-        table_mb=table_bytes / 2**20,
+        queued=int(queued or 0),
     )
 
 
-async def _index_search_documents(
-    database_url: str, message_ids: Sequence[uuid.UUID], tenant: str
-) -> int:
-    engine = create_engine(database_url, pool_size=INDEX_CONNECTIONS)
-    sessionmaker = create_sessionmaker(engine)
-    chunks = [message_ids[i : i + INDEX_CHUNK] for i in range(0, len(message_ids), INDEX_CHUNK)]
-    queue: asyncio.Queue[Sequence[uuid.UUID]] = asyncio.Queue()
-    for chunk in chunks:
-        queue.put_nowait(chunk)
-    indexed = 0
-
-    async def indexer() -> None:
-        nonlocal indexed
-        while not queue.empty():
-            chunk = queue.get_nowait()
-            async with sessionmaker.begin() as session:
-                done = await SearchIndexRepository(session, tenant).index(chunk)
-            indexed += done
-
+async def vacuum_analyze(database_url: str) -> float:
+    """`VACUUM (ANALYZE)` of the database (what autovacuum does to freshly filled
+    tables: the planner gets statistics, index-only scans a visibility map); seconds."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        await asyncio.gather(*(indexer() for _ in range(INDEX_CONNECTIONS)))
+        started = time.perf_counter()
+        await connection.execute("VACUUM (ANALYZE)")
+        return time.perf_counter() - started
     finally:
-        await engine.dispose()
-    return indexed
+        await connection.close()
+
+
+async def table_mib(database_url: str, like: str) -> float:
+    """Total size (heap, indexes, TOAST) of the tables whose names match `like`, MiB."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        size = await connection.fetchval(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND n.nspname = current_schema() AND c.relname LIKE $1",
+            like,
+        )
+        return float(size) / 2**20
+    finally:
+        await connection.close()
+
+
+# -- building the index -------------------------------------------------------------------
+
+
+@dataclass
+class IndexBuild:
+    backend: str
+    seconds: float
+    messages: int
+    mib: float
+    command: str
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+
+def backend_env(
+    servers: Servers, jwt_secret: str, backend: str, index_dir: Path, **overrides: str
+) -> dict[str, str]:
+    """`serve_env` with the search backend chosen and the index directory shared."""
+    return serve_env(
+        servers,
+        jwt_secret,
+        SEARCH_BACKEND=backend,
+        SEARCH_INDEX_DIR=str(index_dir),
+        **overrides,
+    )
+
+
+def reindex(servers: Servers, backend: str, index_dir: Path, workdir: Path, tenant: str) -> float:
+    """`mailsvc search reindex --tenant T` as an operator runs it (one process; its
+    progress bar goes to a log file); its wall time, process start-up included."""
+    command = [sys.executable, "-m", "mailsvc", "search", "reindex", "--tenant", tenant]
+    log_path = workdir / f"reindex-{backend}.log"
+    env = backend_env(servers, secrets.token_urlsafe(48), backend, index_dir)
+    started = time.perf_counter()
+    process = start_process(command, env=env, cwd=workdir, log_path=log_path)
+    returncode = wait_process(process, timeout=REINDEX_TIMEOUT_SECONDS)
+    seconds = time.perf_counter() - started
+    if returncode != 0:
+        raise RuntimeError(
+            f"SEARCH_BACKEND={backend} mailsvc search reindex --tenant {tenant} failed "
+            f"({returncode}):\n{log_path.read_text(errors='replace')[-4000:]}"
+        )
+    return seconds
+
+
+async def queue_left(database_url: str, tenants: Sequence[str]) -> int:
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return int(
+            await connection.fetchval(
+                "SELECT count(*) FROM search_queue WHERE tenant_id = ANY($1::text[])",
+                list(tenants),
+            )
+        )
+    finally:
+        await connection.close()
+
+
+def build_index(
+    servers: Servers,
+    backend: str,
+    index_dir: Path,
+    workdir: Path,
+    tenants: Sequence[str],
+    messages: int,
+) -> IndexBuild:
+    """The tenants' index of `backend` built from PostgreSQL by `mailsvc search reindex`,
+    one process per tenant."""
+    seconds = sum(reindex(servers, backend, index_dir, workdir, tenant) for tenant in tenants)
+    command = f"SEARCH_BACKEND={backend} mailsvc search reindex --tenant " + (
+        tenants[0] if len(tenants) == 1 else f"T (x{len(tenants)})"
+    )
+    left = asyncio.run(queue_left(servers.database_url, tenants))
+    if left:
+        raise RuntimeError(f"{backend}: {left} rows still queued after the reindex")
+    if backend == "tantivy":
+        mib = directory_bytes(index_dir) / 2**20
+    else:
+        mib = asyncio.run(table_mib(servers.database_url, "message_search%"))
+    return IndexBuild(backend, seconds, messages, mib, command)
 
 
 # -- notmuch ------------------------------------------------------------------------------
@@ -533,20 +641,29 @@ def directory_bytes(path: Path) -> int:
 
 
 @dataclass
+class Way:
+    """One backend's figures for one query."""
+
+    api_seconds: list[float] = field(default_factory=list)
+    page_seconds: list[float] = field(default_factory=list)
+    search_seconds: list[float] = field(default_factory=list)
+    join_seconds: list[float] = field(default_factory=list)
+    excerpt_seconds: list[float] = field(default_factory=list)
+    """The highlight excerpts of the page (`message.service._highlighted`)."""
+    searches: int = 0
+    """`backend.search` calls the page needed (more than one: the join dropped hits)."""
+    ids: list[str] = field(default_factory=list)
+    response_bytes: int = 0
+
+
+@dataclass
 class QueryOutcome:
     """Everything measured for one query."""
 
     query: Query
-    api_seconds: list[float] = field(default_factory=list)
-    service_seconds: list[float] = field(default_factory=list)
-    sql_seconds: list[float] = field(default_factory=list)
-    sql_no_highlight_seconds: list[float] = field(default_factory=list)
-    sql_custom_plan_seconds: list[float] = field(default_factory=list)
-    statements: int = 0
+    ways: dict[str, Way] = field(default_factory=dict)
     notmuch_seconds: list[float] = field(default_factory=list)
     notmuch_threads_seconds: list[float] = field(default_factory=list)
-    api_ids: list[str] = field(default_factory=list)
-    api_response_bytes: int = 0
     notmuch_ids: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -575,16 +692,76 @@ class _SqlClock:
         self.statements += 1
 
 
-def _without_highlight(service: Any) -> None:
-    # Reaches into the service (a bench diagnostic, not an API): same filters, same
-    # statement, minus the ts_headline column.
-    repository = service._messages
-    page = repository.page_json
+class _ExcerptClock:
+    """Times the page's highlight excerpts: wraps `mailsvc.message.service._highlighted`
+    (a bench diagnostic reaching into the service, not an API), which the service runs
+    in a worker thread once per page."""
 
-    async def page_without_highlight(filters: Any, **options: Any) -> Any:
-        return await page(filters, **{**options, "highlight": False})
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        highlighted = message_service._highlighted
 
-    repository.page_json = page_without_highlight
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return highlighted(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        message_service._highlighted = timed
+
+
+class TimedBackend:
+    """A search backend whose `search` calls are timed (the rest is passed through)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def search(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await self._inner.search(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.calls += 1
+
+
+@dataclass
+class InProcess:
+    """One backend opened in this process, as an api process opens it."""
+
+    name: str
+    backend: Any
+    """The `SearchBackend`."""
+    engine: AsyncEngine | None
+    """The engine of its own statements (the PostgreSQL backend), for EXPLAIN."""
+    clock: _SqlClock | None
+
+
+async def open_backend(name: str, settings: Settings) -> tuple[Any, AsyncEngine | None]:
+    """The backend `SEARCH_BACKEND=name` gives an api process, opened as the runtime
+    opens it (`open_search_backend`), on an engine of its own, so that the join's SQL
+    on the service's connection is timed apart from the backend's; and that engine,
+    for EXPLAIN (None for Tantivy, which runs no SQL)."""
+
+    async def no_rebuild(tenant_id: str) -> None:
+        raise RuntimeError(f"{name}: the index of {tenant_id} is missing or unsound")
+
+    engine = create_engine(settings.async_database_url, pool_size=1)
+    backend = open_search_backend(
+        settings.model_copy(update={"search_backend": name}),
+        sessionmaker=create_sessionmaker(engine),
+        request_rebuild=no_rebuild,
+    )
+    if name == "postgres":
+        return backend, engine
+    await engine.dispose()  # unused: Tantivy reads its files only
+    return backend, None
 
 
 class _NotmuchSearch:
@@ -611,77 +788,84 @@ class _NotmuchSearch:
 
 async def measure(
     *,
-    server: MailsvcServer,
+    apis: dict[str, MailsvcServer],
     token: str,
     database_url: str,
+    index_dir: Path,
     notmuch: Notmuch,
     outcomes: Sequence[QueryOutcome],
     rounds: int,
-) -> dict[str, float]:
-    """A warm-up pass of each way, then `rounds` rounds of: every query through the
-    API, in-process, and with notmuch, plus two in-process diagnostics (without the
-    excerpts; with custom plans forced). Interleaved so that a busy moment on the
-    shared machine falls on all of them alike. Sequential: one request, call or process
-    at a time. Returns notmuch's start-up baseline.
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """A warm-up pass of each way, then `rounds` rounds of: every query through each
+    backend's API, in-process with each backend, and with notmuch. Interleaved so that
+    a busy moment on the shared machine falls on all of them alike. Sequential: one
+    request, call or process at a time. Returns notmuch's start-up baseline and the
+    EXPLAIN output of the PostgreSQL backend's slowest queries (see `explain`).
     """
-    engine = create_engine(database_url, pool_size=1)
-    # As the service's engine, but PostgreSQL plans every execution for its values:
-    # asyncpg prepares (and caches) each statement, and after five executions the
-    # server may switch a prepared statement to a generic plan for all values.
-    custom_engine = create_async_engine(
-        database_url,
-        pool_size=1,
-        pool_pre_ping=True,
-        connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
+    settings = Settings(
+        _env_file=None,
+        database_url=database_url,
+        search_index_dir=index_dir,
+        log_level="WARNING",
     )
-    clock, custom_clock = _SqlClock(engine), _SqlClock(custom_engine)
+    engine = create_engine(database_url, pool_size=1)
+    clock = _SqlClock(engine)
+    opened: list[InProcess] = []
+    for name in apis:
+        backend, backend_engine = await open_backend(name, settings)
+        opened.append(
+            InProcess(
+                name,
+                backend,
+                backend_engine,
+                _SqlClock(backend_engine) if backend_engine is not None else None,
+            )
+        )
     notmuch_search = _NotmuchSearch(notmuch)
     headers = {"Authorization": f"Bearer {token}"}
+    excerpts = _ExcerptClock()
 
-    def api_pass(client: httpx.Client, record: bool) -> None:
+    def api_pass(name: str, client: httpx.Client, record: bool) -> None:
         for outcome in outcomes:
             if outcome.error:
                 continue
+            way = outcome.ways.setdefault(name, Way())
             params: dict[str, str | int] = {"q": outcome.query.q, "limit": PAGE}
             started = time.perf_counter()
             response = client.get("/api/messages", params=params)
             elapsed = time.perf_counter() - started
             if response.status_code != 200:
-                problem = f"HTTP {response.status_code}: {response.text[:300]}"
-                if record:  # it answered 200 in the warm-up
-                    raise RuntimeError(f"{outcome.query.q!r}: {problem}")
+                problem = f"{name}: HTTP {response.status_code}: {response.text[:300]}"
+                if record or response.status_code >= 500:  # it answered 200 in the warm-up
+                    log = apis[name].log_path.read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{outcome.query.q!r}: {problem}\n{name} log:\n{log}")
                 outcome.error = problem
             elif record:
-                outcome.api_seconds.append(elapsed)
+                way.api_seconds.append(elapsed)
             else:
-                outcome.api_ids = [item["id"] for item in response.json()["items"]]
-                outcome.api_response_bytes = len(response.content)
+                way.ids = [item["id"] for item in response.json()["items"]]
+                way.response_bytes = len(response.content)
 
-    async def service_pass(
-        session: AsyncSession, clock: _SqlClock, record: bool, variant: str
-    ) -> None:
+    async def service_pass(session: AsyncSession, opened: InProcess, record: bool) -> None:
+        timed = TimedBackend(opened.backend)
         for outcome in outcomes:
             if outcome.error:
                 continue
-            service = MessageService(session, TENANT)
-            if variant == "no highlight":
-                _without_highlight(service)
-            clock.seconds, clock.statements = 0.0, 0
+            service = MessageService(session, TENANT, search=timed)  # type: ignore[arg-type]
+            clock.seconds = timed.seconds = excerpts.seconds = 0.0
+            timed.calls = 0
             started = time.perf_counter()
             await service.page_json(ListRequest(q=outcome.query.q, limit=PAGE))
             elapsed = time.perf_counter() - started
             await session.rollback()
             await session.connection()  # the next call's connection, checked out untimed
-            if not record:
-                continue
-            if variant == "service":
-                outcome.service_seconds.append(elapsed)
-                outcome.sql_seconds.append(clock.seconds)
-                outcome.statements = clock.statements
-            elif variant == "no highlight":
-                outcome.sql_no_highlight_seconds.append(clock.seconds)
-            else:
-                outcome.sql_custom_plan_seconds.append(clock.seconds)
+            if record:
+                way = outcome.ways[opened.name]
+                way.page_seconds.append(elapsed)
+                way.search_seconds.append(timed.seconds)
+                way.join_seconds.append(clock.seconds)
+                way.excerpt_seconds.append(excerpts.seconds)
+                way.searches = timed.calls
 
     def notmuch_pass(record: bool) -> None:
         for outcome in outcomes:
@@ -693,29 +877,29 @@ async def measure(
             else:
                 outcome.notmuch_ids = found
 
+    clients = {
+        name: httpx.Client(base_url=server.url, headers=headers, timeout=120)
+        for name, server in apis.items()
+    }
     try:
-        with httpx.Client(base_url=server.url, headers=headers, timeout=120) as client:
-            async with (
-                create_sessionmaker(engine)() as session,
-                create_sessionmaker(custom_engine)() as custom_session,
-            ):
-                # A request's session holds one connection for the whole call.
-                await session.connection()
-                await custom_session.connection()
-                for round_number in range(rounds + 1):  # the first is the warm-up
-                    record = round_number > 0
-                    print(
-                        f"  {'round ' + str(round_number) if record else 'warm-up'} "
-                        f"(load average {os.getloadavg()[0]:.2f}) ..."
-                    )
-                    api_pass(client, record)
-                    await service_pass(session, clock, record, "service")
-                    await service_pass(session, clock, record, "no highlight")
-                    await service_pass(custom_session, custom_clock, record, "custom plans")
-                    notmuch_pass(record)
+        async with create_sessionmaker(engine)() as session:
+            # A request's session holds one connection for the whole call.
+            await session.connection()
+            for round_number in range(rounds + 1):  # the first is the warm-up
+                record = round_number > 0
+                print(
+                    f"  {'round ' + str(round_number) if record else 'warm-up'} "
+                    f"(load average {os.getloadavg()[0]:.2f}) ..."
+                )
+                for name, client in clients.items():
+                    api_pass(name, client, record)
+                for backend in opened:
+                    await service_pass(session, backend, record)
+                notmuch_pass(record)
     finally:
+        for client in clients.values():
+            client.close()
         await engine.dispose()
-        await custom_engine.dispose()
 
     # Starting notmuch and opening its database: a search that reads no postings.
     empty = "id:no-such-message@bench.example"
@@ -727,109 +911,312 @@ async def measure(
             outcome.notmuch_threads_seconds.append(
                 notmuch_search(outcome.query.notmuch, output="threads")[0]
             )
-    return {
+    startup = {
         "startup_median_s": statistics.median(baseline),
         "startup_p95_s": percentile(baseline, 0.95),
     }
+    # Plans of the PostgreSQL backend's statements for the slowest query of its four
+    # slowest kinds (in this event loop: the backend's pool belongs to it).
+    plans: list[dict[str, Any]] = []
+    postgres = next((o for o in opened if o.name == "postgres"), None)
+    measured = [o for o in outcomes if not o.error]
+    if postgres is not None and measured:
+        kinds = per_kind_table(measured, list(apis), startup["startup_median_s"])
+        by_query = {o.query.q: o for o in measured}
+        for row in sorted(kinds, key=lambda row: -row["postgres_search_p95_ms"])[:4]:
+            query = by_query[row["postgres_slowest"]].query
+            plans.append(await explain(postgres, database_url, query))
+    for backend in opened:
+        await backend.backend.aclose()
+        if backend.engine is not None:
+            await backend.engine.dispose()
+    return startup, plans
 
 
 # -- explaining ---------------------------------------------------------------------------
 
 
-async def explain(database_url: str, query: Query) -> dict[str, Any]:
-    """EXPLAIN (ANALYZE, BUFFERS) of every statement `MessageService.page_json` runs."""
+async def explain(opened: InProcess, database_url: str, query: Query) -> dict[str, Any]:
+    """EXPLAIN (ANALYZE, BUFFERS) of every statement the PostgreSQL backend runs for
+    `query` (its own engine's statements, not the join)."""
+    if opened.engine is None or opened.clock is None:
+        return {"kind": query.kind, "q": query.q, "statements": []}
     engine = create_engine(database_url, pool_size=1)
-    clock = _SqlClock(engine)
+    clock = opened.clock
     try:
         async with create_sessionmaker(engine)() as session:
+            clock.captured = []
             clock.capture = True
-            await MessageService(session, TENANT).page_json(ListRequest(q=query.q, limit=PAGE))
+            service = MessageService(session, TENANT, search=opened.backend)
+            await service.page_json(ListRequest(q=query.q, limit=PAGE))
             clock.capture = False
-            plans = []
-            connection = await session.connection()
-            for number, (statement, parameters) in enumerate(clock.captured):
-                plan = {
-                    "statement": statement,
-                    "parameters": [str(p)[:200] for p in parameters or ()],
-                }
-                # The custom plan for these values; then the generic plan, which
-                # PostgreSQL may switch a prepared statement to after five executions
-                # (asyncpg prepares and caches every statement SQLAlchemy sends, and
-                # all searches of a kind share one statement text).
-                await connection.exec_driver_sql("SET plan_cache_mode = force_custom_plan")
+            await session.rollback()
+        plans = []
+        async with opened.engine.connect() as connection:
+            for statement, parameters in clock.captured:
                 result = await connection.exec_driver_sql(
                     "EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters
                 )
-                plan["plan"] = "\n".join(row[0] for row in result.all())
-                name = f"bench_plan_{number}"
-                await connection.exec_driver_sql(f"PREPARE {name} AS {statement}")
-                await connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-                arguments = ", ".join(_sql_literal(value) for value in parameters or ())
-                result = await connection.exec_driver_sql(
-                    f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE {name}({arguments})"
+                plans.append(
+                    {
+                        "statement": statement,
+                        "parameters": [str(p)[:200] for p in parameters or ()],
+                        "plan": "\n".join(row[0] for row in result.all()),
+                    }
                 )
-                plan["generic"] = "\n".join(row[0] for row in result.all())
-                plans.append(plan)
-            await session.rollback()
+            await connection.rollback()
     finally:
         await engine.dispose()
     return {"kind": query.kind, "q": query.q, "statements": plans}
 
 
-def _sql_literal(value: Any) -> str:
-    """`value` as an SQL literal for EXECUTE (which takes no bind parameters); the
-    prepared statement's parameter types convert it."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list | tuple):
-        quoted = (str(v).replace("\\", "\\\\").replace('"', '\\"') for v in value)
-        value = "{" + ",".join(f'"{v}"' for v in quoted) + "}"
-    return "'" + str(value).replace("'", "''") + "'"
+# -- memory with many tenants' indexes -----------------------------------------------------
 
 
-def _plan_shape(plan: str) -> list[str]:
-    """The plan's nodes without costs and timings, to compare two plans."""
-    lines = plan.splitlines()
-    return [line.split("  (")[0].strip() for line in lines[:1] + [x for x in lines if "->" in x]]
+_STATUS_FIELDS = ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem")
+
+
+def process_memory(pid: int) -> dict[str, float]:
+    """The memory lines of /proc/PID/status that matter here, in MiB."""
+    found = dict.fromkeys(_STATUS_FIELDS, 0.0)
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in found:
+                found[name] = int(value.split()[0]) / 1024
+    return found
+
+
+class MemorySampler(threading.Thread):
+    """The largest VmRSS, RssAnon and RssFile of one process, sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(name=f"memory-{pid}", daemon=True)
+        self.pid = pid
+        self.peaks = dict.fromkeys(_STATUS_FIELDS, 0.0)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for name, value in process_memory(self.pid).items():
+                self.peaks[name] = max(self.peaks[name], value)
+            self.stop.wait(0.05)
+
+
+def measure_rss(
+    args: argparse.Namespace,
+    servers: Servers,
+    jwt_secret: str,
+    index_dir: Path,
+    workdir: Path,
+    results: Results,
+) -> dict[str, Any]:
+    """Step 6 of the module docstring: one api process, `--rss-tenants` indexes."""
+    count = args.rss_tenants
+    per_tenant = max(args.messages // count, 1)
+    tenants = [f"{RSS_TENANT_PREFIX}-{number:02d}" for number in range(count)]
+    print(
+        f"memory: {count} tenants of {per_tenant:,} messages (their own mailboxes), loaded "
+        "and indexed (Tantivy) ..."
+    )
+    started = time.perf_counter()
+    queries: dict[str, list[Query]] = {}
+    copy_seconds = 0.0
+    for number, tenant in enumerate(tenants):
+        seed = args.seed + 1 + number
+        mailbox = generate_mailbox(per_tenant, seed)
+        for _ in rows_of(mailbox.messages):
+            pass
+        queries[tenant] = build_queries(mailbox, seed)
+        load = asyncio.run(load_database(servers.database_url, mailbox, tenant=tenant, seed=seed))
+        copy_seconds += load.copy_seconds
+    prepared = time.perf_counter() - started
+    build = build_index(servers, "tantivy", index_dir, workdir, tenants, per_tenant * count)
+    asyncio.run(vacuum_analyze(servers.database_url))
+    store = IndexStore(index_dir)
+    tenant_mib = [directory_bytes(store.directory(tenant)) for tenant in tenants]
+    print(
+        f"    generated and loaded in {prepared:.0f} s (COPY {copy_seconds:.0f} s); indexed in "
+        f"{build.seconds:.1f} s ({build.rate:,.0f} msg/s)"
+    )
+
+    steps, peaks = api_memory(servers, jwt_secret, workdir, index_dir, queries)
+    peak = max(step["VmHWM"] for step in steps.values())
+    last = list(steps.values())[-1]
+    results.add(
+        f"api process with {count} tenants' Tantivy indexes open ({per_tenant:,} messages "
+        f"each), peak RSS (VmHWM)",
+        f"{peak:.0f} MiB = {peak * 2**20 / 1e6:.0f} MB; at the end VmRSS {last['VmRSS']:.0f} = "
+        f"anon {last['RssAnon']:.0f} + file {last['RssFile']:.0f} (+ shmem "
+        f"{last['RssShmem']:.0f}) MiB; largest anon seen {peaks['RssAnon']:.0f} MiB",
+        f"< {RSS_TARGET_MB:.0f} MB, read as VmHWM (file pages included)",
+        peak * 2**20 / 1e6 < RSS_TARGET_MB,
+    )
+    for label, step in steps.items():
+        results.add(
+            f"  {label}",
+            f"VmRSS {step['VmRSS']:.0f} MiB (anon {step['RssAnon']:.0f}, file "
+            f"{step['RssFile']:.0f}), VmHWM {step['VmHWM']:.0f} MiB",
+        )
+    # Diagnostic: glibc gives each thread that allocates its own malloc arena and keeps
+    # what it freed; Tantivy calls run in asyncio's default executor (several threads).
+    arena_steps, arena_peaks = api_memory(
+        servers, jwt_secret, workdir, index_dir, queries, MALLOC_ARENA_MAX="2"
+    )
+    arena_last = list(arena_steps.values())[-1]
+    results.add(
+        "  diagnostic: the same with MALLOC_ARENA_MAX=2",
+        f"VmHWM {max(step['VmHWM'] for step in arena_steps.values()):.0f} MiB; at the end "
+        f"anon {arena_last['RssAnon']:.0f} + file {arena_last['RssFile']:.0f} MiB (started: anon "
+        f"{arena_steps['started']['RssAnon']:.0f})",
+    )
+    results.add(
+        f"  {count} indexes on disk",
+        f"{sum(tenant_mib) / 2**20:.0f} MiB ({min(tenant_mib) / 2**20:.1f}-"
+        f"{max(tenant_mib) / 2**20:.1f} MiB each); built in {build.seconds:.1f} s "
+        f"({build.rate:,.0f} msg/s)",
+    )
+    return {
+        "tenants": count,
+        "messages_per_tenant": per_tenant,
+        "steps": steps,
+        "sampled_peaks_mib": peaks,
+        "malloc_arena_max_2": {"steps": arena_steps, "sampled_peaks_mib": arena_peaks},
+        "index_mib": sum(tenant_mib) / 2**20,
+        "build_seconds": build.seconds,
+        "build_command": build.command,
+    }
+
+
+def api_memory(
+    servers: Servers,
+    jwt_secret: str,
+    workdir: Path,
+    index_dir: Path,
+    queries: dict[str, list[Query]],
+    **overrides: str,
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """A fresh `mailsvc serve` (Tantivy) searching every tenant of `queries`: its
+    memory after start, after one search per tenant, after all of each tenant's
+    queries, and after them again; and the peaks sampled meanwhile."""
+    server = start_mailsvc(
+        servers,
+        jwt_secret,
+        workdir,
+        name="mailsvc-rss",
+        SEARCH_BACKEND="tantivy",
+        SEARCH_INDEX_DIR=str(index_dir),
+        **overrides,
+    )
+    pid = server.process.pid
+    sampler = MemorySampler(pid)
+    sampler.start()
+    steps: dict[str, dict[str, float]] = {"started": process_memory(pid)}
+    clients = {
+        tenant: httpx.Client(
+            base_url=server.url,
+            headers={"Authorization": f"Bearer {mint_token(jwt_secret, tenant)}"},
+            timeout=120,
+        )
+        for tenant in queries
+    }
+    try:
+        for tenant, client in clients.items():
+            _get_ok(client, queries[tenant][0].q)
+        steps["one search per tenant"] = process_memory(pid)
+        for tenant, client in clients.items():
+            for query in queries[tenant]:
+                _get_ok(client, query.q)
+        steps[f"{max(len(q) for q in queries.values())} queries per tenant"] = process_memory(pid)
+        for tenant, client in clients.items():
+            for query in queries[tenant]:
+                _get_ok(client, query.q)
+        steps["the same again"] = process_memory(pid)
+    finally:
+        for client in clients.values():
+            client.close()
+        sampler.stop.set()
+        sampler.join()
+        stop_process(server.process)
+    return steps, sampler.peaks
+
+
+def _get_ok(client: httpx.Client, q: str) -> None:
+    response = client.get("/api/messages", params={"q": q, "limit": PAGE})
+    if response.status_code != 200:
+        raise RuntimeError(f"{q!r}: HTTP {response.status_code}: {response.text[:300]}")
 
 
 # -- the run ------------------------------------------------------------------------------
 
 
-def compare_results(outcomes: Sequence[QueryOutcome], mailbox: Mailbox) -> dict[str, Any]:
+def compare_backends(
+    outcomes: Sequence[QueryOutcome], mailbox: Mailbox, names: Sequence[str]
+) -> dict[str, Any]:
+    """Whether the backends returned the same first page (ids, in order) for each query."""
+    if len(names) < 2:
+        return {"compared": 0, "identical": 0, "disagreements": []}
+    first, second = names[0], names[1]
+    by_id = {str(m.id): m for m in mailbox.messages}
+    identical = same_set = 0
+    disagreements: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        a, b = outcome.ways[first].ids, outcome.ways[second].ids
+        if a == b:
+            identical += 1
+            continue
+        if set(a) == set(b):
+            same_set += 1
+        only_a = [i for i in a if i not in set(b)]
+        only_b = [i for i in b if i not in set(a)]
+
+        def described(ids: list[str]) -> list[str]:
+            return [
+                f"{by_id[i].internal_date:%Y-%m-%d %H:%M} {by_id[i].subject[:40]!r}"
+                if i in by_id
+                else i
+                for i in ids[:2]
+            ]
+
+        disagreements.append(
+            {
+                "kind": outcome.query.kind,
+                "q": outcome.query.q,
+                first: len(a),
+                second: len(b),
+                "common": len(set(a) & set(b)),
+                "same_set_other_order": set(a) == set(b),
+                f"only_{first}": described(only_a),
+                f"only_{second}": described(only_b),
+            }
+        )
+    return {
+        "compared": len(outcomes),
+        "identical": identical,
+        "same_set_other_order": same_set,
+        "disagreements": disagreements,
+    }
+
+
+def compare_with_notmuch(
+    outcomes: Sequence[QueryOutcome], mailbox: Mailbox, name: str
+) -> dict[str, Any]:
     """Which queries found something on each side, and how much of the first page agrees."""
     message_ids = {str(m.id): m.message_id for m in mailbox.messages}
     both = mailsvc_only = notmuch_only = neither = 0
     overlaps: list[float] = []
-    disagreements: list[dict[str, Any]] = []
     for outcome in outcomes:
-        ours = {message_ids[i] for i in outcome.api_ids}
+        ours = {message_ids[i] for i in outcome.ways[name].ids}
         theirs = set(outcome.notmuch_ids)
         if ours and theirs:
             both += 1
-            overlap = len(ours & theirs) / max(len(ours), len(theirs))
-            overlaps.append(overlap)
+            overlaps.append(len(ours & theirs) / max(len(ours), len(theirs)))
         elif ours:
             mailsvc_only += 1
         elif theirs:
             notmuch_only += 1
         else:
             neither += 1
-        if (ours or theirs) and ours != theirs:
-            disagreements.append(
-                {
-                    "kind": outcome.query.kind,
-                    "q": outcome.query.q,
-                    "notmuch": outcome.query.notmuch,
-                    "mailsvc": len(ours),
-                    "notmuch_hits": len(theirs),
-                    "common": len(ours & theirs),
-                }
-            )
     return {
         "both": both,
         "mailsvc_only": mailsvc_only,
@@ -837,62 +1224,102 @@ def compare_results(outcomes: Sequence[QueryOutcome], mailbox: Mailbox) -> dict[
         "neither": neither,
         "identical_first_page": sum(1 for o in overlaps if o == 1.0),
         "median_overlap": statistics.median(overlaps) if overlaps else 0.0,
-        "disagreements": disagreements,
     }
 
 
-def per_kind_table(outcomes: Sequence[QueryOutcome], startup: float) -> list[dict[str, Any]]:
-    """Percentiles per query kind, slowest (API p95) first, with each kind's slowest query."""
+def per_kind_table(
+    outcomes: Sequence[QueryOutcome], names: Sequence[str], startup: float
+) -> list[dict[str, Any]]:
+    """Percentiles per query kind, slowest (first backend's API p95) first."""
     kinds: dict[str, list[QueryOutcome]] = defaultdict(list)
     for outcome in outcomes:
-        if not outcome.error:
-            kinds[outcome.query.kind].append(outcome)
+        kinds[outcome.query.kind].append(outcome)
     table: list[dict[str, Any]] = []
     for kind, group in kinds.items():
-        api = [s for o in group for s in o.api_seconds]
-        sql = [s for o in group for s in o.sql_seconds]
-        sql_bare = [s for o in group for s in o.sql_no_highlight_seconds] or [0.0]
-        sql_custom = [s for o in group for s in o.sql_custom_plan_seconds] or [0.0]
+        row: dict[str, Any] = {"kind": kind, "queries": len(group)}
+        for name in names:
+            api = [s for o in group for s in o.ways[name].api_seconds]
+            search = [s for o in group for s in o.ways[name].search_seconds]
+            excerpt = [s for o in group for s in o.ways[name].excerpt_seconds]
+            row[f"{name}_p50_ms"] = percentile(api, 0.5) * 1000
+            row[f"{name}_p95_ms"] = percentile(api, 0.95) * 1000
+            row[f"{name}_search_p95_ms"] = percentile(search, 0.95) * 1000
+            row[f"{name}_excerpt_p95_ms"] = percentile(excerpt, 0.95) * 1000
+            row[f"{name}_slowest"] = max(
+                group, key=lambda o, n=name: statistics.median(o.ways[n].api_seconds)
+            ).query.q
+            row[f"{name}_with_hits"] = sum(1 for o in group if o.ways[name].ids)
         nm = [s for o in group for s in o.notmuch_seconds]
-        table.append(
-            {
-                "kind": kind,
-                "queries": len(group),
-                "api_p50_ms": percentile(api, 0.5) * 1000,
-                "api_p95_ms": percentile(api, 0.95) * 1000,
-                "sql_p95_ms": percentile(sql, 0.95) * 1000,
-                "sql_no_highlight_p95_ms": percentile(sql_bare, 0.95) * 1000,
-                "sql_custom_plan_p95_ms": percentile(sql_custom, 0.95) * 1000,
-                "notmuch_p50_ms": percentile(nm, 0.5) * 1000,
-                "notmuch_p95_ms": percentile(nm, 0.95) * 1000,
-                "notmuch_p95_no_start_ms": max(percentile(nm, 0.95) - startup, 0) * 1000,
-                "with_hits": sum(1 for o in group if o.api_ids),
-                "slowest": max(group, key=lambda o: statistics.median(o.api_seconds)).query.q,
-                "slowest_sql": max(group, key=lambda o: statistics.median(o.sql_seconds)).query.q,
-            }
-        )
-    table.sort(key=lambda row: -row["api_p95_ms"])
+        row["notmuch_p50_ms"] = percentile(nm, 0.5) * 1000
+        row["notmuch_p95_ms"] = percentile(nm, 0.95) * 1000
+        row["notmuch_p95_no_start_ms"] = max(percentile(nm, 0.95) - startup, 0) * 1000
+        table.append(row)
+    table.sort(key=lambda row: -row[f"{names[0]}_p95_ms"])
     return table
+
+
+def print_kinds(kinds: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
+    print()
+    header = f"{'kind':<15} {'n':>3}"
+    for name in names:
+        short = name[:2]
+        header += (
+            f" {short + ' p50':>7} {short + ' p95':>7} {short + ' s95':>7} {short + ' x95':>7}"
+        )
+    header += f" {'nm p50':>7} {'nm p95':>7} {'hits':>5}  slowest query ({names[0]}, API median)"
+    print(header)
+    for row in kinds:
+        line = f"{row['kind']:<15} {row['queries']:>3}"
+        for name in names:
+            line += (
+                f" {row[f'{name}_p50_ms']:>7.1f} {row[f'{name}_p95_ms']:>7.1f}"
+                f" {row[f'{name}_search_p95_ms']:>7.1f} {row[f'{name}_excerpt_p95_ms']:>7.1f}"
+            )
+        line += (
+            f" {row['notmuch_p50_ms']:>7.1f} {row['notmuch_p95_ms']:>7.1f}"
+            f" {row[f'{names[0]}_with_hits']:>5}  {row[f'{names[0]}_slowest']}"
+        )
+        print(line)
+    print(
+        "(milliseconds; ta/po p50, p95 = through the API with SEARCH_BACKEND=tantivy/postgres; "
+        "s95 = p95 of the\n backend's search alone, in-process; x95 = p95 of the "
+        "page's excerpts; nm = notmuch search --output=messages, process incl.)"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=100_000, help="mailbox size")
     parser.add_argument("--seed", type=int, default=1, help="corpus and query seed")
     parser.add_argument("--rounds", type=int, default=3, help="timed passes over the queries")
+    parser.add_argument(
+        "--backends", default=",".join(BACKENDS), help="search backends to measure, in order"
+    )
+    parser.add_argument(
+        "--rss-tenants",
+        type=int,
+        default=20,
+        help="tenants of --messages/N messages for the memory figure (0: skip it)",
+    )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument(
-        "--explain", action="store_true", help="print the query plans even when the target is met"
+        "--explain",
+        action="store_true",
+        help="print the PostgreSQL backend's plans even when its target is met",
     )
 
 
 def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     results = Results()
     results.data["command"] = " ".join([".venv/bin/python", "bench/search.py", *sys.argv[1:]])
+    names = [name.strip() for name in args.backends.split(",") if name.strip()]
+    if not names or any(name not in BACKENDS for name in names):
+        raise SystemExit(f"--backends: a comma-separated list of {', '.join(BACKENDS)}")
     notmuch_version = subprocess.run(
         [NOTMUCH, "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
     workdir = Path(tempfile.mkdtemp(prefix="mailsvc-bench-search-"))
     stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+    index_dir = workdir / "search-index"
 
     started = time.perf_counter()
     servers = start_servers(workdir, stack)
@@ -905,7 +1332,7 @@ def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     print(
         f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB; "
         f"PostgreSQL {machine['postgres']} ({machine['postgres_settings']}); {notmuch_version}; "
-        f"code {machine['code']}"
+        f"code {machine['code']}; load average {os.getloadavg()[0]:.2f}"
     )
     print(f"servers up and database migrated in {time.perf_counter() - started:.1f} s")
 
@@ -930,14 +1357,12 @@ def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
         [NOTMUCH, "new", "--quiet"], env=notmuch.env, cwd=workdir, log_path=workdir / "notmuch.log"
     )
     load = asyncio.run(load_database(servers.database_url, mailbox, tenant=TENANT, seed=args.seed))
-    if load.indexed != len(mailbox.messages):
-        raise RuntimeError(f"indexed {load.indexed} of {len(mailbox.messages)} messages")
     print(
-        f"PostgreSQL: COPY {load.copy_seconds:.1f} s, search documents "
-        f"{load.index_seconds:.1f} s ({load.indexed / load.index_seconds:,.0f} msg/s), "
-        f"VACUUM (ANALYZE) {load.vacuum_seconds:.1f} s; messages table with indexes and "
-        f"TOAST {load.table_mb:,.0f} MiB"
+        f"PostgreSQL: COPY {load.copy_seconds:.1f} s; the triggers queued "
+        f"{load.queued:,} of {len(mailbox.messages):,} messages for the indexer"
     )
+    if load.queued != len(mailbox.messages):
+        raise RuntimeError("the search_queue triggers did not queue every COPYed message")
     returncode = wait_process(indexer)
     notmuch_new_seconds = time.perf_counter() - started
     if returncode != 0:
@@ -947,9 +1372,23 @@ def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
         raise RuntimeError(f"notmuch indexed {notmuch_count} of {len(mailbox.messages)} messages")
     xapian_mb = directory_bytes(maildir / ".notmuch") / 2**20
     print(
-        f"notmuch new (beside the PostgreSQL load): {notmuch_new_seconds:.1f} s; Xapian "
-        f"database {xapian_mb:,.0f} MiB"
+        f"notmuch new (beside the COPY): {notmuch_new_seconds:.1f} s; Xapian database "
+        f"{xapian_mb:,.0f} MiB"
     )
+
+    # The indexes, one backend after the other, with nothing else running.
+    builds: dict[str, IndexBuild] = {}
+    for name in names:
+        print(f"building the {name} index (load average {os.getloadavg()[0]:.2f}) ...")
+        builds[name] = build_index(
+            servers, name, index_dir, workdir, [TENANT], len(mailbox.messages)
+        )
+        print(
+            f"    {builds[name].seconds:.1f} s = {builds[name].rate:,.0f} msg/s, "
+            f"{builds[name].mib:,.0f} MiB"
+        )
+    vacuum_seconds = asyncio.run(vacuum_analyze(servers.database_url))
+    messages_mib = asyncio.run(table_mib(servers.database_url, "messages"))
     results.data["corpus"] = {
         "messages": len(mailbox.messages),
         "threads": len(mailbox.threads),
@@ -960,41 +1399,60 @@ def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
         "generate_seconds": generated_in,
         "maildir_write_seconds": written_in,
         "copy_seconds": load.copy_seconds,
-        "search_index_seconds": load.index_seconds,
-        "vacuum_analyze_seconds": load.vacuum_seconds,
-        "messages_table_mib": load.table_mb,
+        "queued_by_copy": load.queued,
+        "vacuum_analyze_seconds": vacuum_seconds,
+        "messages_table_mib": messages_mib,
         "notmuch_new_seconds": notmuch_new_seconds,
         "xapian_mib": xapian_mb,
+        "index_builds": {
+            name: build.__dict__ | {"rate": build.rate} for name, build in builds.items()
+        },
     }
     results.add(
         "mailbox",
         f"{len(mailbox.messages):,} messages, {raw_bytes / 1e6:,.0f} MB RFC 822; PostgreSQL "
-        f"messages {load.table_mb:,.0f} MiB (load {load.copy_seconds:.0f} s + documents "
-        f"{load.index_seconds:.0f} s); notmuch new {notmuch_new_seconds:.0f} s, "
+        f"messages {messages_mib:,.0f} MiB (COPY {load.copy_seconds:.0f} s, "
+        f"{load.queued:,} queued by the triggers); notmuch new {notmuch_new_seconds:.0f} s, "
         f"{xapian_mb:,.0f} MiB",
     )
+    for name, build in builds.items():
+        results.add(
+            f"[{name}] index build ({build.command})",
+            f"{build.seconds:.1f} s = {build.rate:,.0f} msg/s (process incl. start-up); "
+            f"{build.mib:,.0f} MiB",
+        )
 
     outcomes = [QueryOutcome(query) for query in queries]
-
     jwt_secret = secrets.token_urlsafe(48)
-    server = start_mailsvc(servers, jwt_secret, workdir)
+    apis: dict[str, MailsvcServer] = {}
     try:
+        for name in names:
+            apis[name] = start_mailsvc(
+                servers,
+                jwt_secret,
+                workdir,
+                name=f"mailsvc-{name}",
+                SEARCH_BACKEND=name,
+                SEARCH_INDEX_DIR=str(index_dir),
+            )
         print(
-            f"{len(queries)} queries: a warm-up pass, then {args.rounds} rounds of API, "
-            "in-process (and its two diagnostics) and notmuch ..."
+            f"{len(queries)} queries: a warm-up pass, then {args.rounds} rounds of the API "
+            f"({', '.join(names)}), in-process (each backend) and notmuch ..."
         )
-        startup = asyncio.run(
+        startup, plans = asyncio.run(
             measure(
-                server=server,
+                apis=apis,
                 token=mint_token(jwt_secret, TENANT),
                 database_url=servers.database_url,
+                index_dir=index_dir,
                 notmuch=notmuch,
                 outcomes=outcomes,
                 rounds=args.rounds,
             )
         )
     finally:
-        stop_process(server.process)
+        for server in apis.values():
+            stop_process(server.process)
     startup_s = startup["startup_median_s"]
     failed = [o for o in outcomes if o.error]
     for outcome in failed:
@@ -1003,28 +1461,63 @@ def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     if not measured:
         raise RuntimeError("every query failed")
 
-    api = [s for o in measured for s in o.api_seconds]
-    service = [s for o in measured for s in o.service_seconds]
-    sql = [s for o in measured for s in o.sql_seconds]
-    sql_bare = [s for o in measured for s in o.sql_no_highlight_seconds]
-    sql_custom = [s for o in measured for s in o.sql_custom_plan_seconds]
     nm = [s for o in measured for s in o.notmuch_seconds]
     nm_bare = [max(s - startup_s, 0.0) for s in nm]
     nm_threads = [s for o in measured for s in o.notmuch_threads_seconds]
-    api_p95 = percentile(api, 0.95)
+    nm_p95 = percentile(nm, 0.95)
+    full_size = args.messages >= 100_000
     samples = f"{len(measured)} queries x {args.rounds}"
-    results.add(
-        f"API GET /api/messages?q=...&limit={PAGE} ({samples})",
-        describe_ms(api),
-        f"p95 < {API_TARGET_MS:.0f} ms on 100,000 messages",
-        api_p95 * 1000 < API_TARGET_MS if args.messages >= 100_000 else None,
-    )
-    results.add("  in-process MessageService.page", describe_ms(service))
-    results.add("  of which SQL (execute + fetch)", describe_ms(sql))
-    results.add("  diagnostic: the same SQL without ts_headline", describe_ms(sql_bare))
-    results.add(
-        "  diagnostic: the same SQL, plan_cache_mode=force_custom_plan", describe_ms(sql_custom)
-    )
+    summaries: dict[str, dict[str, Any]] = {}
+    for name in names:
+        api = [s for o in measured for s in o.ways[name].api_seconds]
+        page = [s for o in measured for s in o.ways[name].page_seconds]
+        search = [s for o in measured for s in o.ways[name].search_seconds]
+        join = [s for o in measured for s in o.ways[name].join_seconds]
+        excerpt = [s for o in measured for s in o.ways[name].excerpt_seconds]
+        p95, p99 = percentile(api, 0.95), percentile(api, 0.99)
+        target = TARGET_P95_MS[name]
+        results.add(
+            f"[{name}] API GET /api/messages?q=...&limit={PAGE} ({samples})",
+            describe_ms(api),
+            f"p95 < {target:.0f} ms on 100,000 messages",
+            p95 * 1000 < target if full_size else None,
+        )
+        if name == "tantivy":
+            results.add(
+                "  p99",
+                f"{p99 * 1000:.1f} ms",
+                f"< {TANTIVY_P99_MS:.0f} ms",
+                p99 * 1000 < TANTIVY_P99_MS if full_size else None,
+            )
+            results.add(
+                "  p95 vs notmuch p95 (process incl.)",
+                f"{p95 * 1000:.1f} ms vs {nm_p95 * 1000:.1f} ms",
+                "no slower",
+                p95 <= nm_p95,
+            )
+            results.add(
+                "  p95 vs notmuch p95 (start-up subtracted)",
+                f"{p95 * 1000:.1f} ms vs {percentile(nm_bare, 0.95) * 1000:.1f} ms",
+                "(for the record)",
+                p95 <= percentile(nm_bare, 0.95),
+            )
+        results.add("  in-process MessageService.page_json", describe_ms(page))
+        results.add(f"    of which {name} backend.search", describe_ms(search))
+        results.add("    of which the join's SQL (execute + fetch)", describe_ms(join))
+        results.add("    of which the highlight excerpts (search.excerpt)", describe_ms(excerpt))
+        several = sum(1 for o in measured if o.ways[name].searches > 1)
+        if several:
+            results.add(
+                "    pages that needed more than one backend.search",
+                f"{several} (hits the join dropped)",
+            )
+        summaries[name] = {
+            "api": summary_ms(api),
+            "page": summary_ms(page),
+            "search": summary_ms(search),
+            "join": summary_ms(join),
+            "excerpts": summary_ms(excerpt),
+        }
     results.add(f"notmuch search --output=messages ({samples}), process incl.", describe_ms(nm))
     results.add(
         f"  notmuch start-up + open (median of {30 * args.rounds} empty searches)",
@@ -1032,96 +1525,86 @@ def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     )
     results.add("  notmuch search, start-up subtracted", describe_ms(nm_bare))
     results.add("notmuch search --output=threads (1 pass)", describe_ms(nm_threads))
-    results.add(
-        "API p95 vs notmuch p95 (process incl.)",
-        f"{api_p95 * 1000:.1f} ms vs {percentile(nm, 0.95) * 1000:.1f} ms",
-        "API no slower",
-        api_p95 <= percentile(nm, 0.95),
-    )
-    results.add(
-        "API p95 vs notmuch p95 (start-up subtracted)",
-        f"{api_p95 * 1000:.1f} ms vs {percentile(nm_bare, 0.95) * 1000:.1f} ms",
-        "API no slower",
-        api_p95 <= percentile(nm_bare, 0.95),
-    )
-    comparison = compare_results(measured, mailbox)
-    results.add(
-        "queries with results (sanity)",
-        f"both {comparison['both']}, mailsvc only {comparison['mailsvc_only']}, notmuch only "
-        f"{comparison['notmuch_only']}, neither {comparison['neither']}"
-        + (f"; {len(failed)} refused by the API" if failed else ""),
-    )
-    results.add(
-        "  first page agreement where both found some",
-        f"identical {comparison['identical_first_page']} of {comparison['both']}, median "
-        f"overlap {comparison['median_overlap']:.0%}",
-    )
 
-    kinds = per_kind_table(measured, startup_s)
-    print()
-    print(
-        f"{'kind':<15} {'n':>3} {'API p50':>8} {'API p95':>8} {'SQL p95':>8} {'-hl p95':>8} "
-        f"{'cust p95':>8} {'nm p50':>8} "
-        f"{'nm p95':>8} {'nm-start':>8} {'hits':>5}  slowest query (API median)"
-    )
-    for row in kinds:
-        print(
-            f"{row['kind']:<15} {row['queries']:>3} {row['api_p50_ms']:>8.1f} "
-            f"{row['api_p95_ms']:>8.1f} {row['sql_p95_ms']:>8.1f} "
-            f"{row['sql_no_highlight_p95_ms']:>8.1f} {row['sql_custom_plan_p95_ms']:>8.1f} "
-            f"{row['notmuch_p50_ms']:>8.1f} "
-            f"{row['notmuch_p95_ms']:>8.1f} {row['notmuch_p95_no_start_ms']:>8.1f} "
-            f"{row['with_hits']:>5}  {row['slowest']}"
+    agreement = compare_backends(measured, mailbox, names)
+    if len(names) > 1:
+        results.add(
+            f"agreement: same first page (ids in order) from {names[0]} and {names[1]}",
+            f"{agreement['identical']} of {agreement['compared']} queries; "
+            f"{len(agreement['disagreements'])} disagree ("
+            f"{agreement['same_set_other_order']} of them in order only)",
+            "all the same",
+            not agreement["disagreements"],
         )
-    print(
-        "(milliseconds; SQL = execute + fetch in MessageService.page; -hl = the same without "
-        "ts_headline; cust = the same\n with plan_cache_mode=force_custom_plan; nm = notmuch "
-        "search --output=messages; nm-start = its p95 minus start-up)"
-    )
+        for row in agreement["disagreements"][:8]:
+            print(
+                f"    {row['kind']}: {row['q']!r}: {names[0]} {row[names[0]]} hits, "
+                f"{names[1]} {row[names[1]]}, common {row['common']}"
+                + (" (same ids, other order)" if row["same_set_other_order"] else "")
+                + f"; only {names[0]}: {row[f'only_{names[0]}']}; only {names[1]}: "
+                f"{row[f'only_{names[1]}']}"
+            )
+    sanity = {name: compare_with_notmuch(measured, mailbox, name) for name in names}
+    for name, comparison in sanity.items():
+        results.add(
+            f"[{name}] queries with results vs notmuch (sanity)",
+            f"both {comparison['both']}, mailsvc only {comparison['mailsvc_only']}, notmuch "
+            f"only {comparison['notmuch_only']}, neither {comparison['neither']}; first page "
+            f"identical {comparison['identical_first_page']} of {comparison['both']}, median "
+            f"overlap {comparison['median_overlap']:.0%}"
+            + (f"; {len(failed)} refused by the API" if failed else ""),
+        )
 
-    # Plans of the slowest query (in SQL) of each of the four kinds slowest in SQL.
-    by_query = {o.query.q: o for o in measured}
-    plans = [
-        asyncio.run(explain(servers.database_url, by_query[row["slowest_sql"]].query))
-        for row in sorted(kinds, key=lambda row: -row["sql_p95_ms"])[:4]
-    ]
-    if args.explain or api_p95 * 1000 >= API_TARGET_MS:
+    kinds = per_kind_table(measured, names, startup_s)
+    print_kinds(kinds, names)
+
+    missed = "postgres" in summaries and (
+        summaries["postgres"]["api"]["p95_ms"] >= TARGET_P95_MS["postgres"]
+    )
+    if plans and (args.explain or missed):
         for plan in plans:
-            print(f"\n=== EXPLAIN (ANALYZE, BUFFERS): {plan['kind']}: {plan['q']}")
+            print(
+                f"\n=== EXPLAIN (ANALYZE, BUFFERS), postgres backend: {plan['kind']}: {plan['q']}"
+            )
             for statement in plan["statements"]:
                 print(statement["plan"])
-                if _plan_shape(statement["generic"]) != _plan_shape(statement["plan"]):
-                    print("--- generic plan (what a prepared statement may switch to):")
-                    print(statement["generic"])
+
+    rss: dict[str, Any] = {}
+    if args.rss_tenants > 0:
+        rss = measure_rss(args, servers, jwt_secret, index_dir, workdir, results)
 
     results.data.update(
-        api=summary_ms(api),
-        service=summary_ms(service),
-        sql=summary_ms(sql),
-        sql_no_highlight=summary_ms(sql_bare),
-        sql_custom_plan=summary_ms(sql_custom),
+        backends=names,
+        summaries=summaries,
         notmuch=summary_ms(nm),
         notmuch_without_startup=summary_ms(nm_bare),
         notmuch_threads=summary_ms(nm_threads),
         notmuch_startup=startup,
-        comparison=comparison,
+        agreement=agreement,
+        notmuch_comparison=sanity,
         kinds=kinds,
         plans=plans,
+        rss=rss,
         refused=[{"q": o.query.q, "error": o.error} for o in failed],
         queries=[
             {
                 "kind": o.query.kind,
                 "q": o.query.q,
                 "notmuch": o.query.notmuch,
-                "api_ms": [round(s * 1000, 2) for s in o.api_seconds],
-                "service_ms": [round(s * 1000, 2) for s in o.service_seconds],
-                "sql_ms": [round(s * 1000, 2) for s in o.sql_seconds],
-                "sql_no_highlight_ms": [round(s * 1000, 2) for s in o.sql_no_highlight_seconds],
-                "sql_custom_plan_ms": [round(s * 1000, 2) for s in o.sql_custom_plan_seconds],
-                "statements": o.statements,
+                **{
+                    name: {
+                        "api_ms": [round(s * 1000, 2) for s in way.api_seconds],
+                        "page_ms": [round(s * 1000, 2) for s in way.page_seconds],
+                        "search_ms": [round(s * 1000, 2) for s in way.search_seconds],
+                        "join_ms": [round(s * 1000, 2) for s in way.join_seconds],
+                        "excerpt_ms": [round(s * 1000, 2) for s in way.excerpt_seconds],
+                        "searches": way.searches,
+                        "hits": len(way.ids),
+                        "response_bytes": way.response_bytes,
+                    }
+                    for name, way in o.ways.items()
+                },
                 "notmuch_ms": [round(s * 1000, 2) for s in o.notmuch_seconds],
-                "api_hits": len(o.api_ids),
-                "api_response_bytes": o.api_response_bytes,
                 "notmuch_hits": len(o.notmuch_ids),
             }
             for o in measured

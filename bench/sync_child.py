@@ -3,9 +3,16 @@
 It builds what a sync worker builds (settings from the environment, database engine,
 secret box, `ParserPool`, `SyncEngine`), starts the parser processes, then runs one
 pass over the account that bench/sync.py created and writes a JSON report to
-`--result`:
+`--result`. With `--searchable` it also runs what a worker runs beside its sync jobs:
+the search indexer (`SearchIndexer`, woken by the queue triggers' `NOTIFY` on its own
+listener, writing to the backend `SEARCH_BACKEND` names), started before the clock.
 
-- `seconds`: the `sync_account` call alone (connect, LIST, fetch, parse, store);
+- `seconds`: the `sync_account` call alone (connect, LIST, fetch, parse, store):
+  every message is listable when it returns;
+- `searchable_seconds` (with `--searchable`): from the same start until the
+  tenant's `search_queue` is empty after the sync returned (polled every 20 ms):
+  every message's document is then in the index, committed; `index_documents`,
+  `index_state`: what the backend holds then (checked after the clock);
 - `rss_baseline_mb`: this process' resident set right before that call;
 - `peak_rss_mb`: its peak resident set (`VmHWM`, the kernel's high-water mark of
   this process' own memory);
@@ -13,6 +20,9 @@ pass over the account that bench/sync.py created and writes a JSON report to
   the pool is shut down;
 - `sampled_total_peak_mb`: the largest sum of this process' and all its children's
   resident sets, sampled every 50 ms (what the whole sync costs the machine);
+- `sampled_peak_anon_mb` / `sampled_peak_file_mb`: the largest `RssAnon` (the
+  process' own memory) and `RssFile` (mapped file pages: page cache, reclaimable;
+  Tantivy's segments are memory-mapped) of this process, sampled the same way;
 - `ru_maxrss_self_mb` / `ru_maxrss_children_mb`: `getrusage(RUSAGE_SELF)` and, after
   the pool's workers are reaped, `getrusage(RUSAGE_CHILDREN)`. Only for the record:
   Linux carries the parent's high-water mark into a process at exec (the parent's
@@ -43,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 SAMPLE_SECONDS = 0.05
+QUEUE_POLL_SECONDS = 0.02
 WARM_MESSAGE = b"Subject: warm-up\r\nMessage-ID: <warm@bench.invalid>\r\n\r\nwarm\r\n"
 
 
@@ -87,6 +98,10 @@ class TreeRssSampler:
 
     def __init__(self) -> None:
         self.peak_kib = 0
+        # This process' own peaks of anonymous memory and of mapped file pages (RSS
+        # counts both; the second is page cache, e.g. Tantivy's memory-mapped segments).
+        self.peak_anon_kib = 0
+        self.peak_file_kib = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
@@ -100,6 +115,8 @@ class TreeRssSampler:
                 children = _descendants(me)
             total = current_rss_kib() + sum(current_rss_kib(pid) for pid in children)
             self.peak_kib = max(self.peak_kib, total)
+            self.peak_anon_kib = max(self.peak_anon_kib, current_rss_kib(field="RssAnon"))
+            self.peak_file_kib = max(self.peak_file_kib, current_rss_kib(field="RssFile"))
             self._stop.wait(SAMPLE_SECONDS)
 
     def __enter__(self) -> TreeRssSampler:
@@ -129,11 +146,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings(_env_file=None)
     configure_logging(settings.log_level)
     database = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
+    sessionmaker = create_sessionmaker(database)
     parser = ParserPool(processes=settings.sync_parse_processes or None)
     processes = settings.sync_parse_processes or os.cpu_count() or 1
+    indexing = Indexing(settings, sessionmaker, args.tenant) if args.searchable else None
     try:
         engine = SyncEngine(
-            sessionmaker=create_sessionmaker(database),
+            sessionmaker=sessionmaker,
             secrets=SecretBox(*settings.encryption_keys()),
             settings=settings,
             parser=parser,
@@ -144,18 +163,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await parser.parse([WARM_MESSAGE] * processes)
         pool_start_seconds = time.perf_counter() - started
 
+        if indexing is not None:
+            await indexing.start()
         baseline_kib = current_rss_kib()
+        searchable: dict[str, Any] = {}
         with TreeRssSampler() as sampler:
             started = time.perf_counter()
             report = await engine.sync_account(args.tenant, uuid.UUID(args.account))
             seconds = time.perf_counter() - started
+            if indexing is not None:
+                queued_at_listable = await indexing.queued()
+                await indexing.until_empty()
+                searchable = {
+                    "searchable_seconds": round(time.perf_counter() - started, 3),
+                    "queued_when_listable": queued_at_listable,
+                }
         peak_self_kib = current_rss_kib(field="VmHWM")
+        if indexing is not None:
+            searchable |= await indexing.check()
         worker_peaks = [current_rss_kib(pid, "VmHWM") for pid in _descendants(os.getpid())]
         ru_self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     finally:
+        if indexing is not None:
+            await indexing.stop()
         parser.close()  # waits for the workers, so RUSAGE_CHILDREN covers them
         await database.dispose()
     return {
+        **searchable,
+        "search_backend": settings.search_backend if indexing is not None else None,
         "seconds": round(seconds, 3),
         "new_messages": report.new_messages,
         "mailboxes": report.mailboxes,
@@ -169,6 +204,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "worker_peak_rss_mb": _mb(max(worker_peaks, default=0)),
         "worker_peaks_mb": [_mb(kib) for kib in worker_peaks],
         "sampled_total_peak_mb": _mb(sampler.peak_kib),
+        "sampled_peak_anon_mb": _mb(sampler.peak_anon_kib),
+        "sampled_peak_file_mb": _mb(sampler.peak_file_kib),
         "ru_maxrss_self_mb": _mb(ru_self_kib),
         "ru_maxrss_children_mb": _mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss),
         "settings": {
@@ -180,8 +217,107 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+class Indexing:
+    """The worker's search indexer, set up as `mailsvc.runtime` sets it up for a worker
+    (its own listener on the queue's channel, a Redis lease per tenant)."""
+
+    def __init__(self, settings: Any, sessionmaker: Any, tenant_id: str) -> None:
+        from mailsvc.event.listener import ChangeListener, listen_dsn
+        from mailsvc.kit.redis import create_redis
+        from mailsvc.search.backends import open_search_backend
+        from mailsvc.search.indexer import SearchIndexer
+        from mailsvc.search.queue_repository import SEARCH_CHANNEL
+
+        async def no_rebuild(tenant: str) -> None:
+            # Only the api side asks (a reader finding an index missing); the indexer
+            # rebuilds a missing index itself.
+            raise RuntimeError(f"rebuild of {tenant} requested during the bench")
+
+        self._tenant_id = tenant_id
+        self._index_root = settings.search_index_path
+        self._sessionmaker = sessionmaker
+        self._redis = create_redis(settings.redis_url)
+        self.backend = open_search_backend(
+            settings, sessionmaker=sessionmaker, request_rebuild=no_rebuild
+        )
+        self._listener = ChangeListener(
+            listen_dsn(settings.async_database_url), channel=SEARCH_CHANNEL
+        )
+        self._indexer = SearchIndexer(
+            sessionmaker=sessionmaker,
+            redis=self._redis,
+            backend=self.backend,
+            listener=self._listener,
+            owner_id=f"bench-sync-child-{os.getpid()}",
+        )
+
+    async def start(self) -> None:
+        self._listener.start()
+        self._indexer.start()
+
+    async def queued(self) -> int:
+        """The tenant's queue rows (one message may have several)."""
+        from sqlalchemy import text
+
+        async with self._sessionmaker() as session:
+            count = await session.scalar(
+                text("SELECT count(*) FROM search_queue WHERE tenant_id = :tenant"),
+                {"tenant": self._tenant_id},
+            )
+        return int(count or 0)
+
+    async def until_empty(self) -> None:
+        """Poll the queue: the indexer's own wake-ups are not observable from here."""
+        while True:
+            if not await self.queued():
+                return
+            await asyncio.sleep(QUEUE_POLL_SECONDS)
+
+    async def check(self) -> dict[str, Any]:
+        """What the index holds now: its state and how many documents (rows of
+        `message_search`; documents of the Tantivy index's latest commit)."""
+        from sqlalchemy import text
+
+        state = await self.backend.state(self._tenant_id)
+        async with self._sessionmaker() as session:
+            if self.backend.name == "postgres":
+                documents = await session.scalar(
+                    text("SELECT count(*) FROM message_search WHERE tenant_id = :tenant"),
+                    {"tenant": self._tenant_id},
+                )
+            else:
+                documents = await asyncio.to_thread(
+                    tantivy_documents, self._index_root, self._tenant_id
+                )
+        return {"index_state": str(state), "index_documents": int(documents or 0)}
+
+    async def stop(self) -> None:
+        await self._indexer.stop()
+        await self._listener.stop()
+        await self.backend.aclose()
+        await self._redis.aclose()
+
+
+def tantivy_documents(root: Path, tenant_id: str) -> int:
+    """Documents in the latest commit of the tenant's Tantivy index under `root`, read
+    by a store of its own (as another api process would read it)."""
+    from mailsvc.search.tantivy.store import IndexStore
+
+    store = IndexStore(root)
+    try:
+        searcher = store.open(tenant_id).searcher
+        return int(searcher.num_docs) if searcher is not None else -1
+    finally:
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--searchable",
+        action="store_true",
+        help="run the search indexer beside the sync and time until the queue is empty",
+    )
     parser.add_argument("--tenant", help="tenant id of the account")
     parser.add_argument("--account", help="account id (UUID)")
     parser.add_argument("--result", type=Path, help="where to write the JSON report")
