@@ -34,8 +34,10 @@ drained and marked ready.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -113,7 +115,10 @@ class PostgresBackend:
         repository = MessageSearchRepository(session, tenant_id)
         # One row per id: ON CONFLICT cannot update a row twice in one statement.
         latest = {document.id: document for document in documents}
-        for batch in batches(search_row(document) for document in latest.values()):
+        # Splitting every body into words is CPU work (~0.5 ms a message): off the loop
+        # the sync and the other tenants' batches share.
+        rows = await asyncio.to_thread(_search_rows, list(latest.values()))
+        for batch in batches(rows):
             await repository.upsert(batch)
         if removed:
             await repository.remove(removed)
@@ -133,3 +138,7 @@ def _state_of(row: tuple[str, int] | None) -> IndexState:
     if state == "building":
         return IndexState.BUILDING
     return IndexState.READY if schema_version == SCHEMA_VERSION else IndexState.MISSING
+
+
+def _search_rows(documents: Sequence[SearchDocument]) -> list[dict[str, Any]]:
+    return [search_row(document) for document in documents]
