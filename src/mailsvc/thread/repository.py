@@ -9,9 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    any_,
+    cast,
     literal_column,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.sql.expression import ColumnElement
 
 from mailsvc.kit.repository import TenantRepository
@@ -46,7 +49,9 @@ class ThreadRepository(TenantRepository):
                 narrowing = replace(narrowing, unread=False)
             matching = self.scoped.select(Message.thread_id).where(*message_conditions(narrowing))
             if message_ids is not None:
-                matching = matching.where(Message.id.in_(list(message_ids)))
+                # One array parameter: up to 2,000 ids, and one statement text for any count.
+                ids = cast(list(message_ids), ARRAY(UUID(as_uuid=True)))
+                matching = matching.where(Message.id == any_(ids))
             if filters.account_id is not None:
                 matching = matching.where(Message.account_id == filters.account_id)
             where.append(Thread.id.in_(matching))
