@@ -265,3 +265,33 @@ async def test_reindex_waits_for_the_worker_holding_the_lease_and_says_so(
         settings, sessions, backend="tantivy", data_dir=tmp_path, tenant_id=target.tenant_id
     )
     assert sorted(indexed) == await _stored(sessions, target.tenant_id)
+
+
+async def test_two_processes_indexing_one_tenant_at_once_lose_and_double_nothing(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    engine: SyncEngine,
+    target: SyncTarget,
+    dovecot: DovecotServer,
+    tmp_path: Path,
+) -> None:
+    """Two processes write the same tenant's Tantivy index at once: the Redis lease
+    and Tantivy's own lock file let one write at a time, and no lock error surfaces."""
+    await _synced(engine, target, dovecot)
+    env = _env(settings, tmp_path, SEARCH_BACKEND="tantivy")
+    first = await run_mailsvc("search", "reindex", "--tenant", target.tenant_id, env=env)
+    assert first.returncode == 0, first.stderr
+
+    command = ("search", "reindex", "--tenant", target.tenant_id)
+    account = ("--account", str(target.account_id))
+    both = await asyncio.gather(*(run_mailsvc(*command, *account, env=env) for _ in range(2)))
+
+    for result in both:
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+    state, indexed = await _index_of(
+        settings, sessions, backend="tantivy", data_dir=tmp_path, tenant_id=target.tenant_id
+    )
+    assert state is IndexState.READY
+    assert sorted(indexed) == await _stored(sessions, target.tenant_id)
+    assert await _queued(sessions, target.tenant_id) == 0
