@@ -37,6 +37,7 @@ from tests.fixtures.dovecot import DovecotServer, TestMailUser
 from tests.fixtures.mail import register_account
 from tests.fixtures.search import app_with_backend, indexer_of, make_searchable
 from tests.fixtures.smtp_server import SmtpRelay
+from tests.ops.test_metrics import grew, scrape
 
 Headers = dict[str, str]
 
@@ -247,6 +248,7 @@ async def test_a_damaged_index_answers_503_for_its_tenant_and_is_rebuilt(
         shutil.rmtree(directory)
         shutil.copytree(_index_directory(settings, b.tenant_id), directory)
 
+    before = await scrape(client)
     for q in ("zqxalpha", "zqxbravo", "bravo"):
         response = await client.get("/api/messages", params={"q": q}, headers=a.auth)
         # Never B's message, whatever A's directory holds now.
@@ -254,6 +256,10 @@ async def test_a_damaged_index_answers_503_for_its_tenant_and_is_rebuilt(
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["code"] == "search_rebuilding"
         assert int(response.headers["retry-after"]) > 0
+    # Counted as unavailable, not as requests the client got wrong.
+    after = await scrape(client)
+    assert grew(before, after, "mailsvc_search_requests_total", outcome="unavailable") == 3
+    assert grew(before, after, "mailsvc_search_requests_total", outcome="invalid") == 0
     # Lists and reads of A go on; B's searches are not affected.
     listing = await client.get("/api/messages", headers=a.auth)
     assert [item["subject"] for item in listing.json()["items"]] == ["alpha zqxalpha"]

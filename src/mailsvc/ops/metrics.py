@@ -94,12 +94,13 @@ WEBHOOK_LAG = Histogram(
 )
 SEARCH_REQUESTS = Counter(
     "mailsvc_search_requests_total",
-    "Message searches (list requests with a query) by outcome: ok, invalid (4xx), error.",
+    "Message searches (list requests with a query) by outcome: ok, invalid (4xx), "
+    "unavailable (503 while the tenant's index is rebuilt), error.",
     ["outcome"],
 )
 SEARCH_SECONDS = Histogram(
     "mailsvc_search_duration_seconds",
-    "Time to parse a message search and build its page in PostgreSQL.",
+    "Time to parse a message search, ask the search index and build its page.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CHANGES_TRIMMED = Counter(
@@ -154,15 +155,16 @@ def count_webhook_dropped() -> None:
 
 @contextmanager
 def timed_search() -> Iterator[None]:
-    """Record the search run in the block: ok, invalid (a `MailsvcError`, i.e. the
-    request was refused), or error (anything else, a cancellation included)."""
+    """Record the search run in the block: ok, invalid (a 4xx `MailsvcError`: the
+    request was refused), unavailable (a 5xx one: the index is being rebuilt), or
+    error (anything else, a cancellation included)."""
     started = time.perf_counter()
     outcome = "error"
     try:
         yield
         outcome = "ok"
-    except MailsvcError:
-        outcome = "invalid"
+    except MailsvcError as exc:
+        outcome = "invalid" if exc.status < 500 else "unavailable"
         raise
     finally:
         SEARCH_REQUESTS.labels(outcome).inc()
