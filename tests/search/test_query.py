@@ -18,7 +18,6 @@ from mailsvc.search.query import (
     SearchQuery,
     cjk_bigrams,
     parse_query,
-    phrase_words,
 )
 
 TODAY = date(2024, 3, 15)
@@ -483,18 +482,3 @@ def test_the_module_imports_only_the_standard_library() -> None:
             continue
         for name in names:
             assert name.split(".")[0] in sys.stdlib_module_names, name
-
-
-@pytest.mark.parametrize(
-    ("text", "words"),
-    [
-        ('"quarterly report"', "quarterly report"),
-        ('"quarterly report" revenue', "quarterly report revenue"),
-        ("quarterly report", None),  # no phrase: nothing to relax
-        ('"quarterly report" OR budget', None),  # the words alone are no superset
-        ('"quarterly report" -draft', None),
-        ('""', None),
-    ],
-)
-def test_phrase_words_are_a_superset_or_nothing(text: str, words: str | None) -> None:
-    assert phrase_words(text) == words

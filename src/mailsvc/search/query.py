@@ -443,18 +443,3 @@ _HANDLERS: dict[str, Callable[[_Draft, _Operator], None]] = {
     "in": _in,
     "label": _label,
 }
-
-
-def phrase_words(text: str) -> str | None:
-    """The words of a search with a "phrase", for finding candidates by index: every
-    message the search matches holds all of them.
-
-    None when there is no phrase, or when `OR` or an -exclusion make the words alone
-    no superset of the matches (then the search runs as written).
-    """
-    if '"' not in text:
-        return None
-    words = text.replace('"', " ").split()
-    if any(word.upper() == "OR" or word.startswith("-") for word in words):
-        return None
-    return " ".join(words) or None
