@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import tantivy
 
-from mailsvc.search.backend import SEARCH_BODY_CHARS, Address, SearchDocument
+from mailsvc.search.backend import Address, SearchDocument
 from mailsvc.search.tantivy import schema
 
 _U64 = (1 << 64) - 1
@@ -40,7 +40,7 @@ def tantivy_document(document: SearchDocument) -> tantivy.Document:
         _add(doc, schema.TEXT, value)
     for value in _names_and_addresses(document.reply_to):
         _add(doc, schema.TEXT, value)
-    _add(doc, schema.TEXT, schema.joined_words(document.body[:SEARCH_BODY_CHARS]))
+    _add(doc, schema.TEXT, schema.joined_words(document.body))
     return doc
 
 
