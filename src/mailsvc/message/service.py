@@ -30,7 +30,7 @@ from mailsvc.mime.sanitize import sanitize_html
 from mailsvc.models import Attachment, Message
 from mailsvc.models.mailbox import MAILBOX_ROLES
 from mailsvc.ops.metrics import timed_search
-from mailsvc.search.backend import Hit, SearchBackend, SearchRebuilding
+from mailsvc.search.backend import Hit, HitPage, SearchBackend, SearchRebuilding
 from mailsvc.search.excerpt import excerpt
 from mailsvc.search.filter import Order
 from mailsvc.search.query import QuerySyntaxError, SearchQuery, parse_query
@@ -235,20 +235,10 @@ class MessageService:
         indexed, or not this tenant's) is dropped, and the backend is asked for the
         hits after it until the page is full, so a stale index shortens nothing.
         """
-        if self._search is None:
-            raise RuntimeError("MessageService was built without a search backend")
         confirmed: list[tuple[Hit, SearchSummary]] = []
         position = after
         while True:
-            wanted = limit + 1 - len(confirmed)
-            try:
-                page = await self._search.search(
-                    self._tenant_id, filters, order=order, after=position, limit=wanted
-                )
-            except SearchRebuilding as exc:
-                if not await self._messages.has_any():
-                    return [], False  # nothing to find: a new tenant waits for nothing
-                raise SearchUnavailableError(exc.reason) from exc
+            page = await self._hits(filters, order=order, after=position, limit=limit + 1)
             summaries = await self._messages.summaries_json(page.hits, filters, bodies=bodies)
             confirmed += [
                 (hit, summaries[hit.message_id]) for hit in page.hits if hit.message_id in summaries
@@ -257,6 +247,28 @@ class MessageService:
                 return confirmed[:limit], len(confirmed) > limit or page.more
             last = page.hits[-1]
             position = Position(key=last.key, id=last.message_id)
+
+    async def matching_ids(self, filters: MessageFilter, *, limit: int) -> list[uuid.UUID]:
+        """The ids of the newest `limit` messages the backend finds, unconfirmed: for
+        a caller whose own query checks them against PostgreSQL (threads)."""
+        page = await self._hits(filters, order="newest", after=None, limit=limit)
+        return [hit.message_id for hit in page.hits]
+
+    async def _hits(
+        self, filters: MessageFilter, *, order: Order, after: Position | None, limit: int
+    ) -> HitPage:
+        """One page of the backend; 503 while the tenant's index is rebuilt (an empty
+        page for a tenant with nothing stored, which has nothing to wait for)."""
+        if self._search is None:
+            raise RuntimeError("MessageService was built without a search backend")
+        try:
+            return await self._search.search(
+                self._tenant_id, filters, order=order, after=after, limit=limit
+            )
+        except SearchRebuilding as exc:
+            if not await self._messages.has_any():
+                return HitPage(hits=[], more=False)
+            raise SearchUnavailableError(exc.reason) from exc
 
     async def _search_page(
         self, filters: MessageFilter, *, order: Order, after: Position | None, limit: int

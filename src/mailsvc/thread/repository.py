@@ -18,8 +18,9 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.sql.expression import ColumnElement
 
 from mailsvc.kit.repository import TenantRepository
-from mailsvc.message.repository import MessageFilter, message_conditions
+from mailsvc.message.repository import message_conditions
 from mailsvc.models import Message, Thread
+from mailsvc.search.filter import MessageFilter
 
 _EMPTY_JSON_ARRAY: ColumnElement[Any] = literal_column("'[]'::jsonb")
 

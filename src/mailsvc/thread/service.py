@@ -60,10 +60,8 @@ class ThreadService:
         )
         matching: list[uuid.UUID] | None = None
         if filters.searches:
-            hits, _ = await messages.search_hits(
-                filters, order="newest", after=None, limit=THREAD_SEARCH_MESSAGES
-            )
-            matching = [hit.message_id for hit, _ in hits]
+            # The page query checks these ids against the tenant and the plain filters.
+            matching = await messages.matching_ids(filters, limit=THREAD_SEARCH_MESSAGES)
         threads = await self._threads.page(
             filters, limit=request.limit + 1, after=after, message_ids=matching
         )
