@@ -5,7 +5,7 @@ rebuilt from it at any time (docs/search.md). Two implementations:
 
 - `tantivy` (`search/tantivy/`): one Tantivy index directory per tenant under
   `SEARCH_INDEX_DIR`, written by one worker at a time, read by every api process;
-- `postgres` (`search/postgres.py`): a narrow `message_search` table, for api
+- `postgres` (`search/postgres/`): a narrow `message_search` table, for api
   processes on several hosts that share no disk.
 
 Read side: `search` answers one page of hits (ids and sort keys) for a parsed query.

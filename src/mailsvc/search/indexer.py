@@ -388,7 +388,6 @@ class SearchIndexer:
                 raise _Busy
             await self._backend.reset(session, tenant_id)
             queued += await queue.queue_all()
-            await queue.notify()
         log.info("search.rebuild_started", tenant_id=tenant_id, queued=queued)
         return queued
 

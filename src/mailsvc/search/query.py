@@ -60,20 +60,18 @@ yes/no field (`is:read is:unread`) are refused too; repeated dates narrow the ra
 `in:` and `label:` cannot be negated. Searches are limited to 1,000 characters and
 50 terms, and may not contain NUL characters (PostgreSQL text cannot hold them).
 
-Languages. The `simple` text search configuration lower-cases words and splits
-text at anything that is not a letter or digit, with no stemming, so words of
-languages written with spaces (English, German, Russian, Greek, Arabic, ...) match
-as typed, in any case; `text` carries them unchanged. Chinese, Japanese and Korean
-are written without spaces between words, and PostgreSQL would make a whole run of
-their characters one token, so a word inside a sentence could never match. Both
-sides therefore index overlapping character pairs instead: the search document
-replaces every run of CJK characters (the ranges of `CJK_CHARACTER_CLASS`) by its
-bigrams, separated by spaces ("中文字" -> "中文 文字"; a lone character stays
-itself), and `cjk_bigrams` does the same to the search. A free-text term or a
-subject value with CJK characters becomes the quoted phrase of its bigrams
-(`中文字` -> `"中文 文字"`, `-中文字` -> `-"中文 文字"`), so the pairs must appear
-next to each other, in order. A CJK run is also split from letters or digits
-written against it (`Python编程` -> `"Python 编程"`).
+Languages. Words are split and case-folded by `search.words`, the one splitter both
+search backends use for documents and searches alike: words of languages written
+with spaces (English, German, Russian, Greek, Arabic, ...) match as typed, in any
+case, with no stemming. Chinese, Japanese and Korean are written without spaces,
+so both sides use overlapping character pairs: a run of CJK characters (the ranges
+of `CJK_CHARACTER_CLASS`) is its bigrams ("中文字" -> "中文 文字"; a lone character
+stays itself). Here a free-text term or a subject value with CJK characters becomes
+the quoted phrase of its bigrams (`中文字` -> `"中文 文字"`, `-中文字` ->
+`-"中文 文字"`), so the pairs must appear next to each other, in order, and a CJK run
+is split from letters or digits written against it (`Python编程` -> `"Python 编程"`).
+`search.words` would make the same pairs of the term as typed; the rewrite keeps
+`text` readable as the phrases a backend matches.
 """
 
 from __future__ import annotations
@@ -91,8 +89,8 @@ MAX_TERMS = 50
 CJK_CHARACTER_CLASS = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]"
 """Hiragana and Katakana, CJK Unified Ideographs and Extension A, Hangul syllables.
 
-Written with `\\uXXXX` escapes, which Python's `re` and PostgreSQL's regular
-expressions read alike, so the document side can use this very string.
+Written with `\\uXXXX` escapes; `search.words` splits documents and searches with
+this very class.
 """
 
 _CJK_RUN = re.compile(CJK_CHARACTER_CLASS + "+")
@@ -136,9 +134,9 @@ class QuerySyntaxError(ValueError):
 class SearchQuery:
     """A parsed search; the module docstring gives the operator behind each field.
 
-    `text` and the `subject` phrases are websearch_to_tsquery input; address and
-    mailbox values are as typed (quotes removed, whitespace collapsed), for the
-    repository to match against the stored columns.
+    `text` and the `subject` phrases are in websearch syntax (words, "phrases", OR,
+    -exclusions; `search.words.parse_free_text` reads it); address and mailbox values
+    are as typed (quotes removed, whitespace collapsed).
     """
 
     text: str
@@ -284,7 +282,7 @@ def _operator_of(term: str) -> _Operator | None:
 
 
 def _refuse_or_next_to_operators(items: list[_Operator | str]) -> None:
-    # The operators are ANDed whatever stands between them, and websearch_to_tsquery
+    # The operators are ANDed whatever stands between them, and the free-text parser
     # reads an OR with nothing to join as the word "or": `from:a OR from:b` would
     # quietly ask for mail from both a and b that contains "or".
     for index, item in enumerate(items):

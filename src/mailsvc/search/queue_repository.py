@@ -209,10 +209,10 @@ class SearchQueueRepository(TenantRepository):
         )
         added: int = result.rowcount  # type: ignore[attr-defined]  # CursorResult
         if added:
-            await self.notify()
+            await self._notify()
         return added
 
-    async def notify(self) -> None:
+    async def _notify(self) -> None:
         """Wake the indexers for this tenant (delivered when the transaction commits)."""
         await self.session.execute(select(func.pg_notify(SEARCH_CHANNEL, self.tenant_id)))
 
@@ -243,10 +243,6 @@ class SearchQueueRepository(TenantRepository):
             .group_by(Message.mailbox_id)
         )
         return {mailbox_id: int(count) for mailbox_id, count in rows}
-
-    async def pending_for_account(self, account_id: uuid.UUID) -> int:
-        """Stored messages of the account still waiting for their search document."""
-        return sum((await self.pending_by_mailbox(account_id)).values())
 
     async def was_searchable(self) -> bool:
         """Whether an account of the tenant has been announced as fully indexed: the
