@@ -251,6 +251,10 @@ async def test_reindex_waits_for_the_worker_holding_the_lease_and_says_so(
         assert process.stderr is not None
         told = await asyncio.wait_for(process.stderr.readline(), 60)
         assert b"waiting for worker-elsewhere" in told, told
+        # Waiting, not working: nothing is reset, queued anew or taken from the queue.
+        await asyncio.sleep(0.5)
+        assert process.returncode is None
+        assert await _queued(sessions, target.tenant_id) == 30
         await redis.delete(lease)  # the worker is done
         stdout, _ = await asyncio.wait_for(process.communicate(), 60)
     finally:

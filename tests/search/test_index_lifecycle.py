@@ -118,6 +118,8 @@ async def _converges(client: httpx.AsyncClient, auth: Headers, q: str, expected:
         await asyncio.sleep(0.05)
 
 
+# `client` drops, when the test ends, the sync job that registering the account queued.
+@pytest.mark.usefixtures("client")
 @pytest.mark.parametrize("backend", ["tantivy", "postgres"])
 async def test_expunge_move_and_flags_reach_search(
     backend: str,
