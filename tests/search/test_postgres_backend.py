@@ -387,6 +387,24 @@ async def test_a_rebuilding_index_refuses_searches_until_it_is_ready(
     assert await _ids(backend, tenant, MessageFilter(text="invoice")) == [document.id]
 
 
+async def test_a_rebuilding_index_asks_for_its_rebuild_once_whatever_the_searches(
+    sessionmaker: async_sessionmaker[AsyncSession], tenant: str
+) -> None:
+    asked: list[str] = []
+
+    async def request_rebuild(tenant_id: str) -> None:
+        asked.append(tenant_id)
+
+    backend = PostgresBackend(sessionmaker, request_rebuild=request_rebuild)
+    async with sessionmaker.begin() as session:
+        await backend.reset(session, tenant)
+    for _ in range(3):
+        with pytest.raises(SearchRebuilding):
+            await _ids(backend, tenant, MessageFilter(text="invoice"))
+    # One job per tenant would run anyway; the searches do not enqueue it each time.
+    assert asked == [tenant]
+
+
 async def test_an_index_of_an_older_schema_is_missing(
     sessionmaker: async_sessionmaker[AsyncSession], backend: PostgresBackend, tenant: str
 ) -> None:

@@ -27,6 +27,7 @@ import structlog.testing
 import tantivy
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailsvc.search import rebuild_requests
 from mailsvc.search.backend import (
     Address,
     HitPage,
@@ -36,7 +37,6 @@ from mailsvc.search.backend import (
 )
 from mailsvc.search.filter import MessageFilter, Order, Position
 from mailsvc.search.tantivy import IndexBusy, TantivyBackend, schema
-from mailsvc.search.tantivy import backend as tantivy_backend
 from mailsvc.search.tantivy.store import SIDECAR_NAME
 from tests.search.backend_conformance import all_hits
 
@@ -555,7 +555,7 @@ async def test_a_missing_index_asks_for_its_rebuild_once(
     # The module's own logger, captured: structlog's `capture_logs` misses loggers
     # that an earlier test of the run has cached already.
     captured = structlog.testing.CapturingLogger()
-    monkeypatch.setattr(tantivy_backend, "log", structlog.wrap_logger(captured, processors=[]))
+    monkeypatch.setattr(rebuild_requests, "log", structlog.wrap_logger(captured, processors=[]))
     for _ in range(3):
         with pytest.raises(SearchRebuilding) as raised:
             await backend.search(tenant, MessageFilter(text="budget"), order="newest",

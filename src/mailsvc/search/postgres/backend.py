@@ -45,6 +45,7 @@ from mailsvc.search.backend import Hit, HitPage, IndexState, SearchDocument, Sea
 from mailsvc.search.filter import MessageFilter, Order, Position
 from mailsvc.search.postgres.lexemes import SCHEMA_VERSION, batches, search_row
 from mailsvc.search.postgres.repository import MessageSearchRepository
+from mailsvc.search.rebuild_requests import RebuildRequests
 from mailsvc.search.words import parse_free_text
 
 
@@ -60,9 +61,9 @@ class PostgresBackend:
         request_rebuild: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         """`request_rebuild(tenant_id)` is awaited when a search finds the tenant's
-        index not ready (the job it queues is one per tenant at a time)."""
+        index not ready (throttled: `search.rebuild_requests`)."""
         self._sessionmaker = sessionmaker
-        self._request_rebuild = request_rebuild
+        self._rebuilds = None if request_rebuild is None else RebuildRequests(request_rebuild)
 
     async def search(
         self,
@@ -79,8 +80,10 @@ class PostgresBackend:
             repository = MessageSearchRepository(session, tenant_id)
             state = _state_of(await repository.state_row())
             if state is not IndexState.READY:
-                if self._request_rebuild is not None:
-                    await self._request_rebuild(tenant_id)
+                if self._rebuilds is not None:
+                    await self._rebuilds.ask(
+                        tenant_id, reason=state.value, missing=state is IndexState.MISSING
+                    )
                 raise SearchRebuilding(tenant_id, f"the index is {state.value}")
             # One more than asked: whether more follow.
             rows = await repository.page(filters, free, order=order, after=after, limit=limit + 1)

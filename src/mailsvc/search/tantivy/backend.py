@@ -31,14 +31,12 @@ the highlights from the bodies it reads there (`search.excerpt`), as for every b
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import structlog
 import tantivy
 from sqlalchemy.ext.asyncio import AsyncSession
 from tantivy import Occur, Order, Query
@@ -52,15 +50,10 @@ from mailsvc.search.backend import (
 )
 from mailsvc.search.filter import MessageFilter, Position
 from mailsvc.search.filter import Order as PageOrder
+from mailsvc.search.rebuild_requests import RebuildRequests
 from mailsvc.search.tantivy import schema
 from mailsvc.search.tantivy.compile import compile_filter
 from mailsvc.search.tantivy.store import IndexStore, IndexUnavailable, is_tantivy_failure
-
-log = structlog.get_logger("mailsvc.search")
-
-REBUILD_REQUEST_INTERVAL_SECONDS = 30.0
-"""A missing or building index asks for its rebuild job at most this often per tenant
-and process."""
 
 # Hits fetched beyond a page's need: the last key group is held back, and `after`'s own
 # hit comes back with the first fetch.
@@ -74,10 +67,9 @@ class TantivyBackend:
 
     def __init__(self, root: Path, *, request_rebuild: Callable[[str], Awaitable[None]]) -> None:
         """`request_rebuild(tenant_id)` is awaited when a search finds the tenant's
-        index MISSING or BUILDING (at most every `REBUILD_REQUEST_INTERVAL_SECONDS`)."""
+        index MISSING or BUILDING (throttled: `search.rebuild_requests`)."""
         self._store = IndexStore(root)
-        self._request_rebuild = request_rebuild
-        self._rebuild_requested_at: dict[str, float] = {}
+        self._rebuilds = RebuildRequests(request_rebuild)
 
     async def search(
         self,
@@ -102,7 +94,7 @@ class TantivyBackend:
         # BUILDING asks too: the job drains the tenant, which finishes a rebuild that
         # a crashed process left half-way (its queue rows are still there) or marks
         # ready one whose queue was emptied just before the crash.
-        await self._ask_for_rebuild(tenant_id, state, reason)
+        await self._rebuilds.ask(tenant_id, reason=reason, missing=state is IndexState.MISSING)
         raise SearchRebuilding(tenant_id, reason)
 
     async def state(self, tenant_id: str) -> IndexState:
@@ -147,21 +139,6 @@ class TantivyBackend:
     async def aclose(self) -> None:
         """Close every cached reader."""
         await asyncio.to_thread(self._store.close)
-
-    async def _ask_for_rebuild(self, tenant_id: str, state: IndexState, reason: str) -> None:
-        now = time.monotonic()
-        last = self._rebuild_requested_at.get(tenant_id)
-        if last is not None and now - last < REBUILD_REQUEST_INTERVAL_SECONDS:
-            return
-        self._rebuild_requested_at[tenant_id] = now
-        if state is IndexState.MISSING:
-            log.warning("search.index_missing", tenant_id=tenant_id, reason=reason)
-        try:
-            await self._request_rebuild(tenant_id)
-        except Exception:
-            # The search still answers 503 search_rebuilding; the next one asks again.
-            del self._rebuild_requested_at[tenant_id]
-            log.exception("search.rebuild_request_failed", tenant_id=tenant_id)
 
     def _search(
         self,
