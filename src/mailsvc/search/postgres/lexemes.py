@@ -104,9 +104,13 @@ def _vector(fields: Iterable[Sequence[str]], weight: str = "") -> str:
 
 def search_row(document: SearchDocument) -> dict[str, Any]:
     """The `message_search` row of a document, JSON-ready (ids and dates as strings)."""
+    # Each text is split once: the whole document and the per-field vectors share it.
+    subject = words(document.subject)
+    senders = list(_address_fields(document.from_))
+    recipients = list(_address_fields(document.to))
     document_vector = VectorText()
-    document_vector.add(words(document.subject), "A")
-    for field in _address_fields((*document.from_, *document.to, *document.reply_to)):
+    document_vector.add(subject, "A")
+    for field in (*senders, *recipients, *_address_fields(document.reply_to)):
         document_vector.add(field, "B")
     document_vector.add(words(document.body), "C")
     return {
@@ -119,9 +123,9 @@ def search_row(document: SearchDocument) -> dict[str, Any]:
         "flagged": document.flagged,
         "has_attachments": document.has_attachments,
         "document": document_vector.text(),
-        "subject_words": _vector([words(document.subject)]),
-        "from_words": _vector(_address_fields(document.from_)),
-        "to_words": _vector(_address_fields(document.to)),
+        "subject_words": _vector([subject]),
+        "from_words": _vector(senders),
+        "to_words": _vector(recipients),
     }
 
 
