@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 import redis.asyncio as aioredis
 
 from mailsvc.kit.ratelimit import Window, WindowLimiter
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_the_tightest_window_decides_and_keys_do_not_share(redis: aioredis.Redis) -> None:

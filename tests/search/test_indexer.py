@@ -53,13 +53,6 @@ from tests.search.stored import (
 Sessions = async_sessionmaker[AsyncSession]
 
 
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = create_redis(redis_url)
-    yield client
-    await client.aclose()
-
-
 class Backends:
     """Opens backends of one kind as separate processes would: Tantivy ones on one
     index directory, each with its own readers and writers."""

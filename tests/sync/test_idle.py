@@ -126,13 +126,6 @@ async def test_sync_requests_made_during_a_sync_become_one_follow_up() -> None:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = create_redis(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 def leases(redis: aioredis.Redis) -> LeaseManager:
     """Read-only use: who holds which lease."""
     return LeaseManager(redis, owner_id="test-observer", ttl_seconds=LEASE_TTL)

@@ -4,21 +4,12 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from mailsvc.kit.redis import create_redis
 from mailsvc.sync.lease import SUPERVISORS_KEY, LeaseManager, account_lease_key
 from tests.fixtures.waiting import eventually
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = create_redis(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
