@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
-import time
 import uuid
 from email.message import EmailMessage
 from pathlib import Path
@@ -37,6 +36,7 @@ from tests.fixtures.dovecot import DovecotServer, TestMailUser
 from tests.fixtures.mail import register_account
 from tests.fixtures.search import app_with_backend, indexer_of, make_searchable
 from tests.fixtures.smtp_server import SmtpRelay
+from tests.fixtures.waiting import eventually
 from tests.ops.test_metrics import grew, scrape
 
 Headers = dict[str, str]
@@ -112,10 +112,10 @@ async def _subjects(client: httpx.AsyncClient, auth: Headers, q: str) -> list[st
 
 
 async def _converges(client: httpx.AsyncClient, auth: Headers, q: str, expected: list[str]) -> None:
-    deadline = time.monotonic() + CONVERGE_SECONDS
-    while (found := await _subjects(client, auth, q)) != expected:
-        assert time.monotonic() < deadline, f"{q!r}: {found}, expected {expected}"
-        await asyncio.sleep(0.05)
+    async def shown() -> bool:
+        return await _subjects(client, auth, q) == expected
+
+    await eventually(shown, within=CONVERGE_SECONDS, what=f"{q!r} finding {expected}")
 
 
 # `client` drops, when the test ends, the sync job that registering the account queued.
