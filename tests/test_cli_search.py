@@ -23,7 +23,7 @@ from mailsvc.kit.repository import TenantScope
 from mailsvc.models import Message
 from mailsvc.search.backend import IndexState
 from mailsvc.search.backends import open_search_backend
-from mailsvc.search.filter import MessageFilter, Position
+from mailsvc.search.filter import MessageFilter
 from mailsvc.search.indexer import search_lease_key
 from mailsvc.search.queue_repository import SearchQueueRepository
 from mailsvc.sync.engine import SyncEngine
@@ -31,6 +31,7 @@ from tests.fixtures import imap_client
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.mail import SyncTarget
 from tests.fixtures.processes import MAILSVC, run_mailsvc
+from tests.search.backend_conformance import all_hits
 from tests.search.stored import new_tenant, store
 from tests.sync.messages import make_message
 
@@ -68,8 +69,8 @@ async def _index_of(
     data_dir: Path,
     tenant_id: str,
 ) -> tuple[IndexState, list[uuid.UUID]]:
-    """The tenant's index state and every document id in it (page by page, so a
-    document held twice would show twice), read the way the api reads it."""
+    """The tenant's index state and every document id in it, read the way the api
+    reads it (`all_hits` fails on a document held twice)."""
 
     async def no_rebuild(_: str) -> None:
         raise AssertionError("the index should be sound after the command")
@@ -81,16 +82,8 @@ async def _index_of(
     )
     try:
         state = await search.state(tenant_id)
-        ids: list[uuid.UUID] = []
-        after: Position | None = None
-        while True:
-            page = await search.search(
-                tenant_id, MessageFilter(), order="newest", after=after, limit=100
-            )
-            ids += [hit.message_id for hit in page.hits]
-            if not page.more:
-                return state, ids
-            after = Position(page.hits[-1].key, page.hits[-1].message_id)
+        hits = await all_hits(search, tenant_id, MessageFilter(), order="newest", page_size=100)
+        return state, [hit.message_id for hit in hits]
     finally:
         await search.aclose()
 

@@ -25,7 +25,7 @@ from mailsvc.kit.repository import TenantScope
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.models import Change, Mailbox, SearchIndexStateRow
 from mailsvc.search.backend import IndexState, SearchBackend, SearchDocument, SearchRebuilding
-from mailsvc.search.filter import MessageFilter, Position
+from mailsvc.search.filter import MessageFilter
 from mailsvc.search.indexed import ACCOUNT_INDEXED, announce_if_indexed
 from mailsvc.search.indexer import SearchIndexer, search_lease_key
 from mailsvc.search.postgres import PostgresBackend
@@ -38,6 +38,7 @@ from mailsvc.search.rebuild import (
 )
 from mailsvc.search.tantivy import TantivyBackend
 from tests.fixtures.waiting import eventually
+from tests.search.backend_conformance import all_hits
 from tests.search.stored import (
     PROBE,
     StoredTenant,
@@ -125,22 +126,12 @@ def make_indexer(
 
 
 async def found(backend: SearchBackend, tenant: StoredTenant, **filters: Any) -> list[uuid.UUID]:
-    """Every message a search of the probe word finds, paging to the end."""
-    ids: list[uuid.UUID] = []
-    after: Position | None = None
-    while True:
-        page = await backend.search(
-            tenant.id,
-            MessageFilter(text=PROBE, **filters),
-            order="newest",
-            after=after,
-            limit=25,
-        )
-        ids += [hit.message_id for hit in page.hits]
-        if not page.more:
-            return ids
-        last = page.hits[-1]
-        after = Position(last.key, last.message_id)
+    """Every message a search of the probe word finds, paging to the end (a message
+    found twice fails the test)."""
+    hits = await all_hits(
+        backend, tenant.id, MessageFilter(text=PROBE, **filters), order="newest", page_size=25
+    )
+    return [hit.message_id for hit in hits]
 
 
 async def assert_index_matches_postgres(
