@@ -225,18 +225,18 @@ async def _say_when_waiting(
 ) -> None:
     """Tell the operator, once, that another process holds the tenant's writer lease
     (a worker indexing it): the rebuild waits until that process lets go."""
-    from mailsvc.search.indexer import search_lease_key
+    from mailsvc.kit.lease import Leases
+    from mailsvc.search.indexer import LEASE_TTL_SECONDS, search_lease_key
 
+    leases = Leases(redis, owner_id=owner_id, ttl_seconds=LEASE_TTL_SECONDS)
     while True:
-        holder = await redis.get(search_lease_key(tenant_id))
-        if holder is not None:
-            holder_id = holder.decode() if isinstance(holder, bytes) else str(holder)
-            if holder_id != owner_id:
-                bar.note(
-                    f"tenant {tenant_id}: waiting for {holder_id}, which holds its index "
-                    "writer lease (a worker indexing it, or another reindex)"
-                )
-                return
+        holder_id = await leases.owner(search_lease_key(tenant_id))
+        if holder_id is not None and holder_id != owner_id:
+            bar.note(
+                f"tenant {tenant_id}: waiting for {holder_id}, which holds its index "
+                "writer lease (a worker indexing it, or another reindex)"
+            )
+            return
         await asyncio.sleep(1.0)
 
 
