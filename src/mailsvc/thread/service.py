@@ -14,6 +14,7 @@ from mailsvc.message.schemas import AddressOut
 from mailsvc.message.service import ListRequest, MessageService, summary_from_row
 from mailsvc.models import Thread
 from mailsvc.search.backend import SearchBackend
+from mailsvc.search.filter import MessageFilter
 from mailsvc.thread import schemas
 from mailsvc.thread.repository import ThreadRepository
 
@@ -77,11 +78,10 @@ class ThreadService:
         thread = await self._threads.get(thread_id)
         if thread is None:
             raise NotFoundError("thread not found", code="thread_not_found")
-        service = MessageService(self._session, self._tenant_id)
-        filters = await service.filters(ListRequest(thread_id=thread.id))
         rows = await MessageRepository(self._session, self._tenant_id).page(
-            filters, limit=THREAD_MESSAGES_LIMIT, after=None, order="oldest"
-        )
+            MessageFilter(thread_id=thread.id), limit=THREAD_MESSAGES_LIMIT, after=None,
+            order="oldest",
+        )  # fmt: skip
         return schemas.ThreadOut(
             **_summary(thread).model_dump(), messages=[summary_from_row(r) for r in rows]
         )
