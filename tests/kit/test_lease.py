@@ -38,12 +38,13 @@ async def test_one_block_holds_a_key_at_a_time_and_gives_it_up_on_exit(
 async def test_the_lease_outlives_its_ttl_while_the_block_runs(
     redis: aioredis.Redis, key: str
 ) -> None:
-    leases = _leases(redis, ttl_seconds=0.6)
+    # Renewed every 0.5 s: a loaded machine may stall the loop for a second and the
+    # key still holds, while three TTLs without renewal would have lost it.
+    leases = _leases(redis, ttl_seconds=1.5)
     async with hold(leases, key) as held:
         assert held is not None
-        # Three TTLs: without renewals (every third of one) the key would be gone.
         for _ in range(6):
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.75)
             assert await leases.owner(key) == leases.owner_id
         assert not held.lost.is_set()
 
