@@ -341,6 +341,65 @@ def _tenant_filter(module: Module, node: ast.AST) -> Iterator[str]:
             return
 
 
+# Raw SQL (the hot reads on kit/reads.py's pool, written with upper-case keywords):
+# every tenant table a statement reads is filtered on its alias's `tenant_id = $1`,
+# the tenant `ReadPool.fetch` binds.
+_RAW_TABLE = re.compile(
+    r"\b(?:FROM|JOIN)\s+("
+    + "|".join(sorted(TENANT_MODELS.values()))
+    + r")\b(?:\s+(?:AS\s+)?(\w+))?",
+)
+_NOT_ALIASES = {"WHERE", "JOIN", "ON", "ORDER", "LIMIT", "GROUP", "USING", "SET", "LEFT", "INNER"}
+
+
+def _strings(node: ast.AST) -> str:
+    """The text of the string literals in `node` (f-strings' literal parts too),
+    docstrings left out."""
+    docstrings = {
+        id(body[0].value)
+        for scope in ast.walk(node)
+        if isinstance(scope, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        and (body := scope.body)
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+    }
+    return "\n".join(
+        part.value
+        for part in ast.walk(node)
+        if isinstance(part, ast.Constant)
+        and isinstance(part.value, str)
+        and id(part) not in docstrings
+    )
+
+
+def _raw_sql_violations(module: Module) -> Iterator[str]:
+    spanning = {id(inner) for marked in module.cross_tenant for inner in ast.walk(marked)}
+    scopes: list[ast.AST] = [
+        node
+        for node in ast.walk(module.tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and id(node) not in spanning
+    ]
+    top = ast.Module(
+        body=[
+            statement
+            for statement in module.tree.body
+            if not isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        ],
+        type_ignores=[],
+    )
+    for scope in [top, *scopes]:
+        text = _strings(scope)
+        for match in _RAW_TABLE.finditer(text):
+            table, alias = match.group(1), match.group(2)
+            if alias is None or alias in _NOT_ALIASES:
+                alias = table
+            where = f"{module.path}:{getattr(scope, 'name', '<module>')}"
+            if not module.path.endswith("repository.py"):
+                yield f"{where}: raw SQL on {table} outside a repository module"
+            elif not re.search(rf"\b{alias}\.tenant_id = \$1\b", text):
+                yield f"{where}: raw SQL on {table} without `{alias}.tenant_id = $1`"
+
+
 def _modules() -> list[Module]:
     return [
         Module(path.relative_to(SOURCE).as_posix(), ast.parse(path.read_text()))
@@ -356,6 +415,37 @@ def _check(path: str, source: str) -> list[str]:
 def test_tenant_tables_are_queried_only_through_the_tenant_scope() -> None:
     found = [violation for module in _modules() for violation in _violations(module)]
     assert not found, "\n".join(found)
+
+
+def test_raw_sql_filters_every_tenant_table_on_the_bound_tenant() -> None:
+    found = [violation for module in _modules() for violation in _raw_sql_violations(module)]
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('def f(): return "SELECT 1 FROM messages m WHERE m.id = $2"',
+         "without `m.tenant_id = $1`"),
+        ('def f(): return "SELECT 1 FROM threads t JOIN messages m ON m.id = t.id "'
+         '"WHERE t.tenant_id = $1"', "without `m.tenant_id = $1`"),
+        ('Q = "SELECT 1 FROM mailboxes WHERE tenant_id = $2"',
+         "without `mailboxes.tenant_id = $1`"),
+    ],
+)  # fmt: skip
+def test_the_raw_sql_check_finds(source: str, expected: str) -> None:
+    found = list(_raw_sql_violations(Module("x_repository.py", ast.parse(source))))
+    assert any(expected in violation for violation in found), found
+    elsewhere = list(_raw_sql_violations(Module("x/service.py", ast.parse(source))))
+    assert any("outside a repository module" in violation for violation in elsewhere)
+
+
+def test_the_raw_sql_check_lets_pass() -> None:
+    source = (
+        'def f(w): return f"SELECT 1 FROM messages m JOIN threads t ON t.id = m.thread_id "'
+        ' + "WHERE m.tenant_id = $1 AND t.tenant_id = $1"'
+    )
+    assert list(_raw_sql_violations(Module("x_repository.py", ast.parse(source)))) == []
 
 
 def test_every_cross_tenant_place_is_listed_here() -> None:

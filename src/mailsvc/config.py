@@ -82,8 +82,20 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".mailsvc")
 
     database_url: str | None = None
-    database_pool_size: int = 10
+    # Connections of each process's pools; unset: derived so that every process fits
+    # PostgreSQL's max_connections (ops/capacity.py, checked by `mailsvc check`).
+    database_pool_size: int | None = Field(default=None, ge=1)
+    # The raw asyncpg pool of the hot reads (kit/reads.py), beside the pool above.
+    database_read_pool_size: int | None = Field(default=None, ge=1)
     redis_url: str | None = None
+
+    # `mailsvc serve` runs this many api processes (0: one per core of the machine or
+    # container). With the replica counts they size the connection budget above.
+    api_workers: int = Field(default=0, ge=0)
+    api_replicas: int = Field(default=1, ge=1)
+    worker_replicas: int = Field(default=1, ge=1)
+    # From SIGTERM to exit: open requests finish, SSE streams end, IDLE leases move on.
+    shutdown_grace_seconds: float = Field(default=20.0, ge=5)
 
     jwt_secret: SecretStr | None = None
     jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"

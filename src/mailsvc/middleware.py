@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailsvc.errors import PayloadTooLargeError, Problem, problem_response
+from mailsvc.kit.http import RESPONSE_HEADERS_KEY
 from mailsvc.ops.metrics import observe_request
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -43,8 +44,9 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"].append((b"x-request-id", request_id.encode()))
+                sent = message["headers"] = list(message.get("headers", []))
+                sent.append((b"x-request-id", request_id.encode()))
+                sent.extend(scope.get(RESPONSE_HEADERS_KEY, ()))
             await send(message)
 
         try:

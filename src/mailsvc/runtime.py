@@ -36,6 +36,7 @@ from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.db import create_engine, create_sessionmaker
 from mailsvc.kit.mailserver import tls_context
 from mailsvc.kit.ratelimit import account_send_limiter, tenant_request_limiter
+from mailsvc.kit.reads import ReadPool
 from mailsvc.kit.redis import create_redis
 from mailsvc.kit.resources import Resources
 from mailsvc.ops.worker_metrics import serve_worker_metrics
@@ -83,6 +84,7 @@ class Runtime(Resources):
         """What endpoints may ask for by type (`mailsvc.kit.http.provided`)."""
         return {
             Resources: self,
+            ReadPool: self.reads,
             TokenCodec: self.tokens,
             ChangeListener: self.changes,
             OutboxDispatcher: self.outbox,
@@ -101,6 +103,10 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
         stack.push_async_callback(engine.dispose)
+        reads = await ReadPool.open(
+            settings.async_database_url, size=settings.database_read_pool_size
+        )
+        stack.push_async_callback(reads.close)
         redis = create_redis(settings.required_redis_url)
         stack.push_async_callback(redis.aclose)
         # On our pool, not arq's create_pool: that one blocks startup while Redis is
@@ -124,6 +130,7 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
             read_sessionmaker=create_sessionmaker(
                 engine.execution_options(isolation_level="AUTOCOMMIT")
             ),
+            reads=reads,
             redis=redis,
             arq=arq,
             secrets=secret_box,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import replace
 from email.message import EmailMessage
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import select
 
-from mailsvc.message.repository import MessageRepository
+from mailsvc.message.lookup import MessageLookup
 from mailsvc.message.schemas import MessagePage, MessageSummary
-from mailsvc.message.service import ListRequest, MessageService, summary_from_row
+from mailsvc.message.service import ListRequest, MessageService
+from mailsvc.models import Message
 from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from tests.fixtures import imap_client
@@ -50,24 +51,22 @@ MESSAGES = [
 async def _pages_both_ways(
     app: FastAPI, tenant_id: str, request: ListRequest
 ) -> tuple[MessagePage, list[MessageSummary]]:
-    """The page as the endpoint builds it, and the list's rows of the same messages as
-    models (a search's page holds the list's rows in its own order, with highlights)."""
+    """The page as the endpoint builds it (raw pool, JSON from PostgreSQL), and the
+    same messages as models built from SQLAlchemy rows of the write path, in the
+    list's order (a search's page keeps its own order, with its highlights)."""
     state: Runtime = app.state.mailsvc
+    service = MessageService(state.reads, tenant_id, search=state.search)
+    built = MessagePage.model_validate_json(await service.page_json(request))
     async with state.sessionmaker() as session:
-        service = MessageService(session, tenant_id, search=state.search)
-        built = MessagePage.model_validate_json(await service.page_json(request))
-        filters = await service.filters(request)
-        plain = replace(filters, text="")
-        order = "newest" if filters.searches else request.order
-        rows = await MessageRepository(session, tenant_id).page(
-            plain, limit=request.limit, after=None, order=order
-        )
-    by_id = {row.id: summary_from_row(row) for row in rows}
-    if filters.searches:
+        lookup = MessageLookup(session, tenant_id)
+        stored = await session.scalars(select(Message.id).where(Message.tenant_id == tenant_id))
+        by_id = {message_id: await lookup.summary(message_id) for message_id in stored}
+    if (await service.filters(request)).searches:
         return built, [
             by_id[item.id].model_copy(update={"highlight": item.highlight}) for item in built.items
         ]
-    return built, list(by_id.values())
+    ordered = sorted(by_id.values(), key=lambda summary: (summary.received_at, summary.id))
+    return built, ordered if request.order == "oldest" else ordered[::-1]
 
 
 async def test_json_page_equals_the_model_built_from_rows(

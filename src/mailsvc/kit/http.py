@@ -7,13 +7,14 @@ reaches what it needs without importing the module that builds it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.kit.db import discard_after_commit, run_after_commit
+from mailsvc.kit.reads import ReadPool
 from mailsvc.kit.resources import Resources
 
 T = TypeVar("T")
@@ -33,6 +34,18 @@ def provided(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
 
 
 ResourcesDep = Annotated[Resources, Depends(provided(Resources))]
+ReadsDep = Annotated[ReadPool, Depends(provided(ReadPool))]
+
+# Headers a dependency wants on the response whatever the endpoint returns (a
+# `Response` built by the endpoint does not get those set on the injected one); the
+# request middleware adds them when the response starts.
+RESPONSE_HEADERS_KEY = "mailsvc.response_headers"
+
+
+def add_response_headers(scope: MutableMapping[str, Any], headers: Mapping[str, str]) -> None:
+    """Have the request middleware add `headers` to this request's response."""
+    pending: list[tuple[bytes, bytes]] = scope.setdefault(RESPONSE_HEADERS_KEY, [])
+    pending.extend((name.lower().encode(), value.encode()) for name, value in headers.items())
 
 
 async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:

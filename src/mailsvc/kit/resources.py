@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from mailsvc.config import Settings
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.ratelimit import WindowLimiter
+from mailsvc.kit.reads import ReadPool
 
 
 @dataclass(kw_only=True)
@@ -27,6 +28,8 @@ class Resources:
     sessionmaker: async_sessionmaker[AsyncSession]
     # Autocommit sessions for work that only reads: no BEGIN and COMMIT round trips.
     read_sessionmaker: async_sessionmaker[AsyncSession]
+    # Raw asyncpg connections for the hot reads (lists, gets, search pages).
+    reads: ReadPool
     redis: aioredis.Redis
     arq: ArqRedis
     secrets: SecretBox

@@ -12,10 +12,12 @@ from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
 from mailsvc.errors import problems
 from mailsvc.kit.datetimes import RFC3339DateTime
-from mailsvc.kit.http import ReadSessionDep, ResourcesDep, SessionDep
+from mailsvc.kit.http import ReadsDep, ResourcesDep, SessionDep
 from mailsvc.kit.pagination import CursorQuery
+from mailsvc.kit.reads import ReadPool
 from mailsvc.message import schemas
 from mailsvc.message.actions import MessageActions, single
+from mailsvc.message.lookup import MessageLookup
 from mailsvc.message.service import ListRequest, MessageService
 from mailsvc.message.stream import Download, StreamService
 from mailsvc.search.backend import SearchBackend
@@ -45,18 +47,10 @@ _Q_DESCRIPTION = (
 
 
 async def _list(
-    principal: Principal,
-    session: ReadSessionDep,
-    search: SearchBackend,
-    response: Response,
-    request: ListRequest,
+    principal: Principal, reads: ReadPool, search: SearchBackend, request: ListRequest
 ) -> Response:
-    service = MessageService(session, principal.tenant_id, search=search)
-    body = await service.page_json(request)
-    page = Response(content=body, media_type="application/json")
-    # A returned response does not get the headers dependencies set (RateLimit-*).
-    page.headers.raw.extend(response.headers.raw)
-    return page
+    service = MessageService(reads, principal.tenant_id, search=search)
+    return Response(content=await service.page_json(request), media_type="application/json")
 
 
 @router.get(
@@ -67,9 +61,8 @@ async def _list(
 )
 async def list_messages(
     principal: MailReader,
-    session: ReadSessionDep,
+    reads: ReadsDep,
     search: SearchDep,
-    response: Response,
     account_id: uuid.UUID | None = None,
     mailbox: Annotated[
         str | None,
@@ -120,9 +113,8 @@ async def list_messages(
     """List or search messages, newest first, with keyset paging."""
     return await _list(
         principal,
-        session,
+        reads,
         search,
-        response,
         ListRequest(
             account_id=account_id,
             mailbox=mailbox,
@@ -151,9 +143,8 @@ async def list_messages(
 )
 async def search_messages(
     principal: MailReader,
-    session: ReadSessionDep,
+    reads: ReadsDep,
     search: SearchDep,
-    response: Response,
     query: Annotated[
         str,
         Query(
@@ -168,9 +159,8 @@ async def search_messages(
     """Search messages (the original path; `GET /api/messages?q=` has every filter)."""
     return await _list(
         principal,
-        session,
+        reads,
         search,
-        response,
         ListRequest(
             account_id=account_id,
             q=query,
@@ -191,15 +181,16 @@ async def search_messages(
 async def get_message(
     message_id: uuid.UUID,
     principal: MailReader,
-    session: SessionDep,
+    reads: ReadsDep,
     allow_remote: Annotated[
         bool, Query(description="Keep remote images and styles in the HTML body.")
     ] = False,
-) -> schemas.MessageOut:
+) -> Response:
     """Read one message: headers, bodies, reply text and attachments."""
-    return await MessageService(session, principal.tenant_id).get(
+    body = await MessageService(reads, principal.tenant_id).get(
         message_id, allow_remote=allow_remote
     )
+    return Response(content=body, media_type="application/json")
 
 
 def _streamed(download: Download) -> StreamingResponse:
@@ -315,7 +306,7 @@ async def update_message_flags(
     single(
         await MessageActions(session, principal.tenant_id, resources).set_flags([message_id], body)
     )
-    return await MessageService(session, principal.tenant_id).summary(message_id)
+    return await MessageLookup(session, principal.tenant_id).summary(message_id)
 
 
 @router.post(
@@ -333,7 +324,7 @@ async def move_message(
 ) -> schemas.MessageSummary:
     """Move a message to another mailbox of its account (MOVE, or COPY + EXPUNGE)."""
     single(await MessageActions(session, principal.tenant_id, resources).move([message_id], body))
-    return await MessageService(session, principal.tenant_id).summary(message_id)
+    return await MessageLookup(session, principal.tenant_id).summary(message_id)
 
 
 @router.delete(

@@ -11,28 +11,28 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.errors import FieldError, NotFoundError, SearchUnavailableError, UnprocessableError
-from mailsvc.kit.pagination import encode_cursor, read_cursor
+from mailsvc.kit.pagination import read_cursor
+from mailsvc.kit.reads import ReadPool
 from mailsvc.message import schemas
-from mailsvc.message.repository import (
+from mailsvc.message.read_repository import (
     JsonPage,
-    MessageFilter,
-    MessageRepository,
-    Position,
+    MessageReads,
     SearchSummary,
+    body_of,
     with_highlight,
 )
 from mailsvc.mime.reply_text import reply_text
-from mailsvc.mime.sanitize import sanitize_html
-from mailsvc.models import Attachment, Message
+from mailsvc.mime.sanitize import SanitizedHtml, sanitize_html
+from mailsvc.models import Message
 from mailsvc.models.mailbox import MAILBOX_ROLES
 from mailsvc.ops.metrics import timed_search
 from mailsvc.search.backend import Hit, HitPage, SearchBackend, SearchRebuilding
 from mailsvc.search.excerpt import excerpt
-from mailsvc.search.filter import Order
+from mailsvc.search.filter import MessageFilter, Order, Position
 from mailsvc.search.query import QuerySyntaxError, SearchQuery, parse_query
 from mailsvc.search.words import parse_free_text
 
@@ -98,18 +98,6 @@ def attachment_url(message_id: uuid.UUID, attachment_id: uuid.UUID) -> str:
     return f"/api/messages/{message_id}/attachments/{attachment_id}"
 
 
-def _attachment_out(message_id: uuid.UUID, attachment: Attachment) -> schemas.AttachmentOut:
-    return schemas.AttachmentOut(
-        id=attachment.id,
-        filename=attachment.filename,
-        content_type=attachment.content_type,
-        size=attachment.size,
-        content_id=attachment.content_id,
-        inline=attachment.is_inline,
-        download_url=attachment_url(message_id, attachment.id),
-    )
-
-
 def _highlighted(summaries: Sequence[SearchSummary], words: frozenset[str]) -> list[str]:
     """Each summary's JSON with the excerpt of its body around `words` (CPU work: run
     off the event loop)."""
@@ -161,7 +149,7 @@ def _both(a: bool | None, b: bool | None, field: str) -> bool | None:
 
 
 class MessageService:
-    """Reads of one tenant's messages. Never commits.
+    """Reads of one tenant's messages on the raw pool (kit/reads.py). Never writes.
 
     Lists come from PostgreSQL alone; a request with a full-text part
     (`MessageFilter.searches`) asks the search backend for its hits and joins them
@@ -169,10 +157,10 @@ class MessageService:
     """
 
     def __init__(
-        self, session: AsyncSession, tenant_id: str, *, search: SearchBackend | None = None
+        self, reads: ReadPool, tenant_id: str, *, search: SearchBackend | None = None
     ) -> None:
         self._tenant_id = tenant_id
-        self._messages = MessageRepository(session, tenant_id)
+        self._messages = MessageReads(reads, tenant_id)
         self._search = search
 
     async def filters(self, request: ListRequest) -> MessageFilter:
@@ -195,28 +183,8 @@ class MessageService:
         if filters.searches:
             page = await self._search_page(filters, order=order, after=after, limit=request.limit)
         else:
-            page = await self._messages.page_json(
-                filters, limit=request.limit, after=after, order=order
-            )
-        next_cursor = None
-        if page.last is not None:
-            key = page.last.key
-            next_cursor = encode_cursor(
-                {
-                    "o": order,
-                    "k": key.isoformat() if isinstance(key, datetime) else float(key),
-                    "i": str(page.last.id),
-                }
-            )
-        return b"".join(
-            (
-                b'{"items":',
-                page.items.encode(),
-                b',"next_cursor":',
-                json.dumps(next_cursor).encode(),
-                b"}",
-            )
-        )
+            page = await self._messages.page(filters, limit=request.limit, after=after, order=order)
+        return body_of(page, order=order)
 
     async def search_hits(
         self,
@@ -239,7 +207,7 @@ class MessageService:
         position = after
         while True:
             page = await self._hits(filters, order=order, after=position, limit=limit + 1)
-            summaries = await self._messages.summaries_json(page.hits, filters, bodies=bodies)
+            summaries = await self._messages.summaries(page.hits, filters, bodies=bodies)
             confirmed += [
                 (hit, summaries[hit.message_id]) for hit in page.hits if hit.message_id in summaries
             ]
@@ -290,31 +258,13 @@ class MessageService:
             last=None if last is None else Position(key=last.key, id=last.message_id),
         )
 
-    async def get(self, message_id: uuid.UUID, *, allow_remote: bool) -> schemas.MessageOut:
-        message = await self._messages.get(message_id)
-        if message is None:
-            raise NotFoundError("message not found", code="message_not_found")
-        return await message_out(message, allow_remote=allow_remote)
-
-    async def summary(self, message_id: uuid.UUID) -> schemas.MessageSummary:
-        row = await self._messages.summary(message_id)
+    async def get(self, message_id: uuid.UUID, *, allow_remote: bool) -> bytes:
+        """One `MessageOut` as its JSON body."""
+        row = await self._messages.message(message_id)
         if row is None:
             raise NotFoundError("message not found", code="message_not_found")
-        return summary_from_row(row)
-
-    async def attachment(
-        self, message_id: uuid.UUID, attachment_id: uuid.UUID
-    ) -> tuple[Message, Attachment]:
-        found = await self._messages.attachment(message_id, attachment_id)
-        if found is None:
-            raise NotFoundError("attachment not found", code="attachment_not_found")
-        return found
-
-    async def message(self, message_id: uuid.UUID) -> Message:
-        found = await self._messages.get(message_id)
-        if found is None:
-            raise NotFoundError("message not found", code="message_not_found")
-        return found
+        message = await message_out(row, allow_remote=allow_remote)
+        return message.model_dump_json(by_alias=True).encode()
 
     @staticmethod
     def _parse(request: ListRequest) -> SearchQuery:
@@ -416,39 +366,75 @@ class MessageService:
         return filters
 
 
-async def message_out(message: Message, *, allow_remote: bool) -> schemas.MessageOut:
-    """The API body of a whole message; sanitizing and reply extraction off the loop."""
+def _bodies(
+    row: asyncpg.Record, attachments: list[dict[str, Any]], *, allow_remote: bool
+) -> tuple[SanitizedHtml | None, str | None]:
+    """The sanitized HTML body and the reply text of `row` (CPU work: run off the
+    event loop, both in one hop)."""
     urls = {
-        a.content_id.strip("<>").lower(): attachment_url(message.id, a.id)
-        for a in message.attachments
-        if a.content_id
+        attachment["content_id"].strip("<>").lower(): attachment_url(
+            row["id"], uuid.UUID(attachment["id"])
+        )
+        for attachment in attachments
+        if attachment["content_id"]
     }
     sanitized = None
-    if message.html_body:
-        sanitized = await asyncio.to_thread(
-            sanitize_html,
-            message.html_body,
+    if row["html_body"]:
+        sanitized = sanitize_html(
+            row["html_body"],
             cid_url=lambda cid: urls.get(cid.strip("<>").lower()),
             allow_remote=allow_remote,
         )
-    text = message.text_body
-    reply = None
-    if text:
-        reply = await asyncio.to_thread(reply_text, text[:_REPLY_TEXT_MAX_CHARS])
-    senders = list(message.from_ or [])
+    text = row["text_body"]
+    return sanitized, reply_text(text[:_REPLY_TEXT_MAX_CHARS]) if text else None
+
+
+async def message_out(row: asyncpg.Record, *, allow_remote: bool) -> schemas.MessageOut:
+    """The API body of a whole message (`MessageReads.message`'s row)."""
+    attachments: list[dict[str, Any]] = json.loads(row["attachments"])
+    sanitized, reply = await asyncio.to_thread(_bodies, row, attachments, allow_remote=allow_remote)
+    message_id = row["id"]
+    senders = json.loads(row["from_"])
+    flags = list(row["flags"] or ())
     return schemas.MessageOut(
-        **summary_from_row(message).model_dump(),
+        id=message_id,
+        account_id=row["account_id"],
+        mailbox_id=row["mailbox_id"],
+        thread_id=row["thread_id"],
+        subject=row["subject"],
+        from_=_address(senders[0]) if senders else None,
+        to=_addresses(json.loads(row["to"])),
+        cc=_addresses(json.loads(row["cc"])),
+        snippet=row["snippet"],
+        date=row["date"],
+        received_at=row["internal_date"],
+        flags=flags,
+        unread="\\Seen" not in flags,
+        flagged="\\Flagged" in flags,
+        has_attachments=row["has_attachments"],
+        size=row["size"],
         from_all=_addresses(senders),
-        bcc=_addresses(message.bcc),
-        sender=_addresses(message.sender),
-        reply_to=_addresses(message.reply_to),
-        message_id=message.message_id_header,
-        in_reply_to=message.in_reply_to,
-        references=list(message.references or ()),
-        text_body=text,
+        bcc=_addresses(json.loads(row["bcc"])),
+        sender=_addresses(json.loads(row["sender"])),
+        reply_to=_addresses(json.loads(row["reply_to"])),
+        message_id=row["message_id_header"],
+        in_reply_to=row["in_reply_to"],
+        references=list(row["references"] or ()),
+        text_body=row["text_body"],
         html_body=sanitized.html if sanitized else None,
         remote_content_blocked=bool(sanitized and sanitized.remote_content_blocked),
         reply_text=reply,
-        attachments=[_attachment_out(message.id, a) for a in message.attachments],
-        parse_error=message.parse_error,
+        attachments=[
+            schemas.AttachmentOut(
+                id=attachment["id"],
+                filename=attachment["filename"],
+                content_type=attachment["content_type"],
+                size=attachment["size"],
+                content_id=attachment["content_id"],
+                inline=attachment["is_inline"],
+                download_url=attachment_url(message_id, uuid.UUID(attachment["id"])),
+            )
+            for attachment in attachments
+        ],
+        parse_error=row["parse_error"],
     )

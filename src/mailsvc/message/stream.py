@@ -24,8 +24,8 @@ from mailsvc.account.repository import AccountRepository
 from mailsvc.errors import BadGatewayError, NotFoundError
 from mailsvc.imap.errors import ImapCommandError, ImapConnectError
 from mailsvc.kit.resources import Resources
+from mailsvc.message.lookup import MessageLookup
 from mailsvc.message.repository import MessageRepository
-from mailsvc.message.service import MessageService
 from mailsvc.mime.transfer import TransferDecoder
 from mailsvc.models import Account, Mailbox, Message
 
@@ -71,7 +71,7 @@ class StreamService:
         self._resources = resources
 
     async def raw(self, message_id: uuid.UUID) -> Download:
-        message = await MessageService(self._session, self._tenant_id).message(message_id)
+        message = await MessageLookup(self._session, self._tenant_id).message(message_id)
         body = await self._open(message, section="", encoding=None)
         headers = {
             **_DOWNLOAD_HEADERS,
@@ -80,8 +80,8 @@ class StreamService:
         return Download(body=body, media_type="message/rfc822", headers=headers)
 
     async def attachment(self, message_id: uuid.UUID, attachment_id: uuid.UUID) -> Download:
-        service = MessageService(self._session, self._tenant_id)
-        message, attachment = await service.attachment(message_id, attachment_id)
+        lookup = MessageLookup(self._session, self._tenant_id)
+        message, attachment = await lookup.attachment(message_id, attachment_id)
         body = await self._open(message, section=attachment.section, encoding=attachment.encoding)
         disposition = content_disposition(attachment.filename, f"attachment-{attachment.id}")
         headers = {**_DOWNLOAD_HEADERS, "Content-Disposition": disposition}

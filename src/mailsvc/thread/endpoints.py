@@ -5,19 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
 from mailsvc.errors import problems
 from mailsvc.kit.datetimes import RFC3339DateTime
-from mailsvc.kit.http import SessionDep
+from mailsvc.kit.http import ReadsDep, SessionDep
 from mailsvc.kit.pagination import CursorQuery
 from mailsvc.message.schemas import MAILBOX_PATTERN, TEXT_PATTERN
 from mailsvc.message.service import ListRequest
 from mailsvc.search.dependencies import SearchDep
 from mailsvc.thread import schemas
-from mailsvc.thread.service import ThreadService
+from mailsvc.thread.service import ThreadService, thread_out
 
 router = APIRouter(prefix="/api/threads", tags=["threads"])
 
@@ -31,7 +31,7 @@ _SEARCH_PROBLEMS = problems(400, 401, 403, 404, 422, 429, 503)
 )
 async def list_threads(
     principal: MailReader,
-    session: SessionDep,
+    reads: ReadsDep,
     search: SearchDep,
     account_id: uuid.UUID | None = None,
     mailbox: Annotated[
@@ -59,7 +59,7 @@ async def list_threads(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: CursorQuery = None,
-) -> schemas.ThreadPage:
+) -> Response:
     """List threads with a message matching the filters, newest activity first."""
     request = ListRequest(
         account_id=account_id,
@@ -75,7 +75,8 @@ async def list_threads(
         limit=limit,
         cursor=cursor,
     )
-    return await ThreadService(session, principal.tenant_id, search=search).page(request)
+    body = await ThreadService(reads, principal.tenant_id, search=search).page(request)
+    return Response(content=body, media_type="application/json")
 
 
 @router.get(
@@ -85,4 +86,4 @@ async def get_thread(
     thread_id: uuid.UUID, principal: MailReader, session: SessionDep
 ) -> schemas.ThreadOut:
     """Read a thread with its messages, oldest first."""
-    return await ThreadService(session, principal.tenant_id).get(thread_id)
+    return await thread_out(session, principal.tenant_id, thread_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 
@@ -9,13 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.errors import NotFoundError
 from mailsvc.kit.pagination import encode_cursor, read_cursor
+from mailsvc.kit.reads import ReadPool
 from mailsvc.message.repository import MessageRepository
 from mailsvc.message.schemas import AddressOut
 from mailsvc.message.service import ListRequest, MessageService, summary_from_row
 from mailsvc.models import Thread
 from mailsvc.search.backend import SearchBackend
-from mailsvc.search.filter import MessageFilter
 from mailsvc.thread import schemas
+from mailsvc.thread.read_repository import ThreadReads
 from mailsvc.thread.repository import ThreadRepository
 
 # A thread page shows the whole conversation; past this, page its messages through
@@ -42,19 +44,17 @@ def _summary(thread: Thread) -> schemas.ThreadSummary:
 
 
 class ThreadService:
-    """Threads of one tenant. Never commits."""
+    """The thread list of one tenant, on the raw pool (kit/reads.py). Never writes."""
 
     def __init__(
-        self, session: AsyncSession, tenant_id: str, *, search: SearchBackend | None = None
+        self, reads: ReadPool, tenant_id: str, *, search: SearchBackend | None = None
     ) -> None:
-        self._session = session
-        self._tenant_id = tenant_id
-        self._threads = ThreadRepository(session, tenant_id)
-        self._search = search
+        self._messages = MessageService(reads, tenant_id, search=search)
+        self._threads = ThreadReads(reads, tenant_id)
 
-    async def page(self, request: ListRequest) -> schemas.ThreadPage:
-        messages = MessageService(self._session, self._tenant_id, search=self._search)
-        filters = await messages.filters(request)
+    async def page(self, request: ListRequest) -> bytes:
+        """One `ThreadPage` as its JSON body; PostgreSQL builds the items."""
+        filters = await self._messages.filters(request)
         after = read_cursor(
             request.cursor,
             lambda raw: (datetime.fromisoformat(str(raw["t"])), uuid.UUID(str(raw["i"]))),
@@ -62,26 +62,28 @@ class ThreadService:
         matching: list[uuid.UUID] | None = None
         if filters.searches:
             # The page query checks these ids against the tenant and the plain filters.
-            matching = await messages.matching_ids(filters, limit=THREAD_SEARCH_MESSAGES)
-        threads = await self._threads.page(
+            matching = await self._messages.matching_ids(filters, limit=THREAD_SEARCH_MESSAGES)
+        rows = await self._threads.page(
             filters, limit=request.limit + 1, after=after, message_ids=matching
         )
         next_cursor = None
-        if len(threads) > request.limit:
-            last = threads[request.limit - 1]
-            next_cursor = encode_cursor({"t": last.last_message_at.isoformat(), "i": str(last.id)})
-        return schemas.ThreadPage(
-            items=[_summary(t) for t in threads[: request.limit]], next_cursor=next_cursor
-        )
+        if len(rows) > request.limit:
+            last = rows[request.limit - 1]
+            next_cursor = encode_cursor({"t": last[1].isoformat(), "i": str(last[2])})
+        items = ",".join(row[0] for row in rows[: request.limit])
+        return f'{{"items":[{items}],"next_cursor":{json.dumps(next_cursor)}}}'.encode()
 
-    async def get(self, thread_id: uuid.UUID) -> schemas.ThreadOut:
-        thread = await self._threads.get(thread_id)
-        if thread is None:
-            raise NotFoundError("thread not found", code="thread_not_found")
-        rows = await MessageRepository(self._session, self._tenant_id).page(
-            MessageFilter(thread_id=thread.id), limit=THREAD_MESSAGES_LIMIT, after=None,
-            order="oldest",
-        )  # fmt: skip
-        return schemas.ThreadOut(
-            **_summary(thread).model_dump(), messages=[summary_from_row(r) for r in rows]
-        )
+
+async def thread_out(
+    session: AsyncSession, tenant_id: str, thread_id: uuid.UUID
+) -> schemas.ThreadOut:
+    """One thread of the tenant with its messages, oldest first (404 if not there)."""
+    thread = await ThreadRepository(session, tenant_id).get(thread_id)
+    if thread is None:
+        raise NotFoundError("thread not found", code="thread_not_found")
+    rows = await MessageRepository(session, tenant_id).thread_messages(
+        thread.id, limit=THREAD_MESSAGES_LIMIT
+    )
+    return schemas.ThreadOut(
+        **_summary(thread).model_dump(), messages=[summary_from_row(r) for r in rows]
+    )
