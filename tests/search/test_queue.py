@@ -4,6 +4,7 @@ not), the notification, and the repository the indexer reads it through."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -15,8 +16,9 @@ from alembic import command
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from mailsvc.kit.reads import ReadPool
 from mailsvc.kit.repository import TenantScope
-from mailsvc.models import Account, Message, Thread
+from mailsvc.models import Account, Mailbox, Message, Thread
 from mailsvc.ops.migrations import alembic_config
 from mailsvc.search.backend import SEARCH_BODY_CHARS, Address
 from mailsvc.search.queue_repository import (
@@ -24,6 +26,7 @@ from mailsvc.search.queue_repository import (
     SearchQueueRepository,
     tenants_with_queued_messages,
 )
+from mailsvc.sync.read_repository import SyncReads
 from tests.fixtures.databases import asyncpg_dsn, create_database, drop_database
 from tests.search.stored import (
     StoredTenant,
@@ -273,29 +276,46 @@ async def test_queue_all_adds_what_is_not_queued_and_wakes_the_indexers(
         assert await queue.queue_all(account_id=uuid.uuid4()) == 0
 
 
+async def _indexed_by_mailbox(database_url: str, tenant: StoredTenant) -> dict[str, int]:
+    """`messages_indexed` of each mailbox, as the sync status reads it."""
+    reads = await ReadPool.open(database_url, size=1)
+    try:
+        progress = await SyncReads(reads, tenant.id).progress(tenant.account_id)
+    finally:
+        await reads.close()
+    assert progress is not None
+    return {box["name"]: box["messages_indexed"] for box in json.loads(progress.mailboxes)}
+
+
 async def test_pending_counts_each_stored_message_once_per_mailbox(
-    sessionmaker: Sessions, tenant: StoredTenant
+    sessionmaker: Sessions, tenant: StoredTenant, database_url: str
 ) -> None:
     inbox = await store(sessionmaker, tenant, 3)
     archive = await store(sessionmaker, tenant, 2, mailbox="Archive")
     await update_messages(sessionmaker, tenant, inbox, flags=["\\Seen"])  # queued twice now
     await delete_messages(sessionmaker, tenant, archive[:1])  # queued, but not stored
+    async with sessionmaker.begin() as session:
+        # What the sync's counters would say of the stored messages.
+        for name, synced in (("INBOX", 3), ("Archive", 1)):
+            await session.execute(
+                sa.update(Mailbox)
+                .where(Mailbox.id == tenant.mailbox_ids[name])
+                .values(messages_synced=synced)
+            )
+    # Each stored message is pending once, however many rows it has queued.
+    assert await _indexed_by_mailbox(database_url, tenant) == {"INBOX": 0, "Archive": 0}
 
     async with sessionmaker() as session:
         queue = SearchQueueRepository(session, tenant.id)
-        assert await queue.pending_by_mailbox(tenant.account_id) == {
-            tenant.mailbox_ids["INBOX"]: 3,
-            tenant.mailbox_ids["Archive"]: 1,
-        }
         assert await queue.has_pending()
         assert await queue.has_pending(account_id=tenant.account_id)
         assert not await queue.has_pending(account_id=uuid.uuid4())
         assert await queue.remaining() == 3 + 3 + 2 + 1
 
     await clear_queue(sessionmaker, tenant)
+    assert await _indexed_by_mailbox(database_url, tenant) == {"INBOX": 3, "Archive": 1}
     async with sessionmaker() as session:
         queue = SearchQueueRepository(session, tenant.id)
-        assert await queue.pending_by_mailbox(tenant.account_id) == {}
         assert not await queue.has_pending()
 
 

@@ -39,6 +39,17 @@ def asyncpg_dsn(async_database_url: str) -> str:
     return async_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
+def json_time(column: str) -> str:
+    """SQL rendering a timestamptz as a JSON string the way pydantic does (what the
+    routes answered before PostgreSQL built their JSON): UTC with `Z`, microseconds
+    only when there are any; SQL NULL stays NULL."""
+    return (
+        f"(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
+        f"CASE WHEN extract(microseconds FROM {column})::bigint % 1000000 = 0 THEN '' "
+        f"ELSE to_char({column} AT TIME ZONE 'UTC', '.US') END || 'Z')"
+    )
+
+
 class ReadPool:
     """Connections for tenant-bound read statements (`$1` is always the tenant)."""
 

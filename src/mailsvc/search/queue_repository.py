@@ -228,22 +228,6 @@ class SearchQueueRepository(TenantRepository):
         count = await self.session.scalar(self.scoped.select(func.count(), from_=SearchQueueEntry))
         return int(count or 0)
 
-    async def pending_by_mailbox(self, account_id: uuid.UUID) -> dict[uuid.UUID, int]:
-        """Stored messages of the account still waiting for their search document,
-        per mailbox (each message once, however many rows it has queued).
-
-        `messages_indexed` of a mailbox is its stored messages less this.
-        """
-        queued = self.scoped.select(SearchQueueEntry.message_id).where(
-            SearchQueueEntry.account_id == account_id
-        )
-        rows = await self.session.execute(
-            self.scoped.select(Message.mailbox_id, func.count())
-            .where(Message.account_id == account_id, Message.id.in_(queued))
-            .group_by(Message.mailbox_id)
-        )
-        return {mailbox_id: int(count) for mailbox_id, count in rows}
-
     async def was_searchable(self) -> bool:
         """Whether an account of the tenant has been announced as fully indexed: the
         tenant had a complete index once, so a missing one is a loss to rebuild, not

@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
 from mailsvc.errors import problems
-from mailsvc.kit.http import ResourcesDep, SessionDep
+from mailsvc.kit.http import ReadsDep, ResourcesDep, SessionDep
 from mailsvc.sync.schemas import MailboxList, SyncRequested, SyncStatus
-from mailsvc.sync.service import SyncService
+from mailsvc.sync.service import SyncProgress, SyncService
 
 router = APIRouter(tags=["sync"])
 
@@ -49,10 +49,11 @@ async def request_sync(
     responses=_PROBLEMS,
 )
 async def get_sync_status(
-    account_id: uuid.UUID, principal: AccountsReader, session: SessionDep, resources: ResourcesDep
-) -> SyncStatus:
+    account_id: uuid.UUID, principal: AccountsReader, reads: ReadsDep, resources: ResourcesDep
+) -> Response:
     """Connection state, last error, per-mailbox progress and IDLE status of an account."""
-    return await SyncService(session, principal.tenant_id, resources).status(account_id)
+    progress = SyncProgress(reads, principal.tenant_id, redis=resources.redis)
+    return Response(content=await progress.status(account_id), media_type="application/json")
 
 
 @router.get(
@@ -63,7 +64,8 @@ async def get_sync_status(
     tags=["accounts"],
 )
 async def list_mailboxes(
-    account_id: uuid.UUID, principal: MailReader, session: SessionDep, resources: ResourcesDep
-) -> MailboxList:
+    account_id: uuid.UUID, principal: MailReader, reads: ReadsDep, resources: ResourcesDep
+) -> Response:
     """The account's mailboxes with their roles and sync progress, INBOX first."""
-    return await SyncService(session, principal.tenant_id, resources).mailboxes(account_id)
+    progress = SyncProgress(reads, principal.tenant_id, redis=resources.redis)
+    return Response(content=await progress.mailboxes(account_id), media_type="application/json")

@@ -2,43 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.account.service import AccountService
+from mailsvc.errors import NotFoundError
 from mailsvc.jobs import enqueue_sync
+from mailsvc.kit.reads import ReadPool
 from mailsvc.kit.resources import Resources
-from mailsvc.mirror.repository import MailboxRepository
-from mailsvc.models import Mailbox
-from mailsvc.search.queue_repository import SearchQueueRepository
 from mailsvc.sync import schemas
 from mailsvc.sync.idle_status import idle_status
-
-
-def mailbox_out(mailbox: Mailbox, *, pending: int) -> schemas.MailboxOut:
-    """The mailbox with its progress; `pending`: its stored messages not yet indexed."""
-    return schemas.MailboxOut(
-        id=mailbox.id,
-        name=mailbox.name,
-        delimiter=mailbox.delimiter,
-        role=mailbox.special_use,  # type: ignore[arg-type]  # check constraint
-        attributes=list(mailbox.attributes),
-        selectable=mailbox.selectable,
-        messages_total=mailbox.messages_total,
-        messages_unseen=mailbox.messages_unseen,
-        messages_synced=mailbox.messages_synced,
-        # The counter and the queue are read in different statements; never below 0.
-        messages_indexed=max(0, mailbox.messages_synced - pending),
-        sync_state=mailbox.sync_state,  # type: ignore[arg-type]  # check constraint
-        last_synced_at=mailbox.last_synced_at,
-        sync_error=mailbox.sync_error,
-    )
-
-
-def _inbox_first(mailboxes: list[Mailbox]) -> list[Mailbox]:
-    return sorted(mailboxes, key=lambda m: (m.special_use != "inbox", m.name))
+from mailsvc.sync.read_repository import Progress, SyncReads
 
 
 class SyncService:
@@ -61,23 +39,29 @@ class SyncService:
             status_url=f"/api/sync/status/{account.id}",
         )
 
-    async def _mailboxes_out(self, account_id: uuid.UUID) -> list[schemas.MailboxOut]:
-        """Every mailbox of the account, INBOX first, with what is indexed of each
-        (one query over the account's queued messages, not one per mailbox)."""
-        rows = await MailboxRepository(self._session, self._tenant_id).for_account(account_id)
-        pending = await SearchQueueRepository(self._session, self._tenant_id).pending_by_mailbox(
-            account_id
-        )
-        return [mailbox_out(m, pending=pending.get(m.id, 0)) for m in _inbox_first(rows)]
 
-    async def mailboxes(self, account_id: uuid.UUID) -> schemas.MailboxList:
-        account = await self._accounts.get(account_id)
-        return schemas.MailboxList(items=await self._mailboxes_out(account.id))
+class SyncProgress:
+    """Where one tenant's accounts stand, read on the raw pool (kit/reads.py)."""
 
-    async def status(self, account_id: uuid.UUID) -> schemas.SyncStatus:
-        account = await self._accounts.get(account_id)
-        mailboxes = await self._mailboxes_out(account.id)
-        watched = await idle_status(self._resources.redis, account.id)
+    def __init__(self, reads: ReadPool, tenant_id: str, *, redis: Redis) -> None:
+        self._sync = SyncReads(reads, tenant_id)
+        self._redis = redis
+
+    async def _progress(self, account_id: uuid.UUID) -> Progress:
+        progress = await self._sync.progress(account_id)
+        if progress is None:
+            raise NotFoundError("account not found", code="account_not_found")
+        return progress
+
+    async def mailboxes(self, account_id: uuid.UUID) -> bytes:
+        """A `MailboxList` as its JSON body."""
+        progress = await self._progress(account_id)
+        return f'{{"items":{progress.mailboxes}}}'.encode()
+
+    async def status(self, account_id: uuid.UUID) -> bytes:
+        """A `SyncStatus` as its JSON body: PostgreSQL's progress, Redis's IDLE state."""
+        progress = await self._progress(account_id)
+        watched = await idle_status(self._redis, account_id)
         idle = schemas.IdleStatus(connected=False)
         if watched is not None:
             since = watched.get("connected_at")
@@ -86,15 +70,17 @@ class SyncService:
                 mailboxes=list(watched.get("mailboxes", [])),
                 since=datetime.fromisoformat(since) if isinstance(since, str) else None,
             )
-        selectable = [m for m in mailboxes if m.selectable]
-        return schemas.SyncStatus(
-            account_id=account.id,
-            state=account.state,  # type: ignore[arg-type]  # check constraint
-            last_error=account.last_error,
-            last_error_at=account.last_error_at,
-            messages_total=sum(m.messages_total for m in selectable),
-            messages_synced=sum(m.messages_synced for m in selectable),
-            messages_indexed=sum(m.messages_indexed for m in selectable),
-            idle=idle,
-            mailboxes=mailboxes,
+        fields = ",".join(
+            (
+                f'"account_id":"{account_id}"',
+                f'"state":{json.dumps(progress.state)}',
+                f'"last_error":{json.dumps(progress.last_error)}',
+                f'"last_error_at":{json.dumps(progress.last_error_at)}',
+                f'"messages_total":{progress.messages_total}',
+                f'"messages_synced":{progress.messages_synced}',
+                f'"messages_indexed":{progress.messages_indexed}',
+                f'"idle":{idle.model_dump_json()}',
+                f'"mailboxes":{progress.mailboxes}',
+            )
         )
+        return f"{{{fields}}}".encode()

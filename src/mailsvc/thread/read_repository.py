@@ -10,20 +10,9 @@ from datetime import datetime
 
 import asyncpg
 
-from mailsvc.kit.reads import ReadPool
+from mailsvc.kit.reads import ReadPool, json_time
 from mailsvc.message.read_repository import Statement, message_conditions
 from mailsvc.search.filter import MessageFilter
-
-
-def json_time(column: str) -> str:
-    """SQL rendering a timestamptz as pydantic does (what this route answered before
-    PostgreSQL built it): UTC with `Z`, microseconds only when there are any."""
-    return (
-        f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
-        f"CASE WHEN extract(microseconds FROM {column})::bigint % 1000000 = 0 THEN '' "
-        f"ELSE to_char({column} AT TIME ZONE 'UTC', '.US') END || 'Z'"
-    )
-
 
 # A participant is `{"name", "address"}` as the sync stores it; the model's
 # defaults (no name: null, no address: "") are applied here.
