@@ -4,7 +4,8 @@
 # `check`); compose/docker-compose.yml picks the subcommand.
 #
 #   docker build -t mailsvc .
-#   docker run --rm -p 5000:5000 --env-file .env mailsvc           # HTTP API
+#   docker run --rm -p 5000:5000 --env-file .env mailsvc           # HTTP API, a process per core
+#   docker run --rm -p 5000:5000 --env-file .env mailsvc serve --workers 2
 #   docker run --rm --env-file .env mailsvc worker                 # arq worker
 #
 # Both stages use the same base image so the venv's interpreter symlinks
@@ -65,5 +66,8 @@ EXPOSE 5000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '5000'), timeout=3)"]
 
+# `serve` runs API_WORKERS api processes: by default (0) one per core this container
+# may use (its CPU limit, `--cpus`, when it has one). Each drains on SIGTERM within
+# SHUTDOWN_GRACE_SECONDS (20): give `docker stop -t` / the orchestrator a little more.
 ENTRYPOINT ["mailsvc"]
 CMD ["serve"]

@@ -95,6 +95,7 @@ from mailsvc.kit.db import create_engine, create_sessionmaker
 from mailsvc.kit.ids import uuid7
 from mailsvc.kit.redis import create_redis
 from mailsvc.models import Account, Attachment, Message
+from mailsvc.ops.capacity import DEFAULT_POOL_SIZE
 from mailsvc.sync.engine import SyncEngine, SyncReport
 from mailsvc.sync.idle import IdleSupervisor
 from mailsvc.sync.idle_status import idle_status
@@ -657,7 +658,9 @@ async def in_process_steps(
 ) -> None:
     results = ctx.results
     settings = ctx.settings()
-    database = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
+    database = create_engine(
+        settings.async_database_url, pool_size=settings.database_pool_size or DEFAULT_POOL_SIZE
+    )
     sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(database)
     parser = ParserPool(processes=settings.sync_parse_processes or None)
     box = SecretBox(*settings.encryption_keys())

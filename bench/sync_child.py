@@ -140,12 +140,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from mailsvc.kit.crypto import SecretBox
     from mailsvc.kit.db import create_engine, create_sessionmaker
     from mailsvc.logging import configure_logging
+    from mailsvc.ops.capacity import DEFAULT_POOL_SIZE
     from mailsvc.sync.engine import SyncEngine
     from mailsvc.sync.parser import ParserPool
 
     settings = Settings(_env_file=None)
     configure_logging(settings.log_level)
-    database = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
+    database = create_engine(
+        settings.async_database_url, pool_size=settings.database_pool_size or DEFAULT_POOL_SIZE
+    )
     sessionmaker = create_sessionmaker(database)
     parser = ParserPool(processes=settings.sync_parse_processes or None)
     processes = settings.sync_parse_processes or os.cpu_count() or 1

@@ -38,7 +38,7 @@ async def test_check_passes_with_one_line_per_check(cli_env: dict[str, str]) -> 
     lines = result.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == [
         "PASS settings", "PASS secrets", "PASS mail_tls_ca_file",
-        "PASS database", "PASS redis", "PASS migrations",
+        "PASS database", "PASS redis", "PASS migrations", "PASS connections",
     ]  # fmt: skip
 
 
@@ -48,6 +48,19 @@ async def test_check_fails_naming_redis(cli_env: dict[str, str]) -> None:
     assert result.returncode == 1
     assert "FAIL redis: unreachable" in result.stdout
     assert "PASS database" in result.stdout
+
+
+async def test_check_fails_when_the_api_processes_cannot_fit_max_connections(
+    cli_env: dict[str, str],
+) -> None:
+    cli_env["API_WORKERS"] = "1000"
+    result = await run_mailsvc("check", env=cli_env)
+    assert result.returncode == 1
+    [line] = _failures(result.stdout)
+    assert line.startswith("FAIL connections: ")
+    assert "1000 api processes x " in line
+    assert line.endswith("Lower API_WORKERS or DATABASE_POOL_SIZE / DATABASE_READ_POOL_SIZE, "
+                         "or raise the server's max_connections")  # fmt: skip
 
 
 def _failures(stdout: str) -> list[str]:
@@ -116,6 +129,7 @@ async def test_check_without_database_url_says_so(cli_env: dict[str, str]) -> No
     assert _failures(result.stdout) == [
         "FAIL database: DATABASE_URL is not set; set it, or run `mailsvc dev` for embedded servers",
         "FAIL migrations: skipped: database failed",
+        "FAIL connections: skipped: database failed",
     ]
 
 

@@ -184,3 +184,22 @@ def test_autoscalers_own_the_replica_counts() -> None:
         # A `replicas` in the manifest would reset the autoscaler on every apply.
         assert "replicas" not in deployment["spec"], name
         assert autoscalers[name]["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_connection_budget_counts_the_pods_that_run(overlay: str) -> None:
+    manifests = render(overlay)
+    (config,) = by_kind(manifests, "ConfigMap").values()
+    # One api process per pod: a count per core would follow the node, not the pod.
+    assert config["data"]["API_WORKERS"] == "1", overlay
+    deployments = by_kind(manifests, "Deployment")
+    autoscalers = by_kind(manifests, "HorizontalPodAutoscaler")
+    for name, setting in (("mailsvc-api", "API_REPLICAS"), ("mailsvc-worker", "WORKER_REPLICAS")):
+        most = (
+            autoscalers[name]["spec"]["maxReplicas"]
+            if name in autoscalers
+            else deployments[name]["spec"]["replicas"]
+        )
+        assert config["data"][setting] == str(most), (overlay, setting)
+    assert "DATABASE_POOL_SIZE" not in config["data"], "derived from the counts above"

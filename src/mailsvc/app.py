@@ -2,12 +2,15 @@
 
 `create_app()` builds it from settings; the lifespan opens the process's runtime
 (`mailsvc.runtime`: database pool, Redis, the IDLE supervisor, ...) and closes it on
-shutdown. `mailsvc.app:app` (for `uvicorn mailsvc.app:app --reload --port 5000`) is
+shutdown. When `mailsvc serve` starts draining the process (kit/draining.py), SSE
+streams end at once and the IDLE supervisor hands its accounts over, while the
+requests in flight finish. `mailsvc.app:app` (for `uvicorn mailsvc.app:app --reload --port 5000`) is
 built on first access, so importing this module never needs settings.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,10 +21,12 @@ from mailsvc import __version__
 from mailsvc.api import include_routers
 from mailsvc.config import Settings, get_settings
 from mailsvc.errors import install_error_handlers, install_problem_schemas
+from mailsvc.kit.draining import Drain, draining
 from mailsvc.logging import configure_logging
 from mailsvc.middleware import RequestContextMiddleware
 from mailsvc.ops.docs import router as docs_router
 from mailsvc.runtime import Role, open_runtime
+from mailsvc.sync.idle import IdleSupervisor
 
 log = structlog.get_logger("mailsvc.app")
 
@@ -67,10 +72,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings, role=Role.API) as runtime:
-            app.state.mailsvc = runtime
-            app.state.components = runtime.components()
-            log.info("app.started", environment=settings.environment.value)
-            yield
+            with draining() as drain:
+                app.state.mailsvc = runtime
+                app.state.components = {**runtime.components(), Drain: drain}
+                handover = asyncio.create_task(
+                    _hand_over_accounts(drain, runtime.idle), name="idle-handover"
+                )
+                log.info("app.started", environment=settings.environment.value)
+                try:
+                    yield
+                finally:
+                    # A handover under way finishes releasing; one not begun never will.
+                    if not drain.begun:
+                        handover.cancel()
+                    await asyncio.gather(handover, return_exceptions=True)
         log.info("app.stopped")
 
     app = FastAPI(
@@ -89,6 +104,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     include_routers(app)
     app.include_router(docs_router)
     return app
+
+
+async def _hand_over_accounts(drain: Drain, idle: IdleSupervisor | None) -> None:
+    """Once the process drains, stop watching its IDLE accounts and release their
+    leases, so the processes that stay take them over while this one still finishes
+    its requests (and even if it is killed before it gets to exit)."""
+    await drain.wait()
+    if idle is not None:
+        await idle.stop()
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -55,16 +55,15 @@ def _startable_settings_or_exit() -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    import uvicorn
+    from mailsvc.ops.serve import serve
 
     settings = _startable_settings_or_exit()
-    uvicorn.run(
-        "mailsvc.app:app",
+    serve(
+        settings,
         host=args.host or settings.host,
         port=args.port or settings.port,
+        workers=args.workers,
         reload=args.reload,
-        log_config=None,  # our JSON logging, configured by create_app
-        proxy_headers=True,
     )
 
 
@@ -350,6 +349,13 @@ def cmd_dev(args: argparse.Namespace) -> None:
         raise SystemExit(2) from exc
 
 
+def _non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailsvc", description="Self-hosted email API.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -364,7 +370,15 @@ def _parser() -> argparse.ArgumentParser:
     serve = add("serve", cmd_serve, "Run the HTTP API (with IMAP IDLE and immediate sends).")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--reload", action="store_true", help="Restart on code changes.")
+    serve.add_argument(
+        "--workers",
+        type=_non_negative,
+        metavar="N",
+        help="API processes. Default: API_WORKERS (0: one per core).",
+    )
+    serve.add_argument(
+        "--reload", action="store_true", help="Restart on code changes (one process)."
+    )
     add("worker", cmd_worker, "Run the arq worker for scheduled and heavy jobs.")
     add("migrate", cmd_migrate, "Upgrade the database to the newest migration.")
     add("check", cmd_check, "Run the startup checks; exit 1 if any fails.")

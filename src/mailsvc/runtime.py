@@ -39,6 +39,7 @@ from mailsvc.kit.ratelimit import account_send_limiter, tenant_request_limiter
 from mailsvc.kit.reads import ReadPool
 from mailsvc.kit.redis import create_redis
 from mailsvc.kit.resources import Resources
+from mailsvc.ops.capacity import database_pool_sizes
 from mailsvc.ops.worker_metrics import serve_worker_metrics
 from mailsvc.outbox.dispatch import OutboxDispatcher
 from mailsvc.outbox.sender import OutboxSender
@@ -101,11 +102,13 @@ def process_id() -> str:
 async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runtime]:
     """Build and start what a process of `role` shares; release it all on exit."""
     async with AsyncExitStack() as stack:
-        engine = create_engine(settings.async_database_url, pool_size=settings.database_pool_size)
-        stack.push_async_callback(engine.dispose)
-        reads = await ReadPool.open(
-            settings.async_database_url, size=settings.database_read_pool_size
+        # Sized so that every api and worker process fits max_connections (ops/capacity.py).
+        sizes = await database_pool_sizes(settings)
+        engine = create_engine(
+            settings.async_database_url, pool_size=sizes.engine, max_overflow=sizes.overflow
         )
+        stack.push_async_callback(engine.dispose)
+        reads = await ReadPool.open(settings.async_database_url, size=sizes.reads)
         stack.push_async_callback(reads.close)
         redis = create_redis(settings.required_redis_url)
         stack.push_async_callback(redis.aclose)

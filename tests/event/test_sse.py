@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -13,9 +13,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from mailsvc.event.endpoints import EventStreamResponse
+from mailsvc.app import create_app
+from mailsvc.config import Settings
+from mailsvc.event.endpoints import RECONNECT_AFTER_DRAIN_MS, EventStreamResponse
 from mailsvc.event.feed import EventReader, Selection
 from mailsvc.event.repository import ChangeRepository
+from mailsvc.kit.draining import Drain
 from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from tests.fixtures import imap_client
@@ -29,9 +32,9 @@ from tests.sync.messages import make_message
 Headers = dict[str, str]
 
 
-@pytest.fixture
-async def base_url(app: FastAPI) -> AsyncIterator[str]:
-    """The test app behind a real HTTP server (httpx's ASGI transport buffers bodies)."""
+@contextlib.asynccontextmanager
+async def _serving(app: FastAPI) -> AsyncIterator[str]:
+    """`app` behind a real HTTP server (httpx's ASGI transport buffers bodies)."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host=LOOPBACK, port=port, lifespan="off", log_level="warning")
@@ -42,9 +45,18 @@ async def base_url(app: FastAPI) -> AsyncIterator[str]:
         return server.started
 
     await eventually(started, within=10, what="uvicorn serving")
-    yield f"http://{LOOPBACK}:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(serving, 10)
+    try:
+        yield f"http://{LOOPBACK}:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)
+
+
+@pytest.fixture
+async def base_url(app: FastAPI) -> AsyncIterator[str]:
+    """The run's app behind a real HTTP server."""
+    async with _serving(app) as url:
+        yield url
 
 
 @contextlib.asynccontextmanager
@@ -186,3 +198,96 @@ async def test_a_client_that_stops_reading_is_dropped() -> None:
     assert closed.is_set()
     assert sent[0]["type"] == "http.response.start"
     assert len(sent) == 4
+
+
+@pytest.fixture
+async def draining_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """An app of its own (IDLE off), to drain without ending the run's app's streams."""
+    application = create_app(settings.model_copy(update={"idle_enabled": False}))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def _collect(
+    base_url: str, auth: Headers, frames: list[dict[str, str]], **headers: str
+) -> None:
+    """Append each frame of one `/api/events` response to `frames` as it arrives;
+    return when the server ends the response."""
+    fields: dict[str, str] = {}
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=30) as client,
+        client.stream("GET", "/api/events", headers={**auth, **headers}) as response,
+    ):
+        assert response.status_code == 200
+        # A response cut off mid-stream would raise here (incomplete chunked body).
+        async for line in response.aiter_lines():
+            if line == "":
+                frames.append(fields)
+                fields = {}
+            else:
+                name, _, value = line.partition(": ")
+                fields[name] = value
+
+
+def _arrived(frames: list[dict[str, str]], count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len(frames) >= count
+
+    return check
+
+
+async def _change(state: Runtime, tenant_id: str, target: SyncTarget) -> None:
+    async with state.sessionmaker.begin() as session:
+        await ChangeRepository(session, tenant_id).append(
+            target.account_id,
+            "sync.completed",
+            {"account_id": str(target.account_id), "new_messages": 0, "updated": 0, "deleted": 0},
+        )
+
+
+async def test_draining_ends_a_stream_with_where_to_resume_and_nothing_is_lost(
+    app: FastAPI,
+    draining_app: FastAPI,
+    base_url: str,
+    auth: Headers,
+    tenant_id: str,
+    target: SyncTarget,
+) -> None:
+    state: Runtime = app.state.mailsvc
+    drain: Drain = draining_app.state.components[Drain]
+    frames: list[dict[str, str]] = []
+    async with _serving(draining_app) as draining_url:
+        reading = asyncio.create_task(_collect(draining_url, auth, frames))
+        await eventually(_arrived(frames, 1), what="stream open")
+        await _change(state, tenant_id, target)
+        await eventually(_arrived(frames, 2), what="first event streamed")
+        drain.begin()
+        await asyncio.wait_for(reading, 10)
+        # Committed after the stream ended: its client must get it on resuming.
+        await _change(state, tenant_id, target)
+        # A stream opened on a draining process ends at once, with the same advice.
+        late: list[dict[str, str]] = []
+        await asyncio.wait_for(_collect(draining_url, auth, late), 10)
+
+    opening, first, farewell = frames
+    assert opening == {"retry": "2000"}
+    assert first["event"] == "sync.completed"
+    assert farewell["id"] == first["id"], "resume right after the last event sent"
+    low, high = RECONNECT_AFTER_DRAIN_MS
+    assert low <= int(farewell["retry"]) <= high
+    assert farewell.keys() == {"", "id", "retry"}, "a comment, no data: no event dispatched"
+    assert farewell[""] == "server shutting down, reconnect"
+    [late_opening, late_farewell] = late
+    assert late_opening == {"retry": "2000"}
+    assert late_farewell.keys() == {"", "id", "retry"}
+
+    resumed: list[dict[str, str]] = []
+    resuming = asyncio.create_task(
+        _collect(base_url, auth, resumed, **{"Last-Event-ID": farewell["id"]})
+    )
+    try:
+        await eventually(_arrived(resumed, 2), what="resumed stream's first event")
+    finally:
+        resuming.cancel()
+        await asyncio.gather(resuming, return_exceptions=True)
+    assert resumed[1]["id"] == late_farewell["id"], "the event committed in between"

@@ -54,6 +54,8 @@ async def test_a_20_mb_attachment_downloads_intact_in_bounded_memory(
             "ALLOW_PRIVATE_HOSTS": "true",
             "MAIL_TLS_CA_FILE": str(dovecot.ca_cert_path),
             "IDLE_ENABLED": "false",
+            # One process: the one whose memory is measured.
+            "API_WORKERS": "1",
             "LOG_LEVEL": "WARNING",
             "DATA_DIR": str(tmp_path),
         },

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
+from mailsvc.account.control import ACCOUNT_CONTROL_CHANNEL
 from mailsvc.config import Settings
 from mailsvc.imap.wire import ListedMailbox
 from mailsvc.jobs import sync_job_id
@@ -343,6 +344,42 @@ async def test_two_supervisors_share_accounts_and_hand_them_over(
         return all(s is not None and s["owner"] == second.owner_id for s in statuses)
 
     await eventually(second_watches_all, what="second supervisor connected")
+
+
+async def test_a_stopping_supervisor_has_the_others_take_its_accounts_at_once(
+    supervisors: SupervisorFactory,
+    new_account: Callable[..., Awaitable[tuple[uuid.UUID, TestMailUser]]],
+    redis: aioredis.Redis,
+    leases: LeaseManager,
+) -> None:
+    account_ids = [(await new_account())[0] for _ in range(2)]
+    keys = [account_lease_key(account_id) for account_id in account_ids]
+    first = supervisors()
+
+    def all_with(supervisor: IdleSupervisor) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return set((await leases.owners(keys)).values()) == {supervisor.owner_id}
+
+        return check
+
+    await eventually(all_with(first), what="first supervisor holding every account")
+    listening = await _control_subscribers(redis)
+    # Scans an hour apart: only being told can make it look again within the test.
+    second = supervisors(idle_scan_interval_seconds=3600.0)
+
+    async def second_listening() -> bool:
+        return await _control_subscribers(redis) > listening
+
+    await eventually(second_listening, what="second supervisor subscribed")
+    assert not second.watched_accounts  # its first scan found both held by the first
+    await first.stop()
+    await eventually(all_with(second), within=30.0, what="hand-over on the rescan message")
+    assert second.watched_accounts == set(account_ids)
+
+
+async def _control_subscribers(redis: aioredis.Redis) -> int:
+    [(_, count)] = await redis.pubsub_numsub(ACCOUNT_CONTROL_CHANNEL)
+    return int(count)
 
 
 async def test_deleting_an_account_stops_its_watcher(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -20,12 +21,22 @@ from mailsvc.auth.scopes import Scope
 from mailsvc.errors import FieldError, UnprocessableError, problems
 from mailsvc.event.feed import ChangePage, EventReader, Selection, parse_cursor, read_page
 from mailsvc.event.listener import ChangeListener
-from mailsvc.event.schemas import EVENT_TYPES, FEED_CURSOR_PATTERN, Event, event_json
+from mailsvc.event.schemas import (
+    EVENT_TYPES,
+    FEED_CURSOR_PATTERN,
+    Event,
+    encode_position,
+    event_json,
+)
+from mailsvc.kit.draining import Drain
 from mailsvc.kit.http import ReadSessionDep, ResourcesDep, provided
 
 log = structlog.get_logger("mailsvc.events")
 
 router = APIRouter(tags=["events"])
+
+# A stream ended by a shutdown asks its client to come back after this many ms.
+RECONNECT_AFTER_DRAIN_MS = (500, 2000)
 
 Reader = Annotated[Principal, Depends(scoped(Scope.MAIL_READ))]
 _EVENT_TYPE = "|".join(re.escape(event_type) for event_type in EVENT_TYPES)
@@ -145,6 +156,21 @@ def _frame(event: Event | None) -> bytes:
     )
 
 
+def _farewell(resume_at: str) -> bytes:
+    """The last frame of a stream ended by draining: where to resume, and when.
+
+    A frame without data dispatches no event but still sets EventSource's
+    `lastEventId`, so the reconnect resumes right here even when this stream sent no
+    event. The jittered delay spreads the clients of a stopping process over a
+    moment, and by then the load balancer sends them to another process.
+    """
+    delay_ms = random.randint(*RECONNECT_AFTER_DRAIN_MS)
+    return b": server shutting down, reconnect\nid: %s\nretry: %d\n\n" % (
+        resume_at.encode(),
+        delay_ms,
+    )
+
+
 @router.get(
     "/api/events",
     operation_id="stream_events",
@@ -164,6 +190,7 @@ async def stream_events(
     principal: Reader,
     resources: ResourcesDep,
     changes: Annotated[ChangeListener, Depends(provided(ChangeListener))],
+    drain: Annotated[Drain, Depends(provided(Drain))],
     account_id: uuid.UUID | None = None,
     types: TypesQuery = None,
     since: Annotated[
@@ -187,7 +214,9 @@ async def stream_events(
     """The tenant's events as they happen, as Server-Sent Events.
 
     Resumes after `Last-Event-ID` (or `since`) without loss; a comment line every
-    EVENTS_KEEPALIVE_SECONDS keeps idle connections open through proxies.
+    EVENTS_KEEPALIVE_SECONDS keeps idle connections open through proxies. When the
+    serving process shuts down the stream ends with a frame carrying the `id` to
+    resume from and a `retry` of a second or two.
     """
     resume = last_event_id or since
     field = "header.Last-Event-ID" if last_event_id else "query.since"
@@ -204,9 +233,15 @@ async def stream_events(
 
     async def frames() -> AsyncIterator[bytes]:
         yield b"retry: 2000\n\n"
-        async for event in reader.follow(
-            position, keepalive_seconds=settings.events_keepalive_seconds
-        ):
-            yield _frame(event)
+        resume_at = encode_position(position)
+        events = reader.follow(position, keepalive_seconds=settings.events_keepalive_seconds)
+        async with contextlib.aclosing(events), contextlib.aclosing(drain.until(events)) as live:
+            async for event in live:
+                if event is not None:
+                    resume_at = event.id
+                yield _frame(event)
+        # The feed never ends by itself: the process is draining. Ending the response
+        # lets the shutdown go on; the client comes back (elsewhere) and misses nothing.
+        yield _farewell(resume_at)
 
     return EventStreamResponse(frames(), send_timeout=settings.events_send_timeout_seconds)

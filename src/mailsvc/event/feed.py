@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
@@ -135,7 +135,7 @@ class EventReader:
 
     async def follow(
         self, position: FeedPosition, *, keepalive_seconds: float
-    ) -> AsyncIterator[Event | None]:
+    ) -> AsyncGenerator[Event | None, None]:
         """Events after `position` as they commit; None after `keepalive_seconds` idle."""
         async with self._listener.subscribe(self._tenant_id) as wakeup:
             while True:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal, NewType
 
@@ -27,7 +29,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
 from mailsvc.kit.ids import uuid7
 
@@ -99,8 +101,11 @@ class TimestampMixin:
 IDLE_PING_SECONDS = 5.0
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
     """An asyncpg engine that survives a database restart.
+
+    It keeps up to `pool_size` connections and opens up to `max_overflow` (default:
+    `pool_size`) more under load.
 
     asyncpg prepares every statement, and after five executions PostgreSQL may
     switch to a generic plan made without the parameter values. For searches that
@@ -111,7 +116,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     engine = create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
     )
     _ping_idle_connections(engine)
@@ -183,3 +188,45 @@ async def alembic_revision(connection: AsyncConnection) -> str | None:
         return None
     revision: str | None = await connection.scalar(text("SELECT version_num FROM alembic_version"))
     return revision
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How many client connections the PostgreSQL server accepts."""
+
+    max_connections: int
+    # superuser_reserved_connections, plus reserved_connections from PostgreSQL 16:
+    # slots an ordinary role can never have.
+    reserved: int
+
+
+# PostgreSQL's defaults: what a server of unknown configuration is assumed to allow.
+DEFAULT_CONNECTION_LIMITS = ConnectionLimits(max_connections=100, reserved=3)
+
+
+async def connection_limits(connection: AsyncConnection) -> ConnectionLimits:
+    """The server's `max_connections` and the slots it reserves."""
+    row = (
+        await connection.execute(
+            text(
+                "SELECT current_setting('max_connections')::int, "
+                "current_setting('superuser_reserved_connections')::int "
+                # Missing before PostgreSQL 16: NULL, not an error, with missing_ok.
+                "+ coalesce(current_setting('reserved_connections', true)::int, 0)"
+            )
+        )
+    ).one()
+    return ConnectionLimits(max_connections=row[0], reserved=row[1])
+
+
+async def read_connection_limits(url: str, *, wait_seconds: float) -> ConnectionLimits | None:
+    """`connection_limits` over one connection of its own; None when the server cannot
+    be reached within `wait_seconds`."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with asyncio.timeout(wait_seconds), engine.connect() as connection:
+            return await connection_limits(connection)
+    except (exc.SQLAlchemyError, OSError, TimeoutError):
+        return None
+    finally:
+        await engine.dispose()

@@ -19,18 +19,19 @@ from concurrent.futures import ProcessPoolExecutor
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Have the kernel SIGKILL this process when its parent, `parent_pid`, dies.
+def die_with_parent(parent_pid: int, *, signal_number: int = signal.SIGKILL) -> None:
+    """Have the kernel send `signal_number` to this process when its parent,
+    `parent_pid`, dies.
 
     Runs first thing in a child. The parent may have died before the request was made,
-    in which case the child is already an orphan and exits at once.
+    in which case the child is already an orphan and exits at once. SIGKILL by default:
+    a pool worker has nothing to flush, and a library's handler must not be able to
+    keep an orphan alive; a process that must shut down cleanly asks for SIGTERM.
     """
     if sys.platform != "linux":
         return
     libc = ctypes.CDLL(None, use_errno=True)
-    # SIGKILL, not SIGTERM: a worker has nothing to flush, and a library's handler
-    # must not be able to keep an orphan alive.
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+    if libc.prctl(_PR_SET_PDEATHSIG, signal_number, 0, 0, 0) != 0:
         error = ctypes.get_errno()
         raise OSError(error, os.strerror(error))
     if os.getppid() != parent_pid:

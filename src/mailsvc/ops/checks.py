@@ -3,7 +3,8 @@
 `/ready` runs `run_checks` (database, Redis, migrations) on the process's own pools.
 `mailsvc check` runs `startup_checks`: the steps of start-up (`runtime.open_runtime`)
 that configuration can break, in the same way, so what would stop a start-up fails
-here first: settings, secrets, the mail CA file, then the same three.
+here first: settings, secrets, the mail CA file, then the same three, and whether
+every api and worker process's pools fit the server's `max_connections`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsvc.config import Settings, SettingsError, read_settings
 from mailsvc.kit.crypto import SecretBox
-from mailsvc.kit.db import alembic_revision, create_engine, ping
+from mailsvc.kit.db import alembic_revision, connection_limits, create_engine, ping
 from mailsvc.kit.mailserver import tls_context
 from mailsvc.kit.redis import create_redis
+from mailsvc.ops.capacity import connection_budget
 from mailsvc.ops.migrations import head_revision
 
 CHECK_TIMEOUT_SECONDS = 5.0
@@ -66,6 +68,20 @@ async def check_migrations(engine: AsyncEngine) -> CheckResult:
             "run `mailsvc migrate`"
         )  # fmt: skip
     return CheckResult("migrations", True, f"at head {head}")
+
+
+async def check_connections(engine: AsyncEngine, settings: Settings) -> CheckResult:
+    """Every api and worker process's pools against the server's `max_connections`
+    (`mailsvc.ops.capacity`)."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS), engine.connect() as connection:
+            limits = await connection_limits(connection)
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        return CheckResult(
+            "connections", False, f"cannot read max_connections: {type(exc).__name__}"
+        )
+    budget = connection_budget(settings, limits=limits)
+    return CheckResult("connections", budget.fits, budget.describe())
 
 
 async def run_checks(engine: AsyncEngine, redis: aioredis.Redis) -> list[CheckResult]:
@@ -116,7 +132,8 @@ async def check_mail_tls_ca(settings: Settings) -> CheckResult:
 
 
 async def check_servers(settings: Settings) -> list[CheckResult]:
-    """Database, Redis and migrations, through pools built as start-up builds them."""
+    """Database, Redis, migrations and the connection budget, through pools built as
+    start-up builds them."""
     async with AsyncExitStack() as stack:
         engine: AsyncEngine | None = None
         try:
@@ -135,9 +152,11 @@ async def check_servers(settings: Settings) -> list[CheckResult]:
             redis_result = await check_redis(redis)
         if engine is None or not database.ok:
             migrations = CheckResult("migrations", False, f"skipped: {database.name} failed")
+            connections = CheckResult("connections", False, f"skipped: {database.name} failed")
         else:
             migrations = await check_migrations(engine)
-    return [database, redis_result, migrations]
+            connections = await check_connections(engine, settings)
+    return [database, redis_result, migrations, connections]
 
 
 async def startup_checks() -> list[CheckResult]:

@@ -21,8 +21,11 @@ watched (all tenants), takes a fair share of them through Redis leases
 
 Account changes arrive on the `mailsvc:account-control` channel (`stop` ends the
 watcher and releases the lease at once, `reconnect` restarts it) and, should a
-message be lost, through the next scan. While connected, `mailsvc:idle:<account>`
-says who watches which mailboxes since when (`idle_status`, for the status API).
+message be lost, through the next scan. A supervisor that stops (its process shuts
+down) releases every lease, leaves the live count and sends `rescan` on the same
+channel, so the others take its accounts at once instead of at their next scan.
+While connected, `mailsvc:idle:<account>` says who watches which mailboxes since
+when (`idle_status`, for the status API).
 
 This module owns the leases, the scans and the control messages; one account's
 connections, IDLE loops, syncs and backoff are in `sync/idle_watch.py`, the status
@@ -79,6 +82,9 @@ from mailsvc.sync.idle_watch import AccountWatch, AccountWatcher, WatchEnd, idle
 from mailsvc.sync.lease import LeaseManager, account_lease_key
 
 log = structlog.get_logger("mailsvc.sync.idle")
+
+# A control message to every supervisor: accounts were released, scan now.
+RESCAN = "rescan"
 
 
 class IdleSupervisor:
@@ -146,15 +152,21 @@ class IdleSupervisor:
         log.info("idle.started", owner=self.owner_id)
 
     async def stop(self) -> None:
-        """Stop every watcher and close its connections, release the leases, leave."""
-        await cancel_and_wait(self._loops)
-        self._loops = []
+        """Stop every watcher and close its connections, release the leases, leave, and
+        have the other supervisors scan at once. A second call does nothing."""
+        loops, self._loops = self._loops, []
+        if not loops:
+            return
+        await cancel_and_wait(loops)
         for watch in list(self._watches.values()):
             self._retire(watch, release=True, reason="shutdown")
         while self._watchers:
             await asyncio.gather(*self._watchers, return_exceptions=True)
         try:
             await self._leases.leave()
+            # Without it the others would find the released accounts at their next
+            # scan, up to IDLE_SCAN_INTERVAL_SECONDS later.
+            await self._redis.publish(ACCOUNT_CONTROL_CHANNEL, json.dumps({"action": RESCAN}))
         except RedisError as exc:
             log.warning("idle.leave_failed", owner=self.owner_id, error=str(exc))
         log.info("idle.stopped", owner=self.owner_id)
@@ -292,6 +304,9 @@ class IdleSupervisor:
     def _on_control(self, data: bytes | str) -> None:
         try:
             message = json.loads(data)
+            if message["action"] == RESCAN:
+                self._scan_soon.set()
+                return
             tenant_id = str(message["tenant_id"])
             account_id = uuid.UUID(str(message["account_id"]))
             action = message["action"]
