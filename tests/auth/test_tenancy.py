@@ -110,3 +110,45 @@ async def test_rate_limit_is_per_tenant_with_headers(
         assert limited.headers["ratelimit-remaining"] == "0"
         # Another tenant has its own budget.
         assert (await _status(client, make_token(tenant_id + "-other"))).status_code == 200
+
+
+@pytest.fixture
+async def limited_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    app = create_app(
+        settings.model_copy(
+            update={"rate_limit_requests_per_minute": 8, "rate_limit_requests_per_hour": 1000}
+        )
+    )
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def test_each_request_counts_once_whatever_route_it_takes(
+    limited_app: FastAPI, make_token: TokenFactory, tenant_id: str
+) -> None:
+    unknown = "01900000-0000-7000-8000-000000000000"
+    routes = [
+        "/api/messages?limit=5",
+        f"/api/messages/{unknown}",  # 404: answered, so counted
+        "/api/threads",
+        "/api/sync/search?query=report",
+        f"/api/sync/status/{unknown}",
+        f"/api/accounts/{unknown}/mailboxes",
+        "/api/accounts",
+        "/api/changes",  # 422 (no `since`): answered after the limiter, so counted
+    ]
+    transport = httpx.ASGITransport(app=limited_app)
+    headers = {"Authorization": f"Bearer {make_token(tenant_id)}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://mailsvc.test") as client:
+        for used, path in enumerate(routes, start=1):
+            response = await client.get(path, headers=headers)
+            assert response.status_code in (200, 404, 422), (path, response.text)
+            assert response.headers["ratelimit-limit"] == "8", path
+            assert response.headers["ratelimit-remaining"] == str(8 - used), path
+        for path in routes:
+            limited = await client.get(path, headers=headers)
+            assert limited.status_code == 429, path
+            assert limited.headers["content-type"] == "application/problem+json"
+            assert limited.json()["code"] == "rate_limited"
+            assert 1 <= int(limited.headers["retry-after"]) <= 60
+            assert limited.headers["ratelimit-remaining"] == "0"
