@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.kit.db import discard_after_commit, run_after_commit
+from mailsvc.kit.hot_route import with_fast_path
 from mailsvc.kit.reads import ReadPool
 from mailsvc.kit.resources import Resources
 
@@ -30,6 +31,7 @@ def provided(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
         return cast(T, components[kind])
 
     get.__name__ = f"provided_{kind.__name__}"
+    with_fast_path(get, get)
     return get
 
 

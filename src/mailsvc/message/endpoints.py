@@ -12,6 +12,7 @@ from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
 from mailsvc.errors import problems
 from mailsvc.kit.datetimes import RFC3339DateTime
+from mailsvc.kit.hot_route import hot_get
 from mailsvc.kit.http import ReadsDep, ResourcesDep, SessionDep
 from mailsvc.kit.pagination import CursorQuery
 from mailsvc.kit.reads import ReadPool
@@ -53,7 +54,8 @@ async def _list(
     return Response(content=await service.page_json(request), media_type="application/json")
 
 
-@router.get(
+@hot_get(
+    router,
     "/api/messages",
     operation_id="list_messages",
     response_model=schemas.MessagePage,
@@ -134,7 +136,8 @@ async def list_messages(
     )
 
 
-@router.get(
+@hot_get(
+    router,
     "/api/sync/search",
     operation_id="search_messages",
     response_model=schemas.MessagePage,
@@ -172,7 +175,8 @@ async def search_messages(
     )
 
 
-@router.get(
+@hot_get(
+    router,
     "/api/messages/{message_id}",
     operation_id="get_message",
     response_model=schemas.MessageOut,

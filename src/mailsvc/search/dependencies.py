@@ -7,6 +7,7 @@ from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
 
+from mailsvc.kit.hot_route import with_fast_path
 from mailsvc.search.backend import SearchBackend
 
 
@@ -16,5 +17,7 @@ async def _search_backend(request: Request) -> SearchBackend:
     components: Mapping[type[Any], object] = request.app.state.components
     return cast(SearchBackend, components[SearchBackend])
 
+
+with_fast_path(_search_backend, _search_backend)
 
 SearchDep = Annotated[SearchBackend, Depends(_search_backend)]

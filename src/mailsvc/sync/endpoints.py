@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
 from mailsvc.errors import problems
+from mailsvc.kit.hot_route import hot_get
 from mailsvc.kit.http import ReadsDep, ResourcesDep, SessionDep
 from mailsvc.sync.schemas import MailboxList, SyncRequested, SyncStatus
 from mailsvc.sync.service import SyncProgress, SyncService
@@ -42,7 +43,8 @@ async def request_sync(
     return await SyncService(session, principal.tenant_id, resources).request(account_id, full=full)
 
 
-@router.get(
+@hot_get(
+    router,
     "/api/sync/status/{account_id}",
     operation_id="get_sync_status",
     response_model=SyncStatus,
@@ -56,7 +58,8 @@ async def get_sync_status(
     return Response(content=await progress.status(account_id), media_type="application/json")
 
 
-@router.get(
+@hot_get(
+    router,
     "/api/accounts/{account_id}/mailboxes",
     operation_id="list_mailboxes",
     response_model=MailboxList,

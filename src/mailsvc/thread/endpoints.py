@@ -11,6 +11,7 @@ from mailsvc.auth.dependencies import Principal, scoped
 from mailsvc.auth.scopes import Scope
 from mailsvc.errors import problems
 from mailsvc.kit.datetimes import RFC3339DateTime
+from mailsvc.kit.hot_route import hot_get
 from mailsvc.kit.http import ReadsDep, SessionDep
 from mailsvc.kit.pagination import CursorQuery
 from mailsvc.message.schemas import MAILBOX_PATTERN, TEXT_PATTERN
@@ -26,8 +27,12 @@ _PROBLEMS = problems(400, 401, 403, 404, 422, 429)
 _SEARCH_PROBLEMS = problems(400, 401, 403, 404, 422, 429, 503)
 
 
-@router.get(
-    "", operation_id="list_threads", response_model=schemas.ThreadPage, responses=_SEARCH_PROBLEMS
+@hot_get(
+    router,
+    "",
+    operation_id="list_threads",
+    response_model=schemas.ThreadPage,
+    responses=_SEARCH_PROBLEMS,
 )
 async def list_threads(
     principal: MailReader,
