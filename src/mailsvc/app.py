@@ -25,6 +25,7 @@ from mailsvc.kit.draining import Drain, draining
 from mailsvc.logging import configure_logging
 from mailsvc.middleware import RequestContextMiddleware
 from mailsvc.ops.docs import router as docs_router
+from mailsvc.ops.pauses import watch_pauses
 from mailsvc.runtime import Role, open_runtime
 from mailsvc.sync.idle import IdleSupervisor
 
@@ -71,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, role=Role.API) as runtime:
+        async with open_runtime(settings, role=Role.API) as runtime, watch_pauses():
             with draining() as drain:
                 app.state.mailsvc = runtime
                 app.state.components = {**runtime.components(), Drain: drain}

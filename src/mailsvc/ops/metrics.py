@@ -26,6 +26,20 @@ IDLE_CONNECTIONS = Gauge(
     "IMAP connections of this process that are watching a mailbox (IDLE or NOOP polling).",
 )
 
+GC_PAUSES = Histogram(
+    "mailsvc_gc_pause_seconds",
+    "Garbage collections of this process by generation (2: full), and how long each "
+    "held everything up.",
+    ["generation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+LOOP_LAG = Histogram(
+    "mailsvc_event_loop_lag_seconds",
+    "How late a timer of this process's event loop ran (sampled every 0.25 s): what a "
+    "request arriving then waited before any of its code ran.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -55,6 +69,14 @@ def observe_request(*, method: str, route: str, status: int, seconds: float) -> 
     """Record one request; `route` is the path template, never the raw path."""
     HTTP_REQUESTS.labels(method, route, str(status)).inc()
     HTTP_LATENCY.labels(method, route).observe(seconds)
+
+
+def observe_gc_pause(generation: int, seconds: float) -> None:
+    GC_PAUSES.labels(str(generation)).observe(seconds)
+
+
+def observe_loop_lag(seconds: float) -> None:
+    LOOP_LAG.observe(seconds)
 
 
 def count_idle_connections(delta: int) -> None:

@@ -41,6 +41,7 @@ from mailsvc.kit.draining import drain_process
 from mailsvc.kit.processes import die_with_parent
 from mailsvc.logging import configure_logging
 from mailsvc.ops.capacity import api_workers
+from mailsvc.ops.pauses import freeze_startup_heap
 
 log = structlog.get_logger("mailsvc.serve")
 
@@ -89,6 +90,11 @@ class DrainingServer(uvicorn.Server):
     def __init__(self, config: ServeConfig) -> None:
         super().__init__(config)
         self._grace_seconds = config.grace_seconds
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # The app and its runtime are up: what exists now lives as long as the process.
+        freeze_startup_heap()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         _exit_after(self._grace_seconds - NOTICE_SECONDS)
