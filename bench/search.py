@@ -27,12 +27,13 @@ One run, everything on loopback and started here (and stopped again, also on Ctr
    - through the HTTP API, once per backend: `GET /api/messages?q=...&limit=50` on a
      `mailsvc serve` subprocess (uvicorn, one worker) started with that
      `SEARCH_BACKEND`, with httpx over one keep-alive connection;
-   - in-process, once per backend: `MessageService(session, tenant, search=backend)
+   - in-process, once per backend: `MessageService(reads, tenant, search=backend)
      .page_json(ListRequest(q=..., limit=50))`, the call the endpoint makes (parse,
      the backend's search, the join of the hits against PostgreSQL, the page's JSON),
-     on a connection already checked out; split into the backend's `search` alone,
-     the join's SQL (execute + fetch on the service's connection: the summaries and,
-     for free text, the start of each body) and the highlight excerpts built from
+     on a read pool of one connection (kit/reads.py) as the api's; split into the
+     backend's `search` alone, the join's SQL (execute + fetch on that connection:
+     the summaries and, for free text, the start of each body) and the highlight
+     excerpts built from
      those bodies (`search.excerpt`, in a worker thread);
    - `notmuch search --limit=50 --output=messages` as a subprocess (notmuch's Python
      bindings are not installed here), newest first as mailsvc lists; reported with
@@ -118,7 +119,7 @@ from searchcorpus import (
     rows_of,
 )
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.fixtures.databases import asyncpg_dsn, create_database, drop_database
 
 from mailsvc.auth.scopes import ALL_SCOPES
@@ -126,6 +127,7 @@ from mailsvc.auth.tokens import TokenCodec
 from mailsvc.config import Settings, generate_encryption_key
 from mailsvc.embedded import EmbeddedPostgres, EmbeddedRedis, free_loopback_port
 from mailsvc.kit.db import create_engine, create_sessionmaker
+from mailsvc.kit.reads import ReadPool
 from mailsvc.message import service as message_service
 from mailsvc.message.service import ListRequest, MessageService
 from mailsvc.mime.text import make_snippet
@@ -280,14 +282,24 @@ def wait_until_serving(
 
 
 def start_mailsvc(
-    servers: Servers, jwt_secret: str, workdir: Path, *, name: str = "mailsvc", **overrides: str
+    servers: Servers,
+    jwt_secret: str,
+    workdir: Path,
+    *,
+    name: str = "mailsvc",
+    workers: int | None = 1,
+    **overrides: str,
 ) -> MailsvcServer:
-    """`python -m mailsvc serve` as deployed (uvicorn, one worker), cwd in `workdir` so
-    no `.env` file is read."""
+    """`python -m mailsvc serve` as deployed (uvicorn), cwd in `workdir` so no `.env`
+    file is read: `--workers 1` unless `workers` says otherwise (None: serve's own
+    default, one process per core; and the only choice before serve had `--workers`)."""
     port = free_loopback_port()
     log_path = workdir / f"{name}.log"
+    command = [sys.executable, "-m", "mailsvc", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     process = start_process(
-        [sys.executable, "-m", "mailsvc", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        command,
         env=serve_env(servers, jwt_secret, **overrides),
         cwd=workdir,
         log_path=log_path,
@@ -711,6 +723,26 @@ class _ExcerptClock:
         message_service._highlighted = timed
 
 
+class TimedReads:
+    """The service's read pool (kit/reads.py), its statements timed: the join of the
+    hits against PostgreSQL (execute and fetch, as the service runs it)."""
+
+    def __init__(self, inner: ReadPool) -> None:
+        self._inner = inner
+        self.seconds = 0.0
+
+    async def fetch(self, tenant_id: str, sql: str, *args: object) -> Any:
+        started = time.perf_counter()
+        try:
+            return await self._inner.fetch(tenant_id, sql, *args)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    async def fetchrow(self, tenant_id: str, sql: str, *args: object) -> Any:
+        rows = await self.fetch(tenant_id, sql, *args)
+        return rows[0] if rows else None
+
+
 class TimedBackend:
     """A search backend whose `search` calls are timed (the rest is passed through)."""
 
@@ -808,8 +840,9 @@ async def measure(
         search_index_dir=index_dir,
         log_level="WARNING",
     )
-    engine = create_engine(database_url, pool_size=1)
-    clock = _SqlClock(engine)
+    # One connection, as a request's statements run one after the other.
+    pool = await ReadPool.open(database_url, size=1)
+    reads = TimedReads(pool)
     opened: list[InProcess] = []
     for name in apis:
         backend, backend_engine = await open_backend(name, settings)
@@ -846,24 +879,22 @@ async def measure(
                 way.ids = [item["id"] for item in response.json()["items"]]
                 way.response_bytes = len(response.content)
 
-    async def service_pass(session: AsyncSession, opened: InProcess, record: bool) -> None:
+    async def service_pass(opened: InProcess, record: bool) -> None:
         timed = TimedBackend(opened.backend)
         for outcome in outcomes:
             if outcome.error:
                 continue
-            service = MessageService(session, TENANT, search=timed)  # type: ignore[arg-type]
-            clock.seconds = timed.seconds = excerpts.seconds = 0.0
+            service = MessageService(reads, TENANT, search=timed)  # type: ignore[arg-type]
+            reads.seconds = timed.seconds = excerpts.seconds = 0.0
             timed.calls = 0
             started = time.perf_counter()
             await service.page_json(ListRequest(q=outcome.query.q, limit=PAGE))
             elapsed = time.perf_counter() - started
-            await session.rollback()
-            await session.connection()  # the next call's connection, checked out untimed
             if record:
                 way = outcome.ways[opened.name]
                 way.page_seconds.append(elapsed)
                 way.search_seconds.append(timed.seconds)
-                way.join_seconds.append(clock.seconds)
+                way.join_seconds.append(reads.seconds)
                 way.excerpt_seconds.append(excerpts.seconds)
                 way.searches = timed.calls
 
@@ -882,24 +913,21 @@ async def measure(
         for name, server in apis.items()
     }
     try:
-        async with create_sessionmaker(engine)() as session:
-            # A request's session holds one connection for the whole call.
-            await session.connection()
-            for round_number in range(rounds + 1):  # the first is the warm-up
-                record = round_number > 0
-                print(
-                    f"  {'round ' + str(round_number) if record else 'warm-up'} "
-                    f"(load average {os.getloadavg()[0]:.2f}) ..."
-                )
-                for name, client in clients.items():
-                    api_pass(name, client, record)
-                for backend in opened:
-                    await service_pass(session, backend, record)
-                notmuch_pass(record)
+        for round_number in range(rounds + 1):  # the first is the warm-up
+            record = round_number > 0
+            print(
+                f"  {'round ' + str(round_number) if record else 'warm-up'} "
+                f"(load average {os.getloadavg()[0]:.2f}) ..."
+            )
+            for name, client in clients.items():
+                api_pass(name, client, record)
+            for backend in opened:
+                await service_pass(backend, record)
+            notmuch_pass(record)
     finally:
         for client in clients.values():
             client.close()
-        await engine.dispose()
+        await pool.close()
 
     # Starting notmuch and opening its database: a search that reads no postings.
     empty = "id:no-such-message@bench.example"
@@ -941,16 +969,14 @@ async def explain(opened: InProcess, database_url: str, query: Query) -> dict[st
     `query` (its own engine's statements, not the join)."""
     if opened.engine is None or opened.clock is None:
         return {"kind": query.kind, "q": query.q, "statements": []}
-    engine = create_engine(database_url, pool_size=1)
+    reads = await ReadPool.open(database_url, size=1)
     clock = opened.clock
     try:
-        async with create_sessionmaker(engine)() as session:
-            clock.captured = []
-            clock.capture = True
-            service = MessageService(session, TENANT, search=opened.backend)
-            await service.page_json(ListRequest(q=query.q, limit=PAGE))
-            clock.capture = False
-            await session.rollback()
+        clock.captured = []
+        clock.capture = True
+        service = MessageService(reads, TENANT, search=opened.backend)
+        await service.page_json(ListRequest(q=query.q, limit=PAGE))
+        clock.capture = False
         plans = []
         async with opened.engine.connect() as connection:
             for statement, parameters in clock.captured:
@@ -966,7 +992,7 @@ async def explain(opened: InProcess, database_url: str, query: Query) -> dict[st
                 )
             await connection.rollback()
     finally:
-        await engine.dispose()
+        await reads.close()
     return {"kind": query.kind, "q": query.q, "statements": plans}
 
 
@@ -1106,6 +1132,7 @@ def api_memory(
         name="mailsvc-rss",
         SEARCH_BACKEND="tantivy",
         SEARCH_INDEX_DIR=str(index_dir),
+        workers=1,
         **overrides,
     )
     pid = server.process.pid
