@@ -112,6 +112,10 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
         stack.push_async_callback(reads.close)
         redis = create_redis(settings.required_redis_url)
         stack.push_async_callback(redis.aclose)
+        # Every API request's one Redis command, on a connection of its own: no pool
+        # checkout and check per request (kit/redis.py).
+        limiter_redis = create_redis(settings.required_redis_url, single_connection=True)
+        stack.push_async_callback(limiter_redis.aclose)
         # On our pool, not arq's create_pool: that one blocks startup while Redis is
         # down, and a service must come up and say so on /ready instead.
         arq = ArqRedis(connection_pool=redis.connection_pool)
@@ -138,7 +142,7 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
             arq=arq,
             secrets=secret_box,
             rate_limiter=tenant_request_limiter(
-                redis,
+                limiter_redis,
                 per_minute=settings.rate_limit_requests_per_minute,
                 per_hour=settings.rate_limit_requests_per_hour,
             ),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
@@ -32,6 +34,9 @@ from mailsvc.auth.scopes import ALL_SCOPES, Scope
 from mailsvc.config import Settings
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.redis import create_redis
+from mailsvc.message.schemas import MessageOut, MessagePage
+from mailsvc.sync.schemas import MailboxList, SyncStatus
+from mailsvc.thread.schemas import ThreadOut, ThreadPage
 from tests.fixtures.app import TokenFactory
 from tests.fixtures.search import app_with_backend, indexer_of
 from tests.golden import mailbox, rows
@@ -133,6 +138,25 @@ def _recorded(url: str, response: httpx.Response) -> Answers:
     }
 
 
+# Each hot route's documented response model, by the path of the request.
+_MODELS: list[tuple[re.Pattern[str], type[BaseModel]]] = [
+    (re.compile(r"/api/messages/[^/?]+"), MessageOut),
+    (re.compile(r"/api/(messages|sync/search)"), MessagePage),
+    (re.compile(r"/api/threads/[^/?]+"), ThreadOut),
+    (re.compile(r"/api/threads"), ThreadPage),
+    (re.compile(r"/api/accounts/[^/]+/mailboxes"), MailboxList),
+    (re.compile(r"/api/sync/status/[^/?]+"), SyncStatus),
+]
+
+
+def _check_schema(url: str, response: httpx.Response) -> None:
+    """A success holds to the route's documented model, as JSON (strings, not objects)."""
+    path = url.split("?", 1)[0]
+    model = next((model for pattern, model in _MODELS if pattern.fullmatch(path)), None)
+    assert model is not None, f"{url}: no model to check it against"
+    model.model_validate_json(response.content)
+
+
 def _check_rate_limit_headers(url: str, response: httpx.Response) -> None:
     for name in RATE_LIMIT_HEADERS:
         value = response.headers.get(name)
@@ -152,6 +176,7 @@ async def _answers(client: httpx.AsyncClient, call: Call, credentials: Headers) 
         pages.append(_recorded(url, response))
         if response.is_success:
             _check_rate_limit_headers(url, response)
+            _check_schema(url, response)
         if page + 1 < call.pages:
             next_cursor = response.json().get("next_cursor")
             assert next_cursor, f"{url}: page {page + 1} of {call.pages} has no next_cursor"

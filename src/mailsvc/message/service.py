@@ -36,6 +36,9 @@ from mailsvc.search.filter import MessageFilter, Order, Position
 from mailsvc.search.query import QuerySyntaxError, SearchQuery, parse_query
 from mailsvc.search.words import parse_free_text
 
+# What a list without `q` asks for: nothing beyond its filters.
+_NO_QUERY = SearchQuery(text="")
+
 # Reply-text extraction is regular-expression work on the whole body; past this it
 # is not worth the CPU (and long texts are rarely replies worth trimming).
 _REPLY_TEXT_MAX_CHARS = 200_000
@@ -268,8 +271,10 @@ class MessageService:
 
     @staticmethod
     def _parse(request: ListRequest) -> SearchQuery:
+        if not request.q:
+            return _NO_QUERY
         try:
-            return parse_query(request.q or "")
+            return parse_query(request.q)
         except QuerySyntaxError as exc:
             raise UnprocessableError(
                 str(exc),
