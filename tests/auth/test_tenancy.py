@@ -2,6 +2,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -83,14 +84,24 @@ async def test_multi_tenant_token_selects_with_the_header(
     assert (await _status(client, token, **{"X-Tenant-ID": "tenant-b"})).status_code == 200
 
 
-@pytest.fixture
-async def strict_app(settings: Settings) -> AsyncIterator[FastAPI]:
+@asynccontextmanager
+async def _limited(settings: Settings, *, per_minute: int, per_hour: int) -> AsyncIterator[FastAPI]:
+    """A running app whose tenants may make `per_minute` requests a minute."""
     app = create_app(
         settings.model_copy(
-            update={"rate_limit_requests_per_minute": 3, "rate_limit_requests_per_hour": 100}
+            update={
+                "rate_limit_requests_per_minute": per_minute,
+                "rate_limit_requests_per_hour": per_hour,
+            }
         )
     )
     async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def strict_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    async with _limited(settings, per_minute=3, per_hour=100) as app:
         yield app
 
 
@@ -114,12 +125,7 @@ async def test_rate_limit_is_per_tenant_with_headers(
 
 @pytest.fixture
 async def limited_app(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(
-        settings.model_copy(
-            update={"rate_limit_requests_per_minute": 8, "rate_limit_requests_per_hour": 1000}
-        )
-    )
-    async with app.router.lifespan_context(app):
+    async with _limited(settings, per_minute=8, per_hour=1000) as app:
         yield app
 
 
