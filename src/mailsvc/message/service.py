@@ -397,7 +397,11 @@ def _bodies(
 async def message_out(row: asyncpg.Record, *, allow_remote: bool) -> schemas.MessageOut:
     """The API body of a whole message (`MessageReads.message`'s row)."""
     attachments: list[dict[str, Any]] = json.loads(row["attachments"])
-    sanitized, reply = await asyncio.to_thread(_bodies, row, attachments, allow_remote=allow_remote)
+    sanitized, reply = None, None
+    if row["html_body"] or row["text_body"]:
+        sanitized, reply = await asyncio.to_thread(
+            _bodies, row, attachments, allow_remote=allow_remote
+        )
     message_id = row["id"]
     senders = json.loads(row["from_"])
     flags = list(row["flags"] or ())
