@@ -12,8 +12,9 @@ only way to run one is `ReadPool.fetch(tenant_id, sql, ...)`, and
 tests/test_tenant_scoping.py checks that each tenant table a read statement names is
 filtered on `tenant_id = $1`.
 
-A connection the server dropped (a PostgreSQL restart) fails its next statement;
-reads are idempotent, so that statement is retried once on a fresh connection.
+A connection the server dropped while idle is replaced by asyncpg's pool when it is
+next taken; a statement the server cuts off half-way (a restart, a terminated backend)
+is run once more on a fresh connection: reads are idempotent.
 """
 
 from __future__ import annotations
