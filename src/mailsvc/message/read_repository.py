@@ -88,9 +88,15 @@ def message_conditions(filters: MessageFilter, statement: Statement) -> list[str
 
 
 def list_statement(
-    filters: MessageFilter, *, order: str, after: Position | None, limit: int
+    filters: MessageFilter,
+    *,
+    order: str,
+    after: Position | None,
+    limit: int,
+    mailbox_role: str | None = None,
 ) -> tuple[str, tuple[object, ...]]:
-    """SQL of a list page (no full-text part) and its arguments after the tenant.
+    """SQL of a list page (no full-text part) and its arguments after the tenant;
+    `mailbox_role` keeps the messages of the mailboxes with that role (`inbox`, ...).
 
     Rows are (summary JSON text, received time, id), `limit` of them. Keyset order is
     (received time, id), both descending for `newest`, ascending for `oldest`: a
@@ -100,6 +106,12 @@ def list_statement(
     comparison, ordering = _PAGE_ORDER["oldest" if order == "oldest" else "newest"]
     statement = Statement()
     where = ["m.tenant_id = $1", *message_conditions(filters, statement)]
+    if mailbox_role is not None:
+        role = statement.value(mailbox_role, "text")
+        where.append(
+            "m.mailbox_id IN (SELECT b.id FROM mailboxes b "
+            f"WHERE b.tenant_id = $1 AND b.special_use = {role})"
+        )
     if after is not None:
         key = statement.value(after.key, "timestamptz")
         where.append(
@@ -119,6 +131,10 @@ class JsonPage:
 
     items: str
     last: Position | None
+
+    @property
+    def empty(self) -> bool:
+        return self.items == "[]"
 
 
 def json_page(rows: Sequence[asyncpg.Record], *, limit: int) -> JsonPage:
@@ -200,11 +216,19 @@ class MessageReads:
         self._tenant_id = tenant_id
 
     async def page(
-        self, filters: MessageFilter, *, limit: int, after: Position | None, order: str
+        self,
+        filters: MessageFilter,
+        *,
+        limit: int,
+        after: Position | None,
+        order: str,
+        mailbox_role: str | None = None,
     ) -> JsonPage:
         """A list page (no full-text part) after `after`, one row more read than
-        `limit` to know whether a next page exists."""
-        sql, args = list_statement(filters, order=order, after=after, limit=limit + 1)
+        `limit` to know whether a next page exists (see `list_statement`)."""
+        sql, args = list_statement(
+            filters, order=order, after=after, limit=limit + 1, mailbox_role=mailbox_role
+        )
         return json_page(await self._reads.fetch(self._tenant_id, sql, *args), limit=limit)
 
     async def summaries(

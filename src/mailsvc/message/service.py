@@ -129,6 +129,27 @@ def _cursor_key(key: Any) -> datetime | float:
     return score
 
 
+def _mailbox_choice(value: str) -> uuid.UUID | str:
+    """The `mailbox` parameter as a mailbox id or a role (422 for anything else)."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        pass
+    role = value.lower()
+    if role in MAILBOX_ROLES:
+        return role
+    raise UnprocessableError(
+        "mailbox must be a mailbox id or a role",
+        code="invalid_mailbox",
+        errors=[
+            FieldError(
+                field="query.mailbox",
+                message=f"a mailbox id or one of {', '.join(MAILBOX_ROLES)}",
+            )
+        ],
+    )
+
+
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
@@ -178,6 +199,9 @@ class MessageService:
         return await self._page_json(request)
 
     async def _page_json(self, request: ListRequest) -> bytes:
+        searches = request.q or request.from_ or request.to
+        if not searches and request.mailbox is not None and request.cursor is None:
+            return await self._mailbox_page(request, _mailbox_choice(request.mailbox))
         filters = await self.filters(request)
         order = request.order
         if order == "relevance" and not filters.text:
@@ -187,6 +211,26 @@ class MessageService:
             page = await self._search_page(filters, order=order, after=after, limit=request.limit)
         else:
             page = await self._messages.page(filters, limit=request.limit, after=after, order=order)
+        return body_of(page, order=order)
+
+    async def _mailbox_page(self, request: ListRequest, mailbox: uuid.UUID | str) -> bytes:
+        """The first page of a plain list of one mailbox (an id or a role) in one
+        statement: the mailbox is resolved inside it instead of by a lookup first.
+
+        An unknown mailbox id still answers 404, found out only when the page is
+        empty; a role no mailbox has lists nothing, as before.
+        """
+        filters = await self._filters(replace(request, mailbox=None), _NO_QUERY)
+        order: Order = "oldest" if request.order == "oldest" else "newest"
+        if isinstance(mailbox, str):
+            page = await self._messages.page(
+                filters, limit=request.limit, after=None, order=order, mailbox_role=mailbox
+            )
+        else:
+            filters = replace(filters, mailbox_ids=(mailbox,))
+            page = await self._messages.page(filters, limit=request.limit, after=None, order=order)
+            if page.empty and not await self._messages.has_mailbox(mailbox):
+                raise NotFoundError("mailbox not found", code="mailbox_not_found")
         return body_of(page, order=order)
 
     async def search_hits(
@@ -322,27 +366,12 @@ class MessageService:
     async def _mailbox_param(
         self, value: str, account_id: uuid.UUID | None
     ) -> tuple[uuid.UUID, ...]:
-        try:
-            mailbox_id = uuid.UUID(value)
-        except ValueError:
-            pass
-        else:
-            if not await self._messages.has_mailbox(mailbox_id):
-                raise NotFoundError("mailbox not found", code="mailbox_not_found")
-            return (mailbox_id,)
-        role = value.lower()
-        if role in MAILBOX_ROLES:
-            return await self._messages.mailbox_ids(account_id=account_id, role=role, name=None)
-        raise UnprocessableError(
-            "mailbox must be a mailbox id or a role",
-            code="invalid_mailbox",
-            errors=[
-                FieldError(
-                    field="query.mailbox",
-                    message=f"a mailbox id or one of {', '.join(MAILBOX_ROLES)}",
-                )
-            ],
-        )
+        mailbox = _mailbox_choice(value)
+        if isinstance(mailbox, str):
+            return await self._messages.mailbox_ids(account_id=account_id, role=mailbox, name=None)
+        if not await self._messages.has_mailbox(mailbox):
+            raise NotFoundError("mailbox not found", code="mailbox_not_found")
+        return (mailbox,)
 
     async def _filters(self, request: ListRequest, query: SearchQuery) -> MessageFilter:
         after = _later(request.after, _day_start(query.after) if query.after else None)
