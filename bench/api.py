@@ -106,6 +106,7 @@ from api_idle import (
     DOVECOT_EXTRA_CONFIG,
     IDLE_TENANT,
     IdleSetup,
+    describe_pauses,
     hold_idle_accounts,
     not_idle,
     raise_inotify_limit,
@@ -552,6 +553,10 @@ def idle_step(
         if left:
             raise RuntimeError(f"{len(left)} accounts left IDLE during the measurement")
         print(f"all {len(setup.accounts)} accounts still in IDLE after the measurements")
+        # One process answers (any of them with several workers): its own pauses since
+        # it started, the accounts' first syncs included.
+        setup.pauses = describe_pauses(httpx.get(f"{server.url}/metrics", timeout=30).text)
+        print(f"pauses of one serving process: {setup.pauses}")
     finally:
         stop_process(server.process)
     return setup
@@ -673,6 +678,7 @@ def report(
             f"{idle.rss_before_mib:.0f} -> {idle.rss_idle_mib:.0f} MiB "
             f"({per_account_kb:.1f} KiB per account)",
         )
+        results.add("pauses of one serving process (since it started)", idle.pauses)
         results.data["idle"] = asdict(idle) | {
             "accounts": count,
             "rss_per_account_kib": per_account_kb,

@@ -41,6 +41,32 @@ class IdleSetup:
     """The serving processes' RSS before the accounts, and with all of them in IDLE."""
     imap_connections: int = 0
     """Established client connections to Dovecot's IMAP port once all were in IDLE."""
+    pauses: str = ""
+    """What the serving process that answered `/metrics` after the measurements says
+    of its pauses (full collections, event loop lag); see `describe_pauses`."""
+
+
+def describe_pauses(metrics: str) -> str:
+    """Full garbage collections (count, total and mean seconds) and event-loop samples
+    later than 25 / 100 ms, from one `/metrics` scrape of a serving process."""
+    values: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith(("mailsvc_gc_pause_seconds", "mailsvc_event_loop_lag_seconds")):
+            series, _, value = line.rpartition(" ")
+            values[series] = float(value)
+    full = values.get('mailsvc_gc_pause_seconds_count{generation="2"}', 0.0)
+    full_seconds = values.get('mailsvc_gc_pause_seconds_sum{generation="2"}', 0.0)
+    samples = values.get("mailsvc_event_loop_lag_seconds_count", 0.0)
+    late = {
+        bound: samples - values.get(f'mailsvc_event_loop_lag_seconds_bucket{{le="{bound}"}}', 0.0)
+        for bound in ("0.025", "0.1")
+    }
+    mean_ms = full_seconds / full * 1000 if full else 0.0
+    return (
+        f"{full:.0f} full collections, {full_seconds * 1000:.0f} ms in all ({mean_ms:.1f} ms "
+        f"each); of {samples:.0f} loop samples {late['0.025']:.0f} ran > 25 ms late, "
+        f"{late['0.1']:.0f} > 100 ms"
+    )
 
 
 def imap_connections(port: int) -> int:
