@@ -8,7 +8,9 @@ constant or built from a few fixed fragments, so asyncpg's statement cache prepa
 it once per connection and later requests only bind and execute.
 
 Tenancy holds by construction here too: every statement's `$1` is the tenant id, the
-only way to run one is `ReadPool.fetch(tenant_id, sql, ...)`, and
+only way to run one is `ReadPool.fetch(tenant_id, sql, ...)` (a domain's reads
+extend `TenantReads`, built with the tenant, as repositories extend
+`TenantRepository`), and
 tests/test_tenant_scoping.py checks that each tenant table a read statement names is
 filtered on `tenant_id = $1`.
 
@@ -88,3 +90,20 @@ class ReadPool:
     async def close(self) -> None:
         """Close every connection, waiting for reads under way."""
         await self._pool.close()
+
+
+class TenantReads:
+    """Base of a domain's hot reads: built with one tenant, every statement of it
+    runs bound to that tenant (the read pool's counterpart of `TenantRepository`)."""
+
+    def __init__(self, reads: ReadPool, tenant_id: str) -> None:
+        self._reads = reads
+        self.tenant_id = tenant_id
+
+    async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        """The rows of `sql`, `$1` the tenant and `args` from `$2` on."""
+        return await self._reads.fetch(self.tenant_id, sql, *args)
+
+    async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
+        """The first row of `sql` (see `fetch`), or None."""
+        return await self._reads.fetchrow(self.tenant_id, sql, *args)

@@ -22,7 +22,7 @@ from datetime import datetime
 import asyncpg
 
 from mailsvc.kit.pagination import encode_cursor
-from mailsvc.kit.reads import ReadPool
+from mailsvc.kit.reads import TenantReads
 from mailsvc.search.backend import Hit
 from mailsvc.search.excerpt import EXCERPT_SOURCE_CHARS
 from mailsvc.search.filter import MessageFilter, Position
@@ -208,12 +208,8 @@ _MAILBOX_EXISTS = "SELECT 1 FROM mailboxes b WHERE b.tenant_id = $1 AND b.id = $
 _HAS_ANY_MESSAGE = "SELECT 1 FROM messages m WHERE m.tenant_id = $1 LIMIT 1"
 
 
-class MessageReads:
+class MessageReads(TenantReads):
     """The hot reads of one tenant's messages, on the raw pool."""
-
-    def __init__(self, reads: ReadPool, tenant_id: str) -> None:
-        self._reads = reads
-        self._tenant_id = tenant_id
 
     async def page(
         self,
@@ -229,7 +225,7 @@ class MessageReads:
         sql, args = list_statement(
             filters, order=order, after=after, limit=limit + 1, mailbox_role=mailbox_role
         )
-        return json_page(await self._reads.fetch(self._tenant_id, sql, *args), limit=limit)
+        return json_page(await self.fetch(sql, *args), limit=limit)
 
     async def summaries(
         self, hits: Sequence[Hit], filters: MessageFilter, *, bodies: bool
@@ -251,12 +247,12 @@ class MessageReads:
             f"SELECT hit.id, {_SEARCH_ITEM}, {body} FROM unnest({ids}) AS hit(id) "
             f"JOIN messages m ON m.id = hit.id WHERE {' AND '.join(where)}"
         )
-        rows = await self._reads.fetch(self._tenant_id, sql, *statement.args)
+        rows = await self.fetch(sql, *statement.args)
         return {row[0]: SearchSummary(row[1], row[2]) for row in rows}
 
     async def message(self, message_id: uuid.UUID) -> asyncpg.Record | None:
         """One message's columns with its attachments (see `_MESSAGE`)."""
-        return await self._reads.fetchrow(self._tenant_id, _MESSAGE, message_id)
+        return await self.fetchrow(_MESSAGE, message_id)
 
     async def mailbox_ids(
         self, *, account_id: uuid.UUID | None, role: str | None, name: str | None
@@ -273,12 +269,12 @@ class MessageReads:
             folded = statement.value(name.lower(), "text")
             where.append(f"(b.name = {exact} OR lower(b.name) = {folded})")
         sql = f"SELECT b.id FROM mailboxes b WHERE {' AND '.join(where)}"
-        rows = await self._reads.fetch(self._tenant_id, sql, *statement.args)
+        rows = await self.fetch(sql, *statement.args)
         return tuple(row[0] for row in rows)
 
     async def has_mailbox(self, mailbox_id: uuid.UUID) -> bool:
-        return await self._reads.fetchrow(self._tenant_id, _MAILBOX_EXISTS, mailbox_id) is not None
+        return await self.fetchrow(_MAILBOX_EXISTS, mailbox_id) is not None
 
     async def has_any(self) -> bool:
         """Whether the tenant has any stored message."""
-        return await self._reads.fetchrow(self._tenant_id, _HAS_ANY_MESSAGE) is not None
+        return await self.fetchrow(_HAS_ANY_MESSAGE) is not None

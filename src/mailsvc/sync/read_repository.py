@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from mailsvc.kit.reads import ReadPool, json_time
+from mailsvc.kit.reads import TenantReads, json_time
 
 # One `MailboxOut` (schemas.py). `messages_indexed` is the stored messages less those
 # still queued for the indexer; never below 0, as the counter is the sync's and the
@@ -55,16 +55,12 @@ class Progress:
     messages_indexed: int
 
 
-class SyncReads:
+class SyncReads(TenantReads):
     """Sync progress of one tenant's accounts, on the raw pool."""
-
-    def __init__(self, reads: ReadPool, tenant_id: str) -> None:
-        self._reads = reads
-        self._tenant_id = tenant_id
 
     async def progress(self, account_id: uuid.UUID) -> Progress | None:
         """The account's progress; None when the tenant has no such account."""
-        row = await self._reads.fetchrow(self._tenant_id, _PROGRESS, account_id)
+        row = await self.fetchrow(_PROGRESS, account_id)
         if row is None:
             return None
         return Progress(

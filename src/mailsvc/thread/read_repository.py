@@ -10,7 +10,7 @@ from datetime import datetime
 
 import asyncpg
 
-from mailsvc.kit.reads import ReadPool, json_time
+from mailsvc.kit.reads import TenantReads, json_time
 from mailsvc.message.read_repository import Statement, message_conditions
 from mailsvc.search.filter import MessageFilter
 
@@ -26,12 +26,8 @@ _THREAD_ITEM = f"""json_build_object(
     'last_message_at', {json_time("t.last_message_at")})::text"""
 
 
-class ThreadReads:
+class ThreadReads(TenantReads):
     """The thread list of one tenant, on the raw pool."""
-
-    def __init__(self, reads: ReadPool, tenant_id: str) -> None:
-        self._reads = reads
-        self._tenant_id = tenant_id
 
     async def page(
         self,
@@ -75,4 +71,4 @@ class ThreadReads:
             f"WHERE {' AND '.join(where)} ORDER BY t.last_message_at DESC, t.id DESC "
             f"LIMIT {statement.value(limit, 'int')}"
         )
-        return await self._reads.fetch(self._tenant_id, sql, *statement.args)
+        return await self.fetch(sql, *statement.args)
