@@ -15,7 +15,6 @@ import os
 import secrets
 import signal
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -31,14 +30,13 @@ from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.net import LOOPBACK, free_port
 from tests.fixtures.processes import MAILSVC, run_mailsvc, service_env, wait_until_serving
 from tests.fixtures.smtp_server import SmtpRelay
+from tests.fixtures.sse import Frame, arrived, collect_frames
 from tests.fixtures.waiting import eventually
 
 TENANT = "serve-workers"
 LEASE_TTL_SECONDS = 5
 GRACE_SECONDS = 10
 ACCOUNTS = 4
-
-Frames = list[dict[str, str]]
 
 
 def _children(pid: int) -> set[int]:
@@ -77,33 +75,6 @@ def _alive(pid: int) -> bool:
 def _owner_pid(owner_id: str | None) -> int | None:
     """The pid in an IDLE owner id (`host:pid:nonce`, `runtime.process_id`)."""
     return None if owner_id is None else int(owner_id.split(":")[-2])
-
-
-async def _collect(base_url: str, token: str, frames: Frames) -> None:
-    """Append each frame of one `/api/events` response to `frames` as it arrives;
-    return when the server ends the response (a response cut off mid-stream raises)."""
-    fields: dict[str, str] = {}
-    async with (
-        httpx.AsyncClient(base_url=base_url, timeout=60) as client,
-        client.stream(
-            "GET", "/api/events", headers={"Authorization": f"Bearer {token}"}
-        ) as response,
-    ):
-        assert response.status_code == 200
-        async for line in response.aiter_lines():
-            if line == "":
-                frames.append(fields)
-                fields = {}
-            else:
-                name, _, value = line.partition(": ")
-                fields[name] = value
-
-
-def _arrived(frames: Frames) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return bool(frames)
-
-    return check
 
 
 async def _start(*args: str, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
@@ -199,10 +170,15 @@ async def test_sigterm_drains_both_workers_and_hands_their_accounts_over(
             await wait_until_serving(client, within=60)
         api_key = (await run_mailsvc("apikey", "create", "--tenant", TENANT, env=env)).stdout
 
-        streams: list[Frames] = [[], []]
-        reading = [asyncio.create_task(_collect(group_url, token, frames)) for frames in streams]
+        streams: list[list[Frame]] = [[], []]
+        reading = [
+            asyncio.create_task(
+                collect_frames(group_url, {"Authorization": f"Bearer {token}"}, frames)
+            )
+            for frames in streams
+        ]
         for frames in streams:
-            await eventually(_arrived(frames), within=30, what="SSE stream open")
+            await eventually(arrived(frames), within=30, what="SSE stream open")
 
         # A login whose body is not sent yet: `100 Continue` proves a worker has the
         # request and waits in the endpoint for its body.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -26,6 +26,7 @@ from tests.fixtures.app import TokenFactory
 from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.mail import SyncTarget
 from tests.fixtures.net import LOOPBACK, free_port
+from tests.fixtures.sse import arrived, collect_frames
 from tests.fixtures.waiting import eventually
 from tests.sync.messages import make_message
 
@@ -208,34 +209,6 @@ async def draining_app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
-async def _collect(
-    base_url: str, auth: Headers, frames: list[dict[str, str]], **headers: str
-) -> None:
-    """Append each frame of one `/api/events` response to `frames` as it arrives;
-    return when the server ends the response."""
-    fields: dict[str, str] = {}
-    async with (
-        httpx.AsyncClient(base_url=base_url, timeout=30) as client,
-        client.stream("GET", "/api/events", headers={**auth, **headers}) as response,
-    ):
-        assert response.status_code == 200
-        # A response cut off mid-stream would raise here (incomplete chunked body).
-        async for line in response.aiter_lines():
-            if line == "":
-                frames.append(fields)
-                fields = {}
-            else:
-                name, _, value = line.partition(": ")
-                fields[name] = value
-
-
-def _arrived(frames: list[dict[str, str]], count: int) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return len(frames) >= count
-
-    return check
-
-
 async def _change(state: Runtime, tenant_id: str, target: SyncTarget) -> None:
     async with state.sessionmaker.begin() as session:
         await ChangeRepository(session, tenant_id).append(
@@ -257,17 +230,17 @@ async def test_draining_ends_a_stream_with_where_to_resume_and_nothing_is_lost(
     drain: Drain = draining_app.state.components[Drain]
     frames: list[dict[str, str]] = []
     async with _serving(draining_app) as draining_url:
-        reading = asyncio.create_task(_collect(draining_url, auth, frames))
-        await eventually(_arrived(frames, 1), what="stream open")
+        reading = asyncio.create_task(collect_frames(draining_url, auth, frames))
+        await eventually(arrived(frames, 1), what="stream open")
         await _change(state, tenant_id, target)
-        await eventually(_arrived(frames, 2), what="first event streamed")
+        await eventually(arrived(frames, 2), what="first event streamed")
         drain.begin()
         await asyncio.wait_for(reading, 10)
         # Committed after the stream ended: its client must get it on resuming.
         await _change(state, tenant_id, target)
         # A stream opened on a draining process ends at once, with the same advice.
         late: list[dict[str, str]] = []
-        await asyncio.wait_for(_collect(draining_url, auth, late), 10)
+        await asyncio.wait_for(collect_frames(draining_url, auth, late), 10)
 
     opening, first, farewell = frames
     assert opening == {"retry": "2000"}
@@ -283,10 +256,10 @@ async def test_draining_ends_a_stream_with_where_to_resume_and_nothing_is_lost(
 
     resumed: list[dict[str, str]] = []
     resuming = asyncio.create_task(
-        _collect(base_url, auth, resumed, **{"Last-Event-ID": farewell["id"]})
+        collect_frames(base_url, {**auth, "Last-Event-ID": farewell["id"]}, resumed)
     )
     try:
-        await eventually(_arrived(resumed, 2), what="resumed stream's first event")
+        await eventually(arrived(resumed, 2), what="resumed stream's first event")
     finally:
         resuming.cancel()
         await asyncio.gather(resuming, return_exceptions=True)
