@@ -24,6 +24,8 @@ def seal_password(
 
 def open_password(box: SecretBox, account: Account, purpose: Purpose) -> str:
     sealed = account.imap_secret if purpose == "imap" else account.smtp_secret
+    if sealed is None:
+        raise ValueError(f"account {account.id} has no {purpose} password (auth_type oauth2)")
     return box.open(sealed, context=secret_context(account.tenant_id, account.id, purpose))
 
 

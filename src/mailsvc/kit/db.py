@@ -62,7 +62,7 @@ def one_of(column: str, values: tuple[str, ...]) -> str:
 
 
 def tenant_foreign_key(
-    column: str, parent: str, *, ondelete: Literal["CASCADE", "SET NULL"]
+    column: str, parent: str, *, ondelete: Literal["CASCADE", "SET NULL", "RESTRICT"]
 ) -> ForeignKeyConstraint:
     """A foreign key from `column` to `parent.id` that also matches `tenant_id`.
 

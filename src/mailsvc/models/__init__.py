@@ -8,6 +8,7 @@ from mailsvc.models.change import Change, ChangeTrim
 from mailsvc.models.draft import Draft, DraftAttachment
 from mailsvc.models.mailbox import Mailbox
 from mailsvc.models.message import Message
+from mailsvc.models.oauth_app import OAuthApp
 from mailsvc.models.outbox import OutboxMessage
 from mailsvc.models.search import MessageSearch, SearchIndexStateRow
 from mailsvc.models.search_queue import SearchQueueEntry
@@ -27,6 +28,7 @@ __all__ = [
     "Mailbox",
     "Message",
     "MessageSearch",
+    "OAuthApp",
     "OutboxMessage",
     "SearchIndexStateRow",
     "SearchQueueEntry",

@@ -5,11 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Integer, String, Text, UniqueConstraint
+import uuid
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mailsvc.kit.db import Base, TenantId, TimestampMixin, UuidPk, one_of
+from mailsvc.kit.db import Base, TenantId, TimestampMixin, UuidPk, one_of, tenant_foreign_key
 
 SECURITY_VALUES = ("tls", "starttls", "none")
 AUTH_TYPES = ("password", "oauth2")
@@ -28,6 +39,23 @@ class Account(TimestampMixin, Base):
         CheckConstraint(one_of("smtp_security", SECURITY_VALUES), name="smtp_security"),
         CheckConstraint(one_of("auth_type", AUTH_TYPES), name="auth_type"),
         CheckConstraint(one_of("state", ACCOUNT_STATES), name="state"),
+        # Each way of logging in has what it needs, and only that.
+        CheckConstraint(
+            "auth_type <> 'password' OR (imap_secret IS NOT NULL AND smtp_secret IS NOT NULL)",
+            name="password_secrets",
+        ),
+        CheckConstraint(
+            "auth_type <> 'oauth2' OR (oauth_app_id IS NOT NULL AND oauth_tokens IS NOT NULL)",
+            name="oauth2_tokens",
+        ),
+        tenant_foreign_key("oauth_app_id", "oauth_apps", ondelete="RESTRICT"),
+        # Finding an app's accounts (and checking, on delete, that it has none).
+        Index(
+            "ix_accounts_oauth_app",
+            "tenant_id",
+            "oauth_app_id",
+            postgresql_where=text("oauth_app_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[UuidPk]
@@ -40,15 +68,21 @@ class Account(TimestampMixin, Base):
     imap_security: Mapped[str] = mapped_column(String(16))
     imap_username: Mapped[str] = mapped_column(String(320))
     # AES-256-GCM ciphertext with its key id (kit/crypto.py); never the plaintext.
-    imap_secret: Mapped[str] = mapped_column(Text)
+    # NULL for OAuth2 accounts, which log in with `oauth_tokens`.
+    imap_secret: Mapped[str | None] = mapped_column(Text)
 
     smtp_host: Mapped[str] = mapped_column(String(255))
     smtp_port: Mapped[int] = mapped_column(Integer)
     smtp_security: Mapped[str] = mapped_column(String(16))
     smtp_username: Mapped[str] = mapped_column(String(320))
-    smtp_secret: Mapped[str] = mapped_column(Text)
+    smtp_secret: Mapped[str | None] = mapped_column(Text)
 
     auth_type: Mapped[str] = mapped_column(String(16), server_default="password")
+    # OAuth2 accounts: the app that issued their tokens, the tokens (one sealed JSON
+    # object: access and refresh token), and when the access token expires.
+    oauth_app_id: Mapped[uuid.UUID | None]
+    oauth_tokens: Mapped[str | None] = mapped_column(Text)
+    oauth_expires_at: Mapped[datetime | None]
     state: Mapped[str] = mapped_column(String(16), server_default="connecting")
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None]
