@@ -88,6 +88,7 @@ from tests.fixtures.databases import asyncpg_dsn, create_database, drop_database
 from tests.fixtures.dovecot import DOVEADM_BINARY, MAIL_GID, MAIL_UID, DovecotServer, TestMailUser
 
 from mailsvc.account.credentials import seal_password
+from mailsvc.account.logins import AccountLogins
 from mailsvc.config import Settings, generate_encryption_key
 from mailsvc.embedded import EmbeddedPostgres, EmbeddedRedis
 from mailsvc.kit.crypto import SecretBox
@@ -664,7 +665,13 @@ async def in_process_steps(
     sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(database)
     parser = ParserPool(processes=settings.sync_parse_processes or None)
     box = SecretBox(*settings.encryption_keys())
-    engine = TimedEngine(sessionmaker=sessionmaker, secrets=box, settings=settings, parser=parser)
+    logins = AccountLogins(
+        sessionmaker=sessionmaker,
+        redis=create_redis(settings.required_redis_url),
+        secrets=box,
+        settings=settings,
+    )
+    engine = TimedEngine(sessionmaker=sessionmaker, logins=logins, settings=settings, parser=parser)
     try:
         processes = settings.sync_parse_processes or os.cpu_count() or 1
         await parser.parse([b"Subject: warm-up\r\n\r\nwarm\r\n"] * processes)
@@ -750,7 +757,9 @@ async def latency_step(
         sessionmaker=sessionmaker,
         redis=redis,
         engine=engine,
-        secrets=box,
+        logins=AccountLogins(
+            sessionmaker=sessionmaker, redis=redis, secrets=box, settings=settings
+        ),
         settings=settings.model_copy(update={"idle_scan_interval_seconds": 0.2}),
         owner_id=f"bench-{secrets.token_hex(4)}",
         tenant_ids={TENANT},

@@ -136,9 +136,11 @@ def _mb(kib: int) -> float:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     import uuid
 
+    from mailsvc.account.logins import AccountLogins
     from mailsvc.config import Settings
     from mailsvc.kit.crypto import SecretBox
     from mailsvc.kit.db import create_engine, create_sessionmaker
+    from mailsvc.kit.redis import create_redis
     from mailsvc.logging import configure_logging
     from mailsvc.ops.capacity import DEFAULT_POOL_SIZE
     from mailsvc.sync.engine import SyncEngine
@@ -156,7 +158,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         engine = SyncEngine(
             sessionmaker=sessionmaker,
-            secrets=SecretBox(*settings.encryption_keys()),
+            logins=AccountLogins(
+                sessionmaker=sessionmaker,
+                redis=create_redis(settings.required_redis_url),
+                secrets=SecretBox(*settings.encryption_keys()),
+                settings=settings,
+            ),
             settings=settings,
             parser=parser,
         )

@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.fixtures.app",
     "tests.fixtures.mail",
     "tests.fixtures.processes",
+    "tests.fixtures.oauth_peers",
+    "tests.fixtures.oauth_accounts",
 ]

@@ -22,7 +22,7 @@ LIBRARY_OWNERS = {
     "email_validator": "kit/addresses.py",
     "nh3": "mime/sanitize.py",
     "mailparser_reply": "mime/reply_text.py",
-    "httpx": "webhook/client.py",
+    "httpx": "kit/outbound_http.py",
     "fastapi_offline": "ops/docs.py",
 }
 
@@ -80,6 +80,7 @@ LAYERS: list[set[str]] = [
     {"imap", "smtp", "auth", "ops"},
     # Domains, each resting on the ones below it.
     {"event"},
+    {"oauth"},
     {"account"},
     {"mirror", "search"},
     {"message"},

@@ -158,6 +158,7 @@ async def _rotate(settings: Settings) -> int:
     from mailsvc.account.rotation import rotate_account_secrets
     from mailsvc.kit.crypto import SecretBox
     from mailsvc.kit.db import create_engine, create_sessionmaker
+    from mailsvc.oauth.rotation import rotate_client_secrets
     from mailsvc.webhook.credentials import rotate_webhook_secrets
 
     engine = create_engine(settings.async_database_url, pool_size=1)
@@ -165,7 +166,8 @@ async def _rotate(settings: Settings) -> int:
     try:
         async with create_sessionmaker(engine).begin() as session:
             accounts = await rotate_account_secrets(session, box)
-            return accounts + await rotate_webhook_secrets(session, box)
+            apps = await rotate_client_secrets(session, box)
+            return accounts + apps + await rotate_webhook_secrets(session, box)
     finally:
         await engine.dispose()
 

@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     # A process that claimed a send and then died holds it this long at most.
     send_lease_seconds: float = Field(default=300.0, gt=0)
 
+    # OAuth2 accounts: an access token is refreshed this long before it expires; a
+    # request to a provider's token endpoint may take OAUTH_HTTP_TIMEOUT_SECONDS in all.
+    oauth_refresh_margin_seconds: float = Field(default=300.0, ge=0)
+    oauth_http_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+
     change_retention_days: int = Field(default=30, ge=1)
     events_keepalive_seconds: float = Field(default=15.0, gt=0)
     events_send_timeout_seconds: float = Field(default=30.0, gt=0)

@@ -37,6 +37,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "bad_request": ErrorCode(400, "a request the server cannot use"),
     "invalid_body": ErrorCode(400, "the body cannot be read (e.g. not UTF-8, or a broken form)"),
     "tenant_required": ErrorCode(400, "a token granting several tenants, without `X-Tenant-ID`"),
+    "oauth_state_invalid": ErrorCode(
+        400, "an OAuth2 callback with an unknown, expired or used `state`"
+    ),
     "invalid_cursor": ErrorCode(400, "a `cursor`, `since` or `Last-Event-ID` we did not issue"),
     "cursor_not_issued": ErrorCode(400, "a feed cursor past the newest event"),
     "http_error": ErrorCode(400, "another HTTP-level refusal (the `status` says which)"),
@@ -49,6 +52,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "insufficient_scope": ErrorCode(403, "the token lacks the route's scope"),
     "not_found": ErrorCode(404, "no such route or resource"),
     "account_not_found": ErrorCode(404, "no such account in this tenant"),
+    "oauth_app_not_found": ErrorCode(404, "no such OAuth2 app in this tenant"),
     "message_not_found": ErrorCode(404, "no such message in this tenant"),
     "attachment_not_found": ErrorCode(404, "no such attachment of this message or draft"),
     "thread_not_found": ErrorCode(404, "no such thread in this tenant"),
@@ -62,6 +66,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "method_not_allowed": ErrorCode(405, "the path exists; `Allow` lists its methods"),
     "conflict": ErrorCode(409, "the resource's state does not allow the change"),
     "account_exists": ErrorCode(409, "an account with this email exists in the tenant"),
+    "oauth_app_in_use": ErrorCode(409, "an OAuth2 app that accounts still use"),
     "mailbox_changed": ErrorCode(409, "the mailbox changed on the server (UIDVALIDITY)"),
     "no_trash_mailbox": ErrorCode(409, "a delete without a Trash mailbox to move to"),
     "move_unsupported": ErrorCode(409, "the IMAP server can neither MOVE nor COPY + EXPUNGE"),
@@ -76,6 +81,19 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "unprocessable": ErrorCode(422, "a request the client must fix"),
     "validation_error": ErrorCode(
         422, "the body (or its JSON), query or a header does not match the schema"
+    ),
+    "oauth_app_incomplete": ErrorCode(
+        422, "a `generic` OAuth2 app without endpoints, scopes or servers"
+    ),
+    "oauth_url_not_allowed": ErrorCode(422, "an OAuth2 token or userinfo URL that is not https"),
+    "oauth_token_expired": ErrorCode(
+        422, "OAuth2 tokens whose access token expired, without a refresh token"
+    ),
+    "oauth_grant_refused": ErrorCode(
+        422, "the provider refused to refresh the given OAuth2 tokens"
+    ),
+    "oauth_tokens_required": ErrorCode(
+        422, "an OAuth2 account's address changed without new tokens"
     ),
     "invalid_query": ErrorCode(422, "a search query that cannot be parsed"),
     "invalid_mailbox": ErrorCode(422, "`mailbox` is neither a mailbox id nor a role"),
@@ -100,6 +118,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "imap_refused": ErrorCode(502, "the IMAP server refused the change; nothing was changed"),
     "imap_unavailable": ErrorCode(502, "the IMAP server cannot be reached; nothing was changed"),
     "imap_login_refused": ErrorCode(502, "the IMAP server refused the stored login"),
+    "oauth_provider_unavailable": ErrorCode(
+        502, "the OAuth2 provider cannot be reached or answered garbage"
+    ),
     "imap_unreadable": ErrorCode(502, "the IMAP server sent an answer that cannot be read"),
     "not_ready": ErrorCode(503, "`/ready` only; `checks` names the failing parts"),
     "search_rebuilding": ErrorCode(

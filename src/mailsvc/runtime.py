@@ -29,6 +29,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
+from mailsvc.account.logins import AccountLogins
 from mailsvc.auth.tokens import TokenCodec
 from mailsvc.config import Settings
 from mailsvc.event.listener import ChangeListener, listen_dsn
@@ -90,6 +91,7 @@ class Runtime(Resources):
             ChangeListener: self.changes,
             OutboxDispatcher: self.outbox,
             SearchBackend: self.search,
+            **self.services,
         }
 
 
@@ -128,6 +130,10 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
         async def rebuild(tenant_id: str) -> None:
             await request_rebuild(arq, tenant_id)
 
+        logins = AccountLogins(
+            sessionmaker=sessionmaker, redis=redis, secrets=secret_box, settings=settings
+        )
+        stack.push_async_callback(logins.aclose)
         search = open_search_backend(settings, sessionmaker=sessionmaker, request_rebuild=rebuild)
         stack.push_async_callback(search.aclose)
         runtime = Runtime(
@@ -153,16 +159,17 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
             ),
             tokens=TokenCodec(settings),
             outbox_sender=OutboxSender(
-                sessionmaker=sessionmaker, secrets=secret_box, settings=settings, arq=arq
+                sessionmaker=sessionmaker, logins=logins, settings=settings, arq=arq
             ),
             changes=changes,
             search=search,
+            services={AccountLogins: logins},
         )
         if role is Role.WORKER or settings.idle_enabled:
             parser = ParserPool(processes=settings.sync_parse_processes or None)
             stack.callback(parser.close)
             runtime.sync_engine = SyncEngine(
-                sessionmaker=sessionmaker, secrets=secret_box, settings=settings, parser=parser
+                sessionmaker=sessionmaker, logins=logins, settings=settings, parser=parser
             )
         if role is Role.API:
             _start_api_services(runtime, stack)
@@ -184,7 +191,7 @@ def _start_api_services(runtime: Runtime, stack: AsyncExitStack) -> None:
             sessionmaker=runtime.sessionmaker,
             redis=runtime.redis,
             engine=runtime.sync_engine,
-            secrets=runtime.secrets,
+            logins=runtime.component(AccountLogins),
             settings=runtime.settings,
             owner_id=process_id(),
         )

@@ -18,6 +18,7 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from mailsvc.account.logins import AccountLogins
 from mailsvc.account.repository import AccountRepository
 from mailsvc.config import Settings
 from mailsvc.kit.crypto import SecretBox
@@ -90,7 +91,12 @@ async def test_the_sweep_sets_the_gauge_to_the_entries_in_flight_across_tenants(
         sessionmaker=isolated_sessionmaker,
         outbox_sender=OutboxSender(
             sessionmaker=isolated_sessionmaker,
-            secrets=SecretBox(*settings.encryption_keys()),
+            logins=AccountLogins(
+                sessionmaker=isolated_sessionmaker,
+                redis=redis,
+                secrets=SecretBox(*settings.encryption_keys()),
+                settings=settings,
+            ),
             settings=settings,
             arq=arq,
         ),

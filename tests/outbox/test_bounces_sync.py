@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from mailsvc.account.logins import AccountLogins
 from mailsvc.config import Settings
 from mailsvc.mime import parse_message
 from mailsvc.mime.dsn import MAX_REPORT_BYTES
@@ -481,7 +482,7 @@ async def test_a_report_above_the_size_cap_is_stored_without_being_read(
     state: Runtime = app.state.mailsvc
     capped = SyncEngine(
         sessionmaker=state.sessionmaker,
-        secrets=state.secrets,
+        logins=state.component(AccountLogins),
         settings=settings.model_copy(update={"sync_max_message_bytes": 64 * 1024}),
         parser=parser_pool,
     )

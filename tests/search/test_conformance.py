@@ -23,6 +23,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from mailsvc.account.logins import AccountLogins
 from mailsvc.config import Settings
 from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
@@ -112,7 +113,7 @@ async def conformance_mailbox(
         state: Runtime = backend_app.state.mailsvc
         engine = SyncEngine(
             sessionmaker=state.sessionmaker,
-            secrets=state.secrets,
+            logins=state.component(AccountLogins),
             settings=settings,
             parser=parser_pool,
         )

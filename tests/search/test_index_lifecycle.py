@@ -23,6 +23,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from mailsvc.account.logins import AccountLogins
 from mailsvc.config import Settings
 from mailsvc.event.listener import ChangeListener, listen_dsn
 from mailsvc.runtime import Runtime
@@ -92,7 +93,7 @@ async def _sync(
     state: Runtime = app.state.mailsvc
     engine = SyncEngine(
         sessionmaker=state.sessionmaker,
-        secrets=state.secrets,
+        logins=state.component(AccountLogins),
         settings=settings,
         parser=parser_pool,  # type: ignore[arg-type]
     )

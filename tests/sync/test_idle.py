@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from mailsvc.account.control import ACCOUNT_CONTROL_CHANNEL
+from mailsvc.account.logins import AccountLogins
 from mailsvc.config import Settings
 from mailsvc.imap.wire import ListedMailbox
 from mailsvc.jobs import sync_job_id
@@ -144,7 +145,7 @@ async def supervisors(
     Each has a Redis client of its own, as separate processes would.
     """
     state: Runtime = app.state.mailsvc
-    started: list[tuple[IdleSupervisor, aioredis.Redis]] = []
+    started: list[tuple[IdleSupervisor, aioredis.Redis, AccountLogins]] = []
 
     def start(**overrides: Any) -> IdleSupervisor:
         supervisor_settings = settings.model_copy(
@@ -157,22 +158,29 @@ async def supervisors(
             }
         )
         client = create_redis(redis_url)
+        logins = AccountLogins(
+            sessionmaker=state.sessionmaker,
+            redis=client,
+            secrets=state.secrets,
+            settings=supervisor_settings,
+        )
         supervisor = IdleSupervisor(
             sessionmaker=state.sessionmaker,
             redis=client,
             engine=engine,
-            secrets=state.secrets,
+            logins=logins,
             settings=supervisor_settings,
             owner_id=f"test-{secrets.token_hex(4)}",
             tenant_ids={tenant_id},
         )
         supervisor.start()
-        started.append((supervisor, client))
+        started.append((supervisor, client, logins))
         return supervisor
 
     yield start
-    for supervisor, client in started:
+    for supervisor, client, logins in started:
         await supervisor.stop()
+        await logins.aclose()
         await client.aclose()
 
 
@@ -537,6 +545,7 @@ _SUPERVISOR_PROCESS = """
 import asyncio, sys
 from mailsvc.config import Settings
 from mailsvc.kit.db import create_engine, create_sessionmaker
+from mailsvc.account.logins import AccountLogins
 from mailsvc.kit.redis import create_redis
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.sync.engine import SyncEngine
@@ -547,10 +556,12 @@ async def main(owner_id: str, tenant_id: str) -> None:
     settings = Settings(_env_file=None)
     sessionmaker = create_sessionmaker(create_engine(settings.async_database_url, pool_size=2))
     box = SecretBox(*settings.encryption_keys())
-    engine = SyncEngine(sessionmaker=sessionmaker, secrets=box, settings=settings,
+    redis = create_redis(settings.required_redis_url)
+    logins = AccountLogins(sessionmaker=sessionmaker, redis=redis, secrets=box, settings=settings)
+    engine = SyncEngine(sessionmaker=sessionmaker, logins=logins, settings=settings,
                         parser=ParserPool(processes=1))
-    IdleSupervisor(sessionmaker=sessionmaker, redis=create_redis(settings.required_redis_url),
-                   engine=engine, secrets=box, settings=settings, owner_id=owner_id,
+    IdleSupervisor(sessionmaker=sessionmaker, redis=redis,
+                   engine=engine, logins=logins, settings=settings, owner_id=owner_id,
                    tenant_ids={tenant_id}).start()
     await asyncio.Event().wait()
 

@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from mailsvc.account.logins import AccountLogins
 from mailsvc.config import Settings
 from mailsvc.imap.errors import ImapConnectError
 from mailsvc.mime import ParsedMessage
@@ -29,7 +30,7 @@ def _engine(app: FastAPI, settings: Settings, parser: ParserPool, **overrides: i
     state: Runtime = app.state.mailsvc
     return SyncEngine(
         sessionmaker=state.sessionmaker,
-        secrets=state.secrets,
+        logins=state.component(AccountLogins),
         settings=settings.model_copy(update=overrides),
         parser=parser,
     )

@@ -13,18 +13,15 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import structlog
 
-from mailsvc.account.credentials import imap_server
-from mailsvc.config import Settings
+from mailsvc.account.logins import AccountLogins
 from mailsvc.errors import BadGatewayError, ConflictError
-from mailsvc.imap.connection import ImapConnection, imap_session
+from mailsvc.imap.connection import ImapConnection
 from mailsvc.imap.errors import (
     ImapAuthError,
     ImapCommandError,
     ImapConnectError,
     ImapProtocolError,
 )
-from mailsvc.kit.crypto import SecretBox
-from mailsvc.kit.mailserver import tls_context
 from mailsvc.kit.resources import Resources
 from mailsvc.models import Account, Mailbox
 
@@ -32,21 +29,17 @@ log = structlog.get_logger("mailsvc.account.connect")
 
 
 def account_imap(
-    secrets: SecretBox, settings: Settings, account: Account
+    resources: Resources, account: Account
 ) -> AbstractAsyncContextManager[ImapConnection]:
     """A logged-in connection to the account's IMAP server for one piece of work."""
-    return imap_session(
-        imap_server(secrets, account),
-        io_timeout=settings.mail_connect_timeout_seconds,
-        tls=tls_context(settings.mail_tls_ca_file),
-    )
+    return resources.component(AccountLogins).imap_session(account)
 
 
 @asynccontextmanager
 async def open_account(resources: Resources, account: Account) -> AsyncIterator[ImapConnection]:
     """A logged-in connection; IMAP failures inside become 502 problems."""
     try:
-        async with account_imap(resources.secrets, resources.settings, account) as connection:
+        async with account_imap(resources, account) as connection:
             yield connection
     except ImapAuthError as exc:
         raise BadGatewayError(

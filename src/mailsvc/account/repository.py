@@ -21,6 +21,13 @@ class AccountRepository(TenantRepository):
         found: Account | None = await self.session.scalar(statement)
         return found
 
+    async def by_email(self, email: str, *, for_update: bool = False) -> Account | None:
+        statement = self.scoped.select(Account).where(Account.email == email)
+        if for_update:
+            statement = statement.with_for_update()
+        found: Account | None = await self.session.scalar(statement)
+        return found
+
     async def email_taken(self, email: str, *, except_id: uuid.UUID | None = None) -> bool:
         statement = self.scoped.select(Account.id).where(Account.email == email)
         if except_id is not None:

@@ -1,4 +1,4 @@
-"""Re-seal stored account passwords under the current encryption key."""
+"""Re-seal stored account passwords and OAuth2 tokens under the current encryption key."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailsvc.account.credentials import open_password, seal_password
 from mailsvc.account.repository import AccountRepository, tenants_with_accounts
 from mailsvc.kit.crypto import SecretBox
+from mailsvc.oauth.secrets import open_tokens, seal_tokens
 
 
 async def rotate_account_secrets(session: AsyncSession, box: SecretBox) -> int:
@@ -20,9 +21,16 @@ async def rotate_account_secrets(session: AsyncSession, box: SecretBox) -> int:
     purposes: tuple[Literal["imap", "smtp"], ...] = ("imap", "smtp")
     for tenant_id in await tenants_with_accounts(session):
         for account in await AccountRepository(session, tenant_id).all_in_tenant():
+            tokens = account.oauth_tokens
+            if tokens is not None and box.needs_rotation(tokens):
+                account.oauth_tokens = seal_tokens(
+                    box, tenant_id=tenant_id, account_id=account.id, pair=open_tokens(box, account)
+                )
+                rotated += 1
             for purpose in purposes:
                 column = f"{purpose}_secret"
-                if box.needs_rotation(getattr(account, column)):
+                sealed = getattr(account, column)
+                if sealed is not None and box.needs_rotation(sealed):
                     password = open_password(box, account, purpose)
                     setattr(
                         account,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
@@ -10,87 +9,26 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
     StrictBool,
 )
 
-from mailsvc.kit.addresses import EmailAddress
 from mailsvc.kit.datetimes import RFC3339Date
+from mailsvc.kit.fields import (
+    JSON_INTEGER,
+    PRINTABLE_DESCRIPTION,
+    PRINTABLE_PATTERN,
+    AccountAddress,
+    Host,
+    HttpUrl,
+    Password,
+    Port,
+    Username,
+    check_printable,
+)
 from mailsvc.kit.mailserver import Security
-
-# Matched with fullmatch: `$` would also match before a final newline, letting
-# "abc\n" through while the schema's pattern (ECMA `$`: the very end) refuses it.
-_HOSTNAME = re.compile(
-    r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
-)
-# IPv4 addresses are hostnames by the rule above (digit labels); a separate digits-and-
-# dots rule would only add empty labels (".0.1"), which name resolution cannot encode.
-_IP_LITERAL = re.compile(r"[0-9A-Fa-f:]+")
-# _check_host's rule as an OpenAPI pattern (the 253-character bound is maxLength).
-HOST_PATTERN = (
-    r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
-    r"|[0-9A-Fa-f:]{1,45})$"
-)
-
-
-def _check_host(value: str) -> str:
-    if not (_HOSTNAME.fullmatch(value) or (_IP_LITERAL.fullmatch(value) and len(value) <= 45)):
-        raise ValueError("must be a hostname or an IP address")
-    return value.lower()
-
-
-def _check_printable(value: str) -> str:
-    # CR/LF would let a value smuggle extra header lines into IMAP commands or mail.
-    if any(not ch.isprintable() for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-# _check_printable's rule, as far as a portable pattern can say it: no C0 or C1 control
-# character. Python's printable also excludes format, separator and unassigned
-# characters, which the descriptions state in words.
-PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
-_PRINTABLE = (
-    "Printable text: no control, format, private-use or unassigned characters, and no "
-    "separator but the space."
-)
-
-# kit.addresses refuses an address above 254 characters (RFC 5321's path limit).
-AccountAddress = Annotated[
-    EmailAddress, Field(max_length=254, json_schema_extra={"format": "email"})
-]
-Host = Annotated[
-    str,
-    Field(min_length=1, max_length=253, json_schema_extra={"pattern": HOST_PATTERN}),
-    AfterValidator(_check_host),
-]
-Username = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=320,
-        description=_PRINTABLE,
-        json_schema_extra={"pattern": PRINTABLE_PATTERN},
-    ),
-    AfterValidator(_check_printable),
-]
-Password = Annotated[SecretStr, Field(min_length=1, max_length=4096)]
-
-
-def _refuse_non_integers(value: object) -> object:
-    # Lax int would take `true` and "993"; the schema's `integer` takes neither (it
-    # does take 993.0, which lax int turns into 993, so StrictInt would be too strict).
-    if isinstance(value, bool | str):
-        raise ValueError("must be a JSON integer")
-    return value
-
-
-# After the bounds, so they stay on the integer's schema (`minimum`, `maximum`).
-_JSON_INTEGER = BeforeValidator(_refuse_non_integers)
-Port = Annotated[int, Field(ge=1, le=65535), _JSON_INTEGER]
 
 
 class ServerIn(BaseModel):
@@ -131,15 +69,19 @@ MailboxName = Annotated[
     Field(
         min_length=1,
         max_length=1000,
-        description=_PRINTABLE,
+        description=PRINTABLE_DESCRIPTION,
         json_schema_extra={"pattern": PRINTABLE_PATTERN},
     ),
-    AfterValidator(_check_printable),
+    AfterValidator(check_printable),
 ]
 DisplayName = Annotated[
     str,
-    Field(max_length=200, description=_PRINTABLE, json_schema_extra={"pattern": PRINTABLE_PATTERN}),
-    AfterValidator(_check_printable),
+    Field(
+        max_length=200,
+        description=PRINTABLE_DESCRIPTION,
+        json_schema_extra={"pattern": PRINTABLE_PATTERN},
+    ),
+    AfterValidator(check_printable),
 ]
 
 
@@ -152,7 +94,7 @@ class SyncOptions(BaseModel):
     since: RFC3339Date | None = Field(
         default=None, description="Initial sync: only messages received on or after this day."
     )
-    max_messages_per_mailbox: Annotated[int, Field(ge=0), _JSON_INTEGER] | None = Field(
+    max_messages_per_mailbox: Annotated[int, Field(ge=0), JSON_INTEGER] | None = Field(
         default=None, description="Initial sync: only the newest N messages per mailbox."
     )
     include_mailboxes: list[MailboxName] | None = Field(
@@ -193,8 +135,36 @@ class SendOptions(BaseModel):
     )
 
 
+Token = Annotated[SecretStr, Field(min_length=1, max_length=16384)]
+
+
+class OAuth2Credentials(BaseModel):
+    """Tokens your application obtained itself through an OAuth2 app registered here
+    (`/api/oauth-apps`). mailsvc refreshes the access token with the refresh token
+    and the app's client secret from then on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["oauth2"]
+    app_id: uuid.UUID = Field(description="The OAuth2 app the tokens were issued to.")
+    access_token: Token = Field(description="Stored encrypted; never returned.")
+    refresh_token: Token | None = Field(
+        default=None,
+        description="Stored encrypted; never returned. Without it the account stops "
+        "working when the access token expires.",
+    )
+    expires_at: datetime | None = Field(
+        default=None,
+        description="When the access token expires (RFC 3339); if unknown, it is used "
+        "until a server refuses it.",
+    )
+
+
 class AccountCreate(BaseModel):
-    """Register a mailbox account; its IMAP and SMTP logins are checked first."""
+    """Register a mailbox account; its IMAP and SMTP logins are checked first.
+
+    Give either `imap` and `smtp` with passwords, or `auth` with OAuth2 tokens (the
+    servers then come from the OAuth2 app; the `email` is the login)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -224,21 +194,29 @@ class AccountCreate(BaseModel):
 
     email: AccountAddress = Field(examples=["ada@example.com"])
     display_name: DisplayName | None = None
-    imap: ServerIn
-    smtp: ServerIn
+    imap: ServerIn | None = Field(default=None, description="Required unless `auth` is given.")
+    smtp: ServerIn | None = Field(default=None, description="Required unless `auth` is given.")
+    auth: OAuth2Credentials | None = Field(
+        default=None, description="Log in with OAuth2 tokens instead of passwords."
+    )
     sync_options: SyncOptions = Field(default_factory=SyncOptions)
     send_options: SendOptions = Field(default_factory=SendOptions)
 
 
 class AccountUpdate(BaseModel):
-    """Replace an account's settings; passwords left out stay as they are."""
+    """Replace an account's settings; passwords or tokens left out stay as they are.
+
+    A password account needs `imap` and `smtp`; an OAuth2 account takes new tokens in
+    `auth` (which also releases it from `auth_error`). Giving the other kind switches
+    the account's way of logging in."""
 
     model_config = ConfigDict(extra="forbid")
 
     email: AccountAddress = Field(examples=["ada@example.com"])
     display_name: DisplayName | None = None
-    imap: ServerUpdate
-    smtp: ServerUpdate
+    imap: ServerUpdate | None = None
+    smtp: ServerUpdate | None = None
+    auth: OAuth2Credentials | None = None
     sync_options: SyncOptions = Field(default_factory=SyncOptions)
     send_options: SendOptions = Field(default_factory=SendOptions)
 
@@ -254,6 +232,12 @@ class AccountOut(BaseModel):
     id: uuid.UUID
     email: str
     display_name: str | None
+    auth_type: Literal["password", "oauth2"] = Field(
+        description="How mailsvc logs in: with passwords, or with OAuth2 tokens."
+    )
+    oauth_app_id: uuid.UUID | None = Field(
+        description="The OAuth2 app refreshing the account's tokens (OAuth2 accounts)."
+    )
     imap: ServerOut
     smtp: ServerOut
     sync_options: SyncOptions
@@ -270,3 +254,59 @@ class AccountPage(BaseModel):
 
     items: list[AccountOut]
     next_cursor: str | None = None
+
+
+ClientState = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=500,
+        description="Your own value, handed back as `state` on `return_url`. "
+        + PRINTABLE_DESCRIPTION,
+        json_schema_extra={"pattern": PRINTABLE_PATTERN},
+    ),
+    AfterValidator(check_printable),
+]
+
+
+class OAuthAuthorizeIn(BaseModel):
+    """Start connecting a mailbox through an OAuth2 app's consent screen."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "app_id": "01938f2e-7c4a-7d41-9f0e-3b1c2d4e5f60",
+                    "return_url": "https://app.example.com/mail/connected",
+                    "state": "user-42",
+                    "login_hint": "ada@gmail.com",
+                }
+            ]
+        },
+    )
+
+    app_id: uuid.UUID = Field(description="The OAuth2 app (`/api/oauth-apps`) to consent to.")
+    return_url: HttpUrl = Field(
+        description="Where the user's browser goes when it is over, with `account_id` (or "
+        "`error` and `error_description`) and your `state` in the query."
+    )
+    state: ClientState | None = None
+    login_hint: AccountAddress | None = Field(
+        default=None, description="The address to preselect on the consent screen."
+    )
+    account_id: uuid.UUID | None = Field(
+        default=None,
+        description="Reconnect this account (new tokens, e.g. after `auth_error`); its "
+        "address must be the one consented with.",
+    )
+    display_name: DisplayName | None = None
+    sync_options: SyncOptions = Field(default_factory=SyncOptions)
+    send_options: SendOptions = Field(default_factory=SendOptions)
+
+
+class OAuthAuthorizeOut(BaseModel):
+    """Send the user's browser to `authorization_url`; the consent ends at `return_url`."""
+
+    authorization_url: str
+    expires_at: datetime = Field(description="The consent must be completed before this.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,9 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailsvc.account import schemas
 from mailsvc.account.control import ControlAction, publish_account_control
 from mailsvc.account.credentials import imap_server, seal_password, smtp_server
+from mailsvc.account.logins import AccountLogins
+from mailsvc.account.oauth import OAuthLogin, oauth_columns, oauth_servers, refreshed_if_expiring
 from mailsvc.account.repository import AccountRepository
 from mailsvc.account.verify import ensure_hosts_allowed, verify_logins
-from mailsvc.errors import ConflictError, NotFoundError
+from mailsvc.errors import ConflictError, FieldError, NotFoundError, UnprocessableError
 from mailsvc.event.repository import ChangeRepository
 from mailsvc.jobs import enqueue_sync
 from mailsvc.kit.db import after_commit, utcnow
@@ -22,6 +25,8 @@ from mailsvc.kit.mailserver import MailServer, Security
 from mailsvc.kit.pagination import encode_cursor, read_cursor
 from mailsvc.kit.resources import Resources
 from mailsvc.models import Account
+from mailsvc.oauth.secrets import TokenPair
+from mailsvc.oauth.service import OAuthAppService
 
 
 def to_out(account: Account) -> schemas.AccountOut:
@@ -29,6 +34,8 @@ def to_out(account: Account) -> schemas.AccountOut:
         id=account.id,
         email=account.email,
         display_name=account.display_name,
+        auth_type=account.auth_type,  # type: ignore[arg-type]  # guarded by a check constraint
+        oauth_app_id=account.oauth_app_id,
         imap=schemas.ServerOut(
             host=account.imap_host,
             port=account.imap_port,
@@ -51,7 +58,10 @@ def to_out(account: Account) -> schemas.AccountOut:
     )
 
 
-def _server(settings: schemas.ServerIn, password: str) -> MailServer:
+ServerSettings = schemas.ServerIn | schemas.ServerUpdate
+
+
+def _server(settings: ServerSettings, password: str) -> MailServer:
     return MailServer(
         host=settings.host,
         port=settings.port,
@@ -59,6 +69,47 @@ def _server(settings: schemas.ServerIn, password: str) -> MailServer:
         username=settings.username,
         password=password,
     )
+
+
+def _both_servers(
+    imap: ServerSettings | None, smtp: ServerSettings | None
+) -> tuple[ServerSettings, ServerSettings]:
+    """Both servers of a password account, or 422 naming the one missing."""
+    missing = [name for name, server in (("imap", imap), ("smtp", smtp)) if server is None]
+    if missing:
+        raise UnprocessableError(
+            f"{' and '.join(missing)} required (or `auth` with OAuth2 tokens)",
+            code="validation_error",
+            errors=[FieldError(field=f"body.{name}", message="required") for name in missing],
+        )
+    if imap is None or smtp is None:  # unreachable; tells the type checker
+        raise AssertionError
+    return imap, smtp
+
+
+def _refuse_servers_with_tokens(imap: object, smtp: object) -> None:
+    given = [name for name, server in (("imap", imap), ("smtp", smtp)) if server is not None]
+    if given:
+        raise UnprocessableError(
+            "an OAuth2 account uses its app's servers: leave out imap and smtp",
+            code="validation_error",
+            errors=[
+                FieldError(field=f"body.{name}", message="not allowed with `auth`")
+                for name in given
+            ],
+        )
+
+
+def _password(server: ServerSettings, stored: MailServer | None, purpose: str) -> str:
+    if server.password is not None:
+        return server.password.get_secret_value()
+    if stored is None:
+        raise UnprocessableError(
+            f"{purpose} password required: the account has none stored",
+            code="validation_error",
+            errors=[FieldError(field=f"body.{purpose}.password", message="required")],
+        )
+    return stored.password
 
 
 def _public_fields(account: Account) -> dict[str, Any]:
@@ -92,24 +143,86 @@ class AccountService:
         return schemas.AccountPage(items=items, next_cursor=next_cursor)
 
     async def create(self, body: schemas.AccountCreate, *, verify: bool) -> Account:
-        imap = _server(body.imap, body.imap.password.get_secret_value())
-        smtp = _server(body.smtp, body.smtp.password.get_secret_value())
+        if body.auth is not None:
+            _refuse_servers_with_tokens(body.imap, body.smtp)
+            login = await self.oauth_login(body.auth)
+            return await self.create_oauth(
+                login,
+                email=body.email,
+                display_name=body.display_name,
+                sync_options=body.sync_options,
+                send_options=body.send_options,
+                verify=verify,
+            )
+        imap_in, smtp_in = _both_servers(body.imap, body.smtp)
+        imap = _server(imap_in, _password(imap_in, None, "imap"))
+        smtp = _server(smtp_in, _password(smtp_in, None, "smtp"))
         await ensure_hosts_allowed(imap, smtp, self._resources.settings)
-        if await self._accounts.email_taken(body.email):
-            raise ConflictError("an account with this email exists", code="account_exists")
+        await self._refuse_taken(body.email)
         if verify:
             await verify_logins(imap, smtp, self._resources.settings)
         account_id = uuid7()
-        account = Account(
-            id=account_id,
+        return await self._add(
+            account_id,
             email=body.email,
             display_name=body.display_name,
-            sync_options=body.sync_options.model_dump(mode="json", exclude_defaults=True),
-            send_options=body.send_options.model_dump(mode="json", exclude_defaults=True),
+            sync_options=body.sync_options,
+            send_options=body.send_options,
+            columns={
+                **self._server_columns("imap", imap, account_id),
+                **self._server_columns("smtp", smtp, account_id),
+            },
+        )
+
+    async def create_oauth(
+        self,
+        login: OAuthLogin,
+        *,
+        email: str,
+        display_name: str | None,
+        sync_options: schemas.SyncOptions,
+        send_options: schemas.SendOptions,
+        verify: bool,
+    ) -> Account:
+        """Register an account that logs in with OAuth2 tokens issued through `login.app`."""
+        await self._refuse_taken(email)
+        login = await self._verified(login, email, verify=verify)
+        account_id = uuid7()
+        columns = oauth_columns(
+            self._resources.secrets,
+            tenant_id=self._tenant_id,
+            account_id=account_id,
+            login=login,
+            email=email,
+        )
+        return await self._add(
+            account_id,
+            email=email,
+            display_name=display_name,
+            sync_options=sync_options,
+            send_options=send_options,
+            columns=columns,
+        )
+
+    async def _add(
+        self,
+        account_id: uuid.UUID,
+        *,
+        email: str,
+        display_name: str | None,
+        sync_options: schemas.SyncOptions,
+        send_options: schemas.SendOptions,
+        columns: dict[str, Any],
+    ) -> Account:
+        account = Account(
+            id=account_id,
+            email=email,
+            display_name=display_name,
+            sync_options=sync_options.model_dump(mode="json", exclude_defaults=True),
+            send_options=send_options.model_dump(mode="json", exclude_defaults=True),
             state="connecting",
             state_changed_at=utcnow(),
-            **self._server_columns("imap", imap, account_id),
-            **self._server_columns("smtp", smtp, account_id),
+            **columns,
         )
         await self._accounts.add(account)
         await self._session.refresh(account)
@@ -123,47 +236,117 @@ class AccountService:
         account = await self._accounts.get(account_id, for_update=True)
         if account is None:
             raise NotFoundError("account not found", code="account_not_found")
-        imap = _server(
-            body.imap,
-            body.imap.password.get_secret_value()
-            if body.imap.password
-            else imap_server(self._resources.secrets, account).password,
-        )
-        smtp = _server(
-            body.smtp,
-            body.smtp.password.get_secret_value()
-            if body.smtp.password
-            else smtp_server(self._resources.secrets, account).password,
-        )
-        await ensure_hosts_allowed(imap, smtp, self._resources.settings)
         if await self._accounts.email_taken(body.email, except_id=account.id):
             raise ConflictError("an account with this email exists", code="account_exists")
-        connection_changed = imap != imap_server(
-            self._resources.secrets, account
-        ) or smtp != smtp_server(self._resources.secrets, account)
-        if verify and connection_changed:
-            await verify_logins(imap, smtp, self._resources.settings)
+        if body.auth is not None:
+            _refuse_servers_with_tokens(body.imap, body.smtp)
+            login = await self.oauth_login(body.auth)
+            await self.reconnect_oauth(account, login, email=body.email, verify=verify)
+        elif body.imap is None and body.smtp is None and account.auth_type == "oauth2":
+            if body.email != account.email:
+                raise UnprocessableError(
+                    "an OAuth2 account's address is its login: give new tokens in `auth` "
+                    "to change it",
+                    code="oauth_tokens_required",
+                    errors=[FieldError(field="body.auth", message="required")],
+                )
+        else:
+            await self._update_passwords(account, body, verify=verify)
         account.email = body.email
         account.display_name = body.display_name
         account.sync_options = body.sync_options.model_dump(mode="json", exclude_defaults=True)
         account.send_options = body.send_options.model_dump(mode="json", exclude_defaults=True)
-        for column, value in {
-            **self._server_columns("imap", imap, account.id),
-            **self._server_columns("smtp", smtp, account.id),
-        }.items():
-            setattr(account, column, value)
-        if connection_changed:
-            account.credentials_version += 1
-            # New credentials release an account parked in auth_error.
-            if account.state in ("auth_error", "connect_error"):
-                account.state = "connecting"
-                account.state_changed_at = utcnow()
-            self._control_after_commit(account.id, "reconnect")
-            self._sync_after_commit(account.id)
         await self._session.flush()
         await self._session.refresh(account)
         await self._changes.append(account.id, "account.updated", _public_fields(account))
         return account
+
+    async def reconnect_oauth(
+        self, account: Account, login: OAuthLogin, *, email: str, verify: bool
+    ) -> None:
+        """Give `account` (locked by the caller) new OAuth2 tokens; releases `auth_error`."""
+        login = await self._verified(login, email, verify=verify)
+        columns = oauth_columns(
+            self._resources.secrets,
+            tenant_id=self._tenant_id,
+            account_id=account.id,
+            login=login,
+            email=email,
+        )
+        for column, value in columns.items():
+            setattr(account, column, value)
+        self._connection_changed(account)
+
+    async def _update_passwords(
+        self, account: Account, body: schemas.AccountUpdate, *, verify: bool
+    ) -> None:
+        imap_in, smtp_in = _both_servers(body.imap, body.smtp)
+        stored_imap = stored_smtp = None
+        if account.auth_type == "password":
+            stored_imap = imap_server(self._resources.secrets, account)
+            stored_smtp = smtp_server(self._resources.secrets, account)
+        imap = _server(imap_in, _password(imap_in, stored_imap, "imap"))
+        smtp = _server(smtp_in, _password(smtp_in, stored_smtp, "smtp"))
+        await ensure_hosts_allowed(imap, smtp, self._resources.settings)
+        connection_changed = imap != stored_imap or smtp != stored_smtp
+        if verify and connection_changed:
+            await verify_logins(imap, smtp, self._resources.settings)
+        for column, value in {
+            **self._server_columns("imap", imap, account.id),
+            **self._server_columns("smtp", smtp, account.id),
+            "auth_type": "password",
+            "oauth_app_id": None,
+            "oauth_tokens": None,
+            "oauth_expires_at": None,
+        }.items():
+            setattr(account, column, value)
+        if connection_changed:
+            self._connection_changed(account)
+
+    def _connection_changed(self, account: Account) -> None:
+        account.credentials_version += 1
+        # New credentials release an account parked in auth_error.
+        if account.state in ("auth_error", "connect_error"):
+            account.state = "connecting"
+            account.state_changed_at = utcnow()
+        self._control_after_commit(account.id, "reconnect")
+        self._sync_after_commit(account.id)
+
+    async def oauth_login(self, credentials: schemas.OAuth2Credentials) -> OAuthLogin:
+        """The tokens of `credentials` with their app (404 if the tenant has no such app)."""
+        app = await OAuthAppService(self._session, self._tenant_id, self._resources).get(
+            credentials.app_id
+        )
+        refresh = credentials.refresh_token
+        return OAuthLogin(
+            app=app,
+            tokens=TokenPair(
+                access_token=credentials.access_token.get_secret_value(),
+                refresh_token=refresh.get_secret_value() if refresh is not None else None,
+            ),
+            expires_at=credentials.expires_at,
+        )
+
+    async def _verified(self, login: OAuthLogin, email: str, *, verify: bool) -> OAuthLogin:
+        """`login` (refreshed if it was expiring), its servers allowed and, with `verify`,
+        its IMAP and SMTP logins checked."""
+        settings = self._resources.settings
+        imap, smtp = oauth_servers(login, email)
+        await ensure_hosts_allowed(imap, smtp, settings)
+        if not verify:
+            return login
+        login = await refreshed_if_expiring(
+            self._resources.component(AccountLogins),
+            self._resources.secrets,
+            login,
+            margin=timedelta(seconds=settings.oauth_refresh_margin_seconds),
+        )
+        await verify_logins(*oauth_servers(login, email), settings)
+        return login
+
+    async def _refuse_taken(self, email: str) -> None:
+        if await self._accounts.email_taken(email):
+            raise ConflictError("an account with this email exists", code="account_exists")
 
     async def delete(self, account_id: uuid.UUID) -> None:
         """Delete the account and all its data; its connections are told to stop."""

@@ -194,7 +194,7 @@ class DraftMirror:
         return await mailbox_on_server(imap, "drafts")
 
     def _imap(self, account: Account) -> AbstractAsyncContextManager[ImapConnection]:
-        return account_imap(self._resources.secrets, self._resources.settings, account)
+        return account_imap(self._resources, account)
 
 
 async def _append(imap: ImapConnection, mailbox: str, built: _Built) -> ServerCopy | None:

@@ -90,6 +90,13 @@ class ChangeRepository(TenantRepository):
         ]
         await self.session.execute(self.scoped.insert(Change, rows))
 
+    async def locked_account(self, account_id: uuid.UUID) -> Account | None:
+        """The account row, locked until commit (its state changes with its events)."""
+        found: Account | None = await self.session.scalar(
+            self.scoped.select(Account).where(Account.id == account_id).with_for_update()
+        )
+        return found
+
     async def append(self, account_id: uuid.UUID, type_: str, payload: dict[str, Any]) -> None:
         """Append one change in the caller's transaction (see `append_many`)."""
         await self.append_many(account_id, [(type_, payload)])

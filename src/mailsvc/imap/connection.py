@@ -17,7 +17,8 @@ import aioimaplib
 
 from mailsvc.imap import names, uids, wire
 from mailsvc.imap.errors import ImapAuthError, ImapCommandError, ImapConnectError, ImapError
-from mailsvc.imap.protocol import ImapClient, RawCommand, StreamingCommand
+from mailsvc.imap.protocol import AuthenticateCommand, ImapClient, RawCommand, StreamingCommand
+from mailsvc.kit import sasl
 from mailsvc.kit.mailserver import MailServer, Security, tls_failure_reason
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.mime.text import safe_server_text
@@ -304,9 +305,15 @@ async def connect_imap(
         reason = safe_server_text(str(exc)) or type(exc).__name__
         raise ImapConnectError(f"cannot connect to {server.host}:{server.port}: {reason}") from exc
     try:
-        response = await client.login(server.username, server.password)
+        if server.access_token is not None:
+            response = await _authenticate_oauth(client, server, io_timeout=io_timeout)
+        else:
+            response = await client.login(server.username, server.password)
     except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
         raise ImapConnectError("connection lost during login") from exc
+    except ImapAuthError:
+        client.protocol.transport.close()  # no mechanism to log in with: nothing to say
+        raise
     connection = ImapConnection(client, io_timeout=io_timeout)
     if response.result != "OK":
         await connection.logout()
@@ -317,6 +324,42 @@ async def connect_imap(
     except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
         raise ImapConnectError("connection lost after login") from exc
     return connection
+
+
+async def _authenticate_oauth(
+    client: ImapClient, server: MailServer, *, io_timeout: float
+) -> aioimaplib.Response:
+    """AUTHENTICATE with the access token by XOAUTH2 or OAUTHBEARER, as offered."""
+    assert server.access_token is not None
+    protocol = client.protocol
+    offered = [
+        c[len("AUTH=") :] for c in protocol.capabilities if str(c).upper().startswith("AUTH=")
+    ]
+    mechanism = sasl.oauth_mechanism(offered)
+    if mechanism is None:
+        raise ImapAuthError("the server offers no OAuth2 login (AUTH=XOAUTH2 or AUTH=OAUTHBEARER)")
+    initial = sasl.initial_response(
+        mechanism,
+        user=server.username,
+        token=server.access_token,
+        host=server.host,
+        port=server.port,
+    )
+    command = AuthenticateCommand(
+        protocol.new_tag(),
+        mechanism=mechanism,
+        initial_response=initial,
+        acknowledgement=sasl.error_acknowledgement(mechanism),
+        send_initial="SASL-IR" in {str(c).upper() for c in protocol.capabilities},
+        transport=protocol.transport,
+        loop=protocol.loop,
+        timeout=io_timeout,
+    )
+    # `scrub` keeps the token out of aioimaplib's debug log of what it sends.
+    response: aioimaplib.Response = await protocol.execute(command, scrub=initial)
+    if response.result == "OK":
+        protocol.state = aioimaplib.AUTH
+    return response
 
 
 @asynccontextmanager

@@ -207,3 +207,48 @@ class StreamingCommand(RawCommand):
         if not self._streamed:
             self._streamed = True
             self.chunks.put_nowait(None)
+
+
+class AuthenticateCommand(aioimaplib.Command):  # type: ignore[misc]
+    """`AUTHENTICATE <mechanism>` with a SASL initial response (RFC 3501 §6.2.2, RFC 4959).
+
+    aioimaplib's own XOAUTH2 leaves the server's error challenge unanswered, so a
+    refused token hangs until the timeout. Here every challenge is answered: the
+    first with the initial response when the server lacks SASL-IR, the next (the
+    server's error report) with `acknowledgement`, after which the server sends
+    its tagged NO.
+    """
+
+    def __init__(
+        self,
+        tag: str,
+        *,
+        mechanism: str,
+        initial_response: str,
+        acknowledgement: str,
+        send_initial: bool,
+        transport: asyncio.BaseTransport,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float,
+    ) -> None:
+        super().__init__("AUTHENTICATE", tag, loop=loop, timeout=timeout)
+        self._mechanism = mechanism
+        self._initial = initial_response
+        self._acknowledgement = acknowledgement
+        self._pending_initial = not send_initial
+        self._sent_inline = send_initial
+        self._transport = transport
+
+    def __repr__(self) -> str:
+        inline = f" {self._initial or '='}" if self._sent_inline else ""
+        return f"{self.tag} AUTHENTICATE {self._mechanism}{inline}"
+
+    def append_to_resp(self, line: bytes, result: str = "Pending") -> None:
+        if result == "Pending" and bytes(line).startswith(b"+"):
+            answer = self._initial if self._pending_initial else self._acknowledgement
+            self._pending_initial = False
+            assert isinstance(self._transport, asyncio.WriteTransport)
+            self._transport.write(answer.encode("ascii") + CRLF)
+            self._reset_timer()
+            return
+        super().append_to_resp(line, result)

@@ -19,13 +19,18 @@ class Security(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class MailServer:
-    """A server endpoint and the login for it. `repr` never shows the password."""
+    """A server endpoint and the login for it. `repr` never shows a secret.
+
+    With `access_token` set the login is OAuth2 (SASL XOAUTH2 or OAUTHBEARER, as the
+    server offers) and `password` is unused.
+    """
 
     host: str
     port: int
     security: Security
     username: str
     password: str = field(repr=False)
+    access_token: str | None = field(default=None, repr=False)
 
 
 @lru_cache(maxsize=8)

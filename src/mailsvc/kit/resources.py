@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis
@@ -12,6 +13,8 @@ from mailsvc.config import Settings
 from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.ratelimit import WindowLimiter
 from mailsvc.kit.reads import ReadPool
+
+T = TypeVar("T")
 
 
 @dataclass(kw_only=True)
@@ -37,3 +40,10 @@ class Resources:
     rate_limiter: WindowLimiter
     # Sends per account (SEND_RATE_LIMIT_PER_MINUTE / _PER_HOUR).
     send_limiter: WindowLimiter
+    # Process-wide services of domains above kit (the account logins, say), by type:
+    # filled by the runtime, read with `component`.
+    services: dict[type[Any], object] = field(default_factory=dict)
+
+    def component(self, kind: type[T]) -> T:
+        """This process's one `kind` (KeyError if the runtime built none)."""
+        return cast(T, self.services[kind])

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
-
-import uuid
 
 from sqlalchemy import (
     BigInteger,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -100,8 +100,14 @@ class DeliveryResult:
         )
 
 
+# Gives the server to send through; given the server whose login was just refused,
+# one with a renewed login (an OAuth2 token refreshed). Raises the adapter's
+# SmtpAuthError or SmtpConnectError when there is none.
+Login = Callable[[MailServer | None], Awaitable[MailServer]]
+
+
 async def deliver(
-    server: MailServer,
+    server: MailServer | Login,
     *,
     envelope_from: str,
     recipients: Sequence[str],
@@ -124,13 +130,18 @@ async def deliver(
     recipients, an address with spaces, angle brackets or control characters, or a
     non-ASCII address without `smtputf8`.
 
+    `server` may be a `Login` instead: a login it gives that the server refuses is
+    renewed once and tried again (nothing of the message has been sent by then),
+    which is how an OAuth2 token that expired early is replaced without a failure.
+
     Every path closes the connection (with QUIT once logged in and still in step).
     A cancellation closes it and propagates; if it lands after the message was
     written, the attempt is as ambiguous as a lost reply.
     """
     _check_envelope(envelope_from, recipients, smtputf8=smtputf8)
-    try:
-        async with open_session(server, io_timeout=io_timeout, tls=tls) as session:
+
+    async def attempt(target: MailServer) -> DeliveryResult:
+        async with open_session(target, io_timeout=io_timeout, tls=tls) as session:
             return await _transaction(
                 session,
                 envelope_from=envelope_from,
@@ -138,6 +149,17 @@ async def deliver(
                 message=message,
                 smtputf8=smtputf8,
             )
+
+    try:
+        if isinstance(server, MailServer):
+            return await attempt(server)
+        first = await server(None)
+        try:
+            return await attempt(first)
+        except SmtpAuthError as exc:
+            if exc.reply is not None and exc.reply.is_transient:
+                raise
+        return await attempt(await server(first))
     except SmtpReplyLost as exc:
         return DeliveryResult(Outcome.AMBIGUOUS, error=str(exc))
     except SmtpAuthError as exc:

@@ -27,8 +27,7 @@ import structlog
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailsvc.account.connect import account_imap
-from mailsvc.account.credentials import smtp_server
+from mailsvc.account.logins import AccountLogins
 from mailsvc.account.repository import AccountRepository
 from mailsvc.config import Settings
 from mailsvc.event.repository import ChangeRepository
@@ -36,8 +35,7 @@ from mailsvc.imap.connection import ImapConnection
 from mailsvc.imap.errors import ImapCommandError, ImapConnectError
 from mailsvc.imap.mailboxes import mailbox_on_server
 from mailsvc.jobs import enqueue_sync
-from mailsvc.kit.crypto import SecretBox
-from mailsvc.kit.mailserver import tls_context
+from mailsvc.kit.mailserver import MailServer, tls_context
 from mailsvc.message.repository import MessageRepository
 from mailsvc.models import Account, OutboxMessage
 from mailsvc.ops.metrics import observe_outbox_attempt
@@ -96,12 +94,12 @@ class OutboxSender:
         self,
         *,
         sessionmaker: async_sessionmaker[AsyncSession],
-        secrets: SecretBox,
+        logins: AccountLogins,
         settings: Settings,
         arq: ArqRedis,
     ) -> None:
         self._sessionmaker = sessionmaker
-        self._secrets = secrets
+        self._logins = logins
         self._settings = settings
         self._arq = arq
 
@@ -131,8 +129,13 @@ class OutboxSender:
                     )
                 return status
         addresses = [entry.envelope_from, *entry.envelope_to]
+        account = attempt.account
+
+        async def login(rejected: MailServer | None) -> MailServer:
+            return await self._logins.server(account, "smtp", rejected=rejected)
+
         result = await deliver(
-            smtp_server(self._secrets, attempt.account),
+            login,
             envelope_from=entry.envelope_from,
             recipients=entry.envelope_to,
             message=entry.raw_mime,
@@ -302,4 +305,4 @@ class OutboxSender:
             return None
 
     def _imap(self, account: Account) -> AbstractAsyncContextManager[ImapConnection]:
-        return account_imap(self._secrets, self._settings, account)
+        return self._logins.imap_session(account)

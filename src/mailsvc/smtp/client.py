@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
+from mailsvc.kit import sasl
 from mailsvc.kit.mailserver import MailServer, Security, tls_failure_reason
 from mailsvc.mime.text import safe_server_text
 
@@ -195,7 +196,37 @@ async def _connect(
     return client
 
 
+async def _login_oauth(client: aiosmtplib.SMTP, server: MailServer) -> None:
+    """AUTH with the access token by XOAUTH2 or OAUTHBEARER (RFC 7628), as offered."""
+    assert server.access_token is not None
+    mechanism = sasl.oauth_mechanism(client.server_auth_methods)
+    if mechanism is None:
+        advertised = " ".join(client.server_auth_methods).upper() or "none"
+        raise SmtpAuthError(f"no OAuth2 login mechanism (the server offers: {advertised})")
+    initial = sasl.initial_response(
+        mechanism,
+        user=server.username,
+        token=server.access_token,
+        host=server.host,
+        port=server.port,
+    )
+    try:
+        response = await client.execute_command(b"AUTH", mechanism.encode(), initial.encode())
+        if response.code == aiosmtplib.SMTPStatus.auth_continue:
+            # The server's error report (base64 JSON); the refusal follows our answer.
+            answer = sasl.error_acknowledgement(mechanism).encode()
+            response = await client.execute_command(answer)
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise SmtpConnectError(_lost("login", exc)) from exc
+    if response.code != aiosmtplib.SMTPStatus.auth_successful:
+        refusal = SmtpReply.from_server(response.code, response.message)
+        raise SmtpAuthError(f"login refused: {refusal}", reply=refusal)
+
+
 async def _login(client: aiosmtplib.SMTP, server: MailServer) -> None:
+    if server.access_token is not None:
+        await _login_oauth(client, server)
+        return
     offered = [name for name in _MECHANISMS if name in client.server_auth_methods]
     if not offered:
         advertised = " ".join(client.server_auth_methods).upper() or "none"

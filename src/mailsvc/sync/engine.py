@@ -42,26 +42,24 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailsvc.account.credentials import imap_server
+from mailsvc.account.logins import AccountLogins
 from mailsvc.account.repository import AccountRepository
 from mailsvc.config import Settings
+from mailsvc.event.account_state import change_account_state
 from mailsvc.event.repository import ChangeRepository
 from mailsvc.imap import wire
-from mailsvc.imap.connection import ImapConnection, connect_imap
+from mailsvc.imap.connection import ImapConnection
 from mailsvc.imap.errors import (
     ImapAuthError,
     ImapCommandError,
     ImapConnectError,
     ImapProtocolError,
 )
-from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.db import utcnow
-from mailsvc.kit.mailserver import tls_context
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.mime.text import safe_server_text
 from mailsvc.mirror.repository import MailboxRepository, MirrorRepository
@@ -112,12 +110,12 @@ class SyncEngine:
         self,
         *,
         sessionmaker: async_sessionmaker[AsyncSession],
-        secrets: SecretBox,
+        logins: AccountLogins,
         settings: Settings,
         parser: ParserPool,
     ) -> None:
         self._sessionmaker = sessionmaker
-        self._secrets = secrets
+        self._logins = logins
         self._settings = settings
         self._parser = parser
 
@@ -138,16 +136,11 @@ class SyncEngine:
             account = await AccountRepository(session, tenant_id).get(account_id)
             if account is None:
                 raise AccountGoneError(str(account_id))
-            server = imap_server(self._secrets, account)
             options = planning.SyncOptions.from_stored(account.sync_options or {})
             indexed_at = account.indexed_at
         started = time.perf_counter()
         try:
-            # Cached per CA file; the runtime reads it off the event loop at start-up.
-            tls = tls_context(self._settings.mail_tls_ca_file)
-            connection = await connect_imap(
-                server, io_timeout=self._settings.mail_connect_timeout_seconds, tls=tls
-            )
+            connection = await self._logins.connect_imap(account)
         except ImapAuthError as exc:
             await self._set_state(tenant_id, account_id, "auth_error", str(exc))
             observe_sync(outcome="auth_error", seconds=time.perf_counter() - started)
@@ -454,27 +447,7 @@ class SyncEngine:
         self, tenant_id: str, account_id: uuid.UUID, state: str, error: str | None
     ) -> None:
         async with self._sessionmaker.begin() as session:
-            account = await AccountRepository(session, tenant_id).get(account_id, for_update=True)
-            if account is None:
-                return
-            if account.state == state and (error is None or account.last_error == error):
-                return
-            previous = account.state
-            account.state = state
-            account.state_changed_at = utcnow()
-            if error is not None:
-                account.last_error = error
-                account.last_error_at = utcnow()
-            payload: dict[str, Any] = {
-                "account_id": str(account_id),
-                "state": state,
-                "previous_state": previous,
-            }
-            if error is not None:
-                payload["error"] = error
-            await ChangeRepository(session, tenant_id).append_many(
-                account_id, [("account.state_changed", payload)]
-            )
+            await change_account_state(session, tenant_id, account_id, state, error)
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:

@@ -72,9 +72,9 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailsvc.account.control import ACCOUNT_CONTROL_CHANNEL
+from mailsvc.account.logins import AccountLogins
 from mailsvc.account.repository import AccountToWatch, accounts_to_watch
 from mailsvc.config import Settings
-from mailsvc.kit.crypto import SecretBox
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.sync.engine import SyncEngine
 from mailsvc.sync.idle_status import idle_status_key, idle_status_ttl_ms
@@ -100,7 +100,7 @@ class IdleSupervisor:
         sessionmaker: async_sessionmaker[AsyncSession],
         redis: aioredis.Redis,
         engine: SyncEngine,
-        secrets: SecretBox,
+        logins: AccountLogins,
         settings: Settings,
         owner_id: str,
         tenant_ids: Collection[str] | None = None,
@@ -117,7 +117,7 @@ class IdleSupervisor:
             sessionmaker=sessionmaker,
             redis=redis,
             engine=engine,
-            secrets=secrets,
+            logins=logins,
             settings=settings,
             leases=self._leases,
         )

@@ -27,18 +27,17 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailsvc.account.credentials import imap_server
+from mailsvc.account.logins import AccountLogins
 from mailsvc.account.repository import UNWATCHED_STATES, AccountRepository
 from mailsvc.config import Settings
-from mailsvc.imap.connection import ImapConnection, connect_imap
+from mailsvc.imap.connection import ImapConnection
 from mailsvc.imap.errors import ImapAuthError, ImapError
 from mailsvc.imap.mailboxes import is_selectable, mailbox_role
 from mailsvc.imap.wire import ListedMailbox
 from mailsvc.jobs import enqueue_sync
-from mailsvc.kit.crypto import SecretBox
-from mailsvc.kit.mailserver import MailServer, tls_context
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.mirror.repository import MailboxRepository
+from mailsvc.models import Account
 from mailsvc.ops.metrics import count_idle_connections
 from mailsvc.sync.engine import AccountGoneError, SyncEngine
 from mailsvc.sync.idle_status import idle_status_key, idle_status_ttl_ms, idle_status_value
@@ -195,7 +194,7 @@ class AccountWatcher:
         sessionmaker: async_sessionmaker[AsyncSession],
         redis: aioredis.Redis,
         engine: SyncEngine,
-        secrets: SecretBox,
+        logins: AccountLogins,
         settings: Settings,
         leases: LeaseManager,
     ) -> None:
@@ -203,7 +202,7 @@ class AccountWatcher:
         self._redis = redis
         self._arq = ArqRedis(connection_pool=redis.connection_pool)
         self._engine = engine
-        self._secrets = secrets
+        self._logins = logins
         self._settings = settings
         self._leases = leases
         self._status_ms = idle_status_ttl_ms(settings.idle_lease_ttl_seconds)
@@ -238,28 +237,23 @@ class AccountWatcher:
             watch.log.info("idle.reconnect_scheduled", delay_seconds=round(delay, 3))
             await asyncio.sleep(delay)
 
-    async def _load(self, watch: AccountWatch) -> MailServer:
+    async def _load(self, watch: AccountWatch) -> Account:
         async with self._sessionmaker() as session:
             account = await AccountRepository(session, watch.tenant_id).get(watch.account_id)
         if account is None or account.state in UNWATCHED_STATES:
             raise _AccountUnwatchable
         watch.credentials_version = account.credentials_version
         watch.idle_setting = idle_mailbox_setting(account.sync_options or {})
-        return imap_server(self._secrets, account)
+        return account
 
-    async def _connect(self, server: MailServer) -> _Connection:
-        # Cached per CA file; the runtime reads it off the event loop at start-up.
-        tls = tls_context(self._settings.mail_tls_ca_file)
-        imap = await connect_imap(
-            server, io_timeout=self._settings.mail_connect_timeout_seconds, tls=tls
-        )
-        return _Connection(imap)
+    async def _connect(self, account: Account) -> _Connection:
+        return _Connection(await self._logins.connect_imap(account))
 
     async def _connect_and_watch(self, watch: AccountWatch) -> None:
-        server = await self._load(watch)
+        account = await self._load(watch)
         connections: list[_Connection] = []
         try:
-            connections.append(await self._connect(server))
+            connections.append(await self._connect(account))
             listed = await connections[0].imap.list_mailboxes()
             mailboxes = resolve_idle_mailboxes(watch.idle_setting, listed)
             budget = self._settings.idle_max_connections_per_account
@@ -267,7 +261,7 @@ class AccountWatcher:
                 watch.log.warning("idle.over_budget", unwatched=mailboxes[budget:])
                 mailboxes = mailboxes[:budget]
             while len(connections) < len(mailboxes):
-                connections.append(await self._connect(server))
+                connections.append(await self._connect(account))
             for connection, mailbox in zip(connections, mailboxes, strict=True):
                 # EXAMINE: watching must not change \Recent or anything else.
                 await connection.imap.select(mailbox, readonly=True)

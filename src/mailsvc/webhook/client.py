@@ -1,18 +1,17 @@
-"""POSTs to webhook receivers; the only importer of httpx.
+"""POSTs to webhook receivers.
 
 Redirects are not followed (a receiver that moved must be updated, and following
 would let a public URL bounce the request into a private network), at most
 `EXCERPT_BYTES` of an answer are read, and the whole exchange is bounded by one
-timeout. Every failure comes back as a `PostResult` with an error, never as an
-exception.
+timeout (kit/outbound_http.py). Every failure comes back as a `PostResult` with an
+error, never as an exception.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
-import httpx
+from mailsvc.kit.outbound_http import OutboundHttp, OutboundHttpError
 
 # Of an answer's body, only the start is kept (for `last_error`).
 EXCERPT_BYTES = 4096
@@ -35,31 +34,17 @@ class WebhookClient:
     """A pooled HTTP client for webhook POSTs (connections to a receiver are reused)."""
 
     def __init__(self, *, timeout_seconds: float) -> None:
-        self._timeout = timeout_seconds
-        self._http = httpx.AsyncClient(
-            follow_redirects=False,
-            # Proxies and .netrc from the environment would change who connects where.
-            trust_env=False,
-            timeout=httpx.Timeout(timeout_seconds),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
+        self._http = OutboundHttp(timeout_seconds=timeout_seconds)
 
     async def post(self, url: str, *, body: bytes, headers: dict[str, str]) -> PostResult:
         """POST `body` to `url` once; 2xx is success, anything else an error."""
-        # No compression: the few bytes read are the bytes the receiver wrote.
-        headers = {**headers, "Accept-Encoding": "identity"}
         try:
-            async with (
-                asyncio.timeout(self._timeout),
-                self._http.stream("POST", url, content=body, headers=headers) as response,
-            ):
-                excerpt = await _read_excerpt(response)
-        except (TimeoutError, httpx.TimeoutException):
-            return PostResult(None, f"no answer within {self._timeout:g} s")
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return PostResult(None, f"request failed: {reason}")
-        code = response.status_code
+            answer = await self._http.request(
+                "POST", url, content=body, headers=headers, max_body=EXCERPT_BYTES
+            )
+        except OutboundHttpError as exc:
+            return PostResult(None, str(exc))
+        code, excerpt = answer.status_code, answer.body
         if 200 <= code < 300:
             return PostResult(code, None)
         if 300 <= code < 400:
@@ -70,15 +55,6 @@ class WebhookClient:
     async def aclose(self) -> None:
         """Close the pooled connections."""
         await self._http.aclose()
-
-
-async def _read_excerpt(response: httpx.Response) -> bytes:
-    excerpt = b""
-    async for chunk in response.aiter_raw():
-        excerpt += chunk
-        if len(excerpt) >= EXCERPT_BYTES:
-            break
-    return excerpt[:EXCERPT_BYTES]
 
 
 def _printable(text: str) -> str:
