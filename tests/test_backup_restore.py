@@ -12,14 +12,11 @@ message delivered after the dump is then fetched alone.
 from __future__ import annotations
 
 import asyncio
-import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 from sqlalchemy import select
@@ -31,7 +28,13 @@ from mailsvc.runtime import Role, open_runtime
 from mailsvc.sync.engine import SyncEngine
 from tests.fixtures import imap_client
 from tests.fixtures.app import TokenFactory, account_body
-from tests.fixtures.databases import asyncpg_dsn, create_database, drop_database
+from tests.fixtures.databases import (
+    create_database,
+    drop_database,
+    dump_tools,
+    libpq_url,
+    server_major,
+)
 from tests.fixtures.dovecot import DovecotServer, TestMailUser
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.sync.messages import make_message
@@ -40,50 +43,6 @@ INBOX_MESSAGES = 30
 ARCHIVE_MESSAGES = 10
 
 MirrorState = tuple[set[tuple[str, int | None, int | None, int | None]], set[tuple[uuid.UUID, int]]]
-
-
-def _client_major(binary: str) -> int:
-    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
-    match = re.search(r"\(PostgreSQL\) (\d+)", version.stdout)
-    assert match, version.stdout
-    return int(match.group(1))
-
-
-def _pgserver_bin() -> Path | None:
-    try:
-        import pgserver  # the embedded extra is optional
-    except ImportError:
-        return None
-    return Path(pgserver.__file__).parent / "pginstall" / "bin"
-
-
-async def _server_major(server_url: str) -> int:
-    connection = await asyncpg.connect(asyncpg_dsn(server_url))
-    try:
-        return int(await connection.fetchval("SHOW server_version_num")) // 10000
-    finally:
-        await connection.close()
-
-
-def _dump_tools(server_major: int) -> tuple[str, str]:
-    """pg_dump and pg_restore no older than the server (pg_dump refuses a newer
-    server): the embedded server's own first, then the ones on PATH."""
-    candidates: list[tuple[str, str]] = []
-    embedded = _pgserver_bin()
-    if embedded is not None and (embedded / "pg_dump").exists():
-        candidates.append((str(embedded / "pg_dump"), str(embedded / "pg_restore")))
-    dump, restore = shutil.which("pg_dump"), shutil.which("pg_restore")
-    if dump and restore:
-        candidates.append((dump, restore))
-    for dump, restore in candidates:
-        if _client_major(dump) >= server_major:
-            return dump, restore
-    pytest.skip(f"no pg_dump/pg_restore of PostgreSQL {server_major} or newer on this machine")
-
-
-def _libpq_url(database_url: str) -> str:
-    # libpq takes the same URL as asyncpg, socket directory (`?host=`) included.
-    return asyncpg_dsn(database_url)
 
 
 async def _run(*command: str) -> None:
@@ -130,7 +89,7 @@ async def test_a_restored_database_resumes_without_a_resync_storm(
     mail_user: TestMailUser,
     tmp_path: Path,
 ) -> None:
-    pg_dump, pg_restore = _dump_tools(await _server_major(postgres_server_url))
+    pg_dump, pg_restore = dump_tools(await server_major(postgres_server_url))
     source_url, source_name = own_server_database
     tenant_id = f"t-{uuid.uuid4().hex[:10]}"
     # One parser process is plenty for 40 messages and starts faster than two.
@@ -162,7 +121,7 @@ async def test_a_restored_database_resumes_without_a_resync_storm(
 
     # Back up, lose the database, restore it under a new name (DEPLOYMENT.md).
     dump = tmp_path / "mailsvc.dump"
-    await _run(pg_dump, "--format=custom", "--file", str(dump), _libpq_url(source_url))
+    await _run(pg_dump, "--format=custom", "--file", str(dump), libpq_url(source_url))
     await drop_database(postgres_server_url, source_name)
     restored_url, restored_name = await create_database(
         postgres_server_url, prefix="mailsvc_restored", migrate=False
@@ -170,7 +129,7 @@ async def test_a_restored_database_resumes_without_a_resync_storm(
     try:
         await _run(
             pg_restore, "--no-owner", "--exit-on-error", "--single-transaction",
-            "--dbname", _libpq_url(restored_url), str(dump),
+            "--dbname", libpq_url(restored_url), str(dump),
         )  # fmt: skip
         restored = source.model_copy(update={"database_url": restored_url})
 

@@ -73,6 +73,15 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
             else:
                 current_cmd = None
 
+    def _continuation(self, line: bytes) -> None:
+        # aioimaplib logs the pending command's text with each continuation; an
+        # AUTHENTICATE's text holds the bearer token.
+        command = self.pending_sync_command
+        if isinstance(command, AuthenticateCommand):
+            command.append_to_resp(line)
+            return
+        super()._continuation(line)
+
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         # aioimaplib leaves waiting commands to their timeout; fail them now instead.
