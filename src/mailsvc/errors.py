@@ -71,6 +71,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "no_trash_mailbox": ErrorCode(409, "a delete without a Trash mailbox to move to"),
     "move_unsupported": ErrorCode(409, "the IMAP server can neither MOVE nor COPY + EXPUNGE"),
     "expunge_unsupported": ErrorCode(409, "the IMAP server cannot expunge single messages"),
+    "labels_not_supported": ErrorCode(409, "a label change on a server other than Gmail"),
     "idempotency_key_reused": ErrorCode(409, "an `Idempotency-Key` reused with another body"),
     "outbox_not_cancellable": ErrorCode(409, "a cancel of an entry no longer `queued`"),
     "gone": ErrorCode(410, "the resource is gone"),
@@ -92,6 +93,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "oauth_grant_refused": ErrorCode(
         422, "the provider refused to refresh the given OAuth2 tokens"
     ),
+    "credentials_required": ErrorCode(422, "a password account's update without `imap` and `smtp`"),
     "oauth_tokens_required": ErrorCode(
         422, "an OAuth2 account's address changed without new tokens"
     ),
@@ -99,7 +101,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "invalid_mailbox": ErrorCode(422, "`mailbox` is neither a mailbox id nor a role"),
     "invalid_destination": ErrorCode(422, "a move needs exactly one of `mailbox_id`, `role`"),
     "invalid_keyword": ErrorCode(422, "an IMAP keyword that is not an atom"),
-    "empty_update": ErrorCode(422, "a flag change that changes nothing"),
+    "empty_update": ErrorCode(422, "a flag or label change that changes nothing"),
     "contradictory_filters": ErrorCode(422, "filters that exclude each other"),
     "invalid_event_type": ErrorCode(422, "`types` names an unknown event type"),
     "invalid_message": ErrorCode(422, "a message that cannot be sent as given"),

@@ -23,12 +23,16 @@ class MessageCreated(BaseModel):
 
 
 class MessageUpdated(BaseModel):
-    """A message's flags changed, or it moved to another mailbox."""
+    """A message's flags (or Gmail labels) changed, or it moved to another mailbox."""
 
     message_id: uuid.UUID
     mailbox_id: uuid.UUID
     uid: int
     flags: list[str] | None = Field(default=None, description="The flags now, when they changed.")
+    labels: list[str] | None = Field(
+        default=None,
+        description="Gmail: the labels now, when the flags or labels changed.",
+    )
     previous_mailbox_id: uuid.UUID | None = Field(
         default=None, description="Set when the message moved."
     )

@@ -8,6 +8,7 @@ protocol.py), so it receives every untagged response. STARTTLS is done with
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
@@ -119,6 +120,20 @@ class ImapConnection:
         if change not in ("+FLAGS", "-FLAGS"):
             raise ValueError(change)
         items = " ".join(flags)
+        return wire.parse_fetch(await self.command(f"UID STORE {uid_set} {change} ({items})"))
+
+    async def uid_store_labels(
+        self, uid_set: str, change: str, labels: Sequence[str]
+    ) -> list[wire.FetchedItem]:
+        """Gmail's `UID STORE uid_set +X-GM-LABELS|-X-GM-LABELS (labels)`; the labels
+        the server answers with (`FetchedItem.gm_labels`).
+
+        System labels (`\\Inbox`, `\\Starred`) go as the atoms Gmail names them by;
+        user labels as quoted modified UTF-7 (ValueError for CR, LF or NUL).
+        """
+        if change not in ("+X-GM-LABELS", "-X-GM-LABELS"):
+            raise ValueError(change)
+        items = " ".join(_label_argument(label) for label in labels)
         return wire.parse_fetch(await self.command(f"UID STORE {uid_set} {change} ({items})"))
 
     async def uid_move(self, uid_set: str, mailbox: str) -> tuple[int, dict[int, int]] | None:
@@ -248,6 +263,18 @@ class ImapConnection:
         transport = self._client.protocol.transport
         if transport is not None:
             transport.close()
+
+
+# A system label as Gmail writes it: a backslash and letters (`\Inbox`, `\Starred`).
+_SYSTEM_LABEL = re.compile(r"\\[A-Za-z]{1,32}")
+
+
+def _label_argument(label: str) -> str:
+    """One label of an X-GM-LABELS STORE: a system label as its atom, any other as a
+    quoted modified UTF-7 string (a user label may hold spaces and quotes)."""
+    if _SYSTEM_LABEL.fullmatch(label):
+        return label
+    return names.quote(names.encode(label))
 
 
 async def _first(getting: Awaitable[bytes | None], running: asyncio.Future[Any]) -> bytes | None:

@@ -28,14 +28,20 @@ _ROLE_NAMES = {
 _UNSELECTABLE = {"\\noselect", "\\nonexistent"}
 
 
-def mailbox_role(mailbox: ListedMailbox) -> str | None:
-    """API role of a mailbox: `inbox`, a special-use role, or a well-known name's."""
+def mailbox_role(mailbox: ListedMailbox, *, by_name: bool = True) -> str | None:
+    """API role of a mailbox: `inbox`, a special-use role, or a well-known name's.
+
+    `by_name=False` reads the attributes only: Gmail marks every special folder, and
+    a folder there merely called "Archive" is a user label, not an archive.
+    """
     if mailbox.name.upper() == "INBOX":
         return "inbox"
     for attribute in mailbox.attributes:
         role = _ROLE_ATTRIBUTES.get(attribute.lower())
         if role is not None:
             return role
+    if not by_name:
+        return None
     leaf = mailbox.name.rsplit(mailbox.delimiter, 1)[-1] if mailbox.delimiter else mailbox.name
     return _ROLE_NAMES.get(leaf.strip().lower())
 

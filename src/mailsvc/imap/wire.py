@@ -94,7 +94,12 @@ class FetchedItem:
     body: bytes | bytearray | None = None
     sections: dict[str, bytes | bytearray] = field(default_factory=dict)
     bodystructure: list[object] | None = None
+    # Gmail (X-GM-EXT-1): the message's stable id, its thread and its labels. Labels
+    # are None when the response did not carry them (or carried garbage), () when
+    # the message has none.
+    gm_msgid: int | None = None
     gm_thrid: int | None = None
+    gm_labels: tuple[str, ...] | None = None
 
 
 # ASCII digits only: `str.isdigit` also accepts "²", on which `int()` raises, and
@@ -102,11 +107,58 @@ class FetchedItem:
 _NUMBER = re.compile(r"[0-9]+")
 
 
+# Every number of IMAP fits in 64 bits: 20 digits. Longer ones are garbage, and
+# past 4,300 digits `int()` raises ValueError instead of reading them.
+_MAX_DIGITS = 20
+
+
 def _as_int(value: object) -> int | None:
     """`value` as a number if it is an atom of ASCII digits, else None."""
-    if isinstance(value, str) and _NUMBER.fullmatch(value):
+    if isinstance(value, str) and len(value) <= _MAX_DIGITS and _NUMBER.fullmatch(value):
         return int(value)
     return None
+
+
+# Gmail's ids are unsigned 64-bit numbers; they are stored as PostgreSQL bigint, so
+# one beyond its range (none Gmail has issued: they grow with time and are near 2**60)
+# is read as absent rather than failing the whole batch's INSERT.
+_MAX_GMAIL_ID = 2**63 - 1
+
+
+def _gmail_id(value: object) -> int | None:
+    number = _as_int(value)
+    return number if number is not None and 0 < number <= _MAX_GMAIL_ID else None
+
+
+# Gmail allows 225 characters in a label name; a longer one is not Gmail's, and would
+# only cost index space. More labels than this on one message is not Gmail's either.
+MAX_LABEL_CHARS = 1_000
+MAX_LABELS = 1_000
+
+
+def _gmail_labels(value: object) -> tuple[str, ...] | None:
+    """An `X-GM-LABELS` list as label names, sorted and without duplicates.
+
+    System labels keep their backslash (`\\Inbox`, `\\Important`); user labels are
+    decoded from modified UTF-7, whether they came as atoms, quoted strings or
+    literals. Entries that cannot be labels (NIL, nested lists, text with NUL,
+    which PostgreSQL cannot store, or over `MAX_LABEL_CHARS`) are left out; a value
+    that is not a list at all is None, as if the item had not been sent.
+    """
+    if not isinstance(value, list):
+        return None
+    labels: set[str] = set()
+    for entry in value[:MAX_LABELS]:
+        # Checked before decoding, so a huge entry costs nothing: a character takes
+        # at most 4 bytes of UTF-8, or 6 characters of modified UTF-7.
+        if not isinstance(entry, str | bytes | bytearray) or len(entry) > 6 * MAX_LABEL_CHARS:
+            continue
+        if not isinstance(entry, str):
+            entry = bytes(entry).decode("utf-8", "replace")
+        label = entry if entry.startswith("\\") else names.decode(entry)
+        if label and len(label) <= MAX_LABEL_CHARS and "\x00" not in label:
+            labels.add(label)
+    return tuple(sorted(labels))
 
 
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -173,7 +225,11 @@ def _fetch_item(sequence: int, attributes: list[object]) -> FetchedItem:
         elif key == "RFC822.SIZE":
             item.size = _as_int(value)
         elif key == "X-GM-THRID":
-            item.gm_thrid = _as_int(value)
+            item.gm_thrid = _gmail_id(value)
+        elif key == "X-GM-MSGID":
+            item.gm_msgid = _gmail_id(value)
+        elif key == "X-GM-LABELS":
+            item.gm_labels = _gmail_labels(value)
         elif key == "BODYSTRUCTURE":
             item.bodystructure = value if isinstance(value, list) else None
         elif key.startswith(("BODY[", "BINARY[")):

@@ -26,7 +26,7 @@ the query holds), then every parameter error at once as one 422.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 from fastapi import Request, Response, routing
 from fastapi.exceptions import RequestValidationError
@@ -82,6 +82,12 @@ class HotRoute(APIRoute):
                 raise TypeError(f"{self.path}: dependency {sub.call!r} has no fast path")
             dependencies.append((sub.name, fast))
         path_names = {field.alias for field in dependant.path_params}
+        # A list parameter is repeated in the query (`?label=a&label=b`): all its values.
+        repeated = [
+            field.alias
+            for field in dependant.query_params
+            if _takes_many(field.field_info.annotation)
+        ]
         fields = [*dependant.path_params, *dependant.query_params]
         parameters: type[BaseModel] = create_model(  # type: ignore[call-overload]
             f"{self.name}_parameters",
@@ -98,8 +104,12 @@ class HotRoute(APIRoute):
                     values[name] = await fast(request)
                 except FastParameterError as exc:
                     errors += exc.errors
+            query: dict[str, Any] = {**request.query_params}
+            for name in repeated:
+                if name in query:
+                    query[name] = request.query_params.getlist(name)
             try:
-                given = parameters.model_validate({**request.query_params, **request.path_params})
+                given = parameters.model_validate({**query, **request.path_params})
             except ValidationError as exc:
                 errors += [
                     {**error, "loc": ("path" if error["loc"][0] in path_names else "query",
@@ -114,6 +124,12 @@ class HotRoute(APIRoute):
             return response
 
         return handle
+
+
+def _takes_many(annotation: Any) -> bool:
+    """Whether a parameter's annotation is a list (`list[str]`, `list[str] | None`)."""
+    candidates = [annotation, *get_args(annotation)]
+    return any(get_origin(candidate) in (list, tuple, set, frozenset) for candidate in candidates)
 
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Response]])

@@ -24,14 +24,14 @@ from mailsvc.account.connect import open_account, select_mailbox
 from mailsvc.account.repository import AccountRepository
 from mailsvc.errors import ConflictError, FieldError, NotFoundError, UnprocessableError
 from mailsvc.event.repository import ChangeRepository
-from mailsvc.imap import uids
+from mailsvc.imap import gmail, uids
 from mailsvc.imap.connection import ImapConnection
 from mailsvc.jobs import enqueue_sync
 from mailsvc.kit.db import after_commit
 from mailsvc.kit.resources import Resources
 from mailsvc.message import schemas
 from mailsvc.message.repository import MessageRepository
-from mailsvc.mirror.repository import MailboxRepository
+from mailsvc.mirror.repository import MailboxRepository, ReportedState
 from mailsvc.mirror.server_changes import record_server_changes, session_free_flags
 from mailsvc.mirror.thread_repository import ThreadingRepository
 from mailsvc.models import Account, Mailbox, Message
@@ -112,6 +112,26 @@ class MessageActions:
 
         return await self._each_mailbox(ids, store_group)
 
+    async def set_labels(
+        self, ids: Sequence[uuid.UUID], update: schemas.LabelsUpdate
+    ) -> schemas.BulkResult:
+        """Add, then remove, Gmail labels (409 `labels_not_supported` elsewhere)."""
+        if not update.add and not update.remove:
+            raise UnprocessableError(
+                "nothing to change",
+                code="empty_update",
+                errors=[FieldError(field="body", message="add or remove at least one label")],
+            )
+
+        async def store_group(
+            connection: ImapConnection, account: Account, mailbox: Mailbox, rows: list[Message]
+        ) -> _Outcome:
+            if not connection.has(gmail.CAPABILITY):
+                raise _labels_not_supported()
+            return await self._store_labels(connection, account, mailbox, rows, update)
+
+        return await self._each_mailbox(ids, store_group, check=_refuse_without_labels)
+
     async def move(self, ids: Sequence[uuid.UUID], to: schemas.MoveRequest) -> schemas.BulkResult:
         if (to.mailbox_id is None) == (to.role is None):
             raise UnprocessableError(
@@ -131,6 +151,14 @@ class MessageActions:
             target = targets[account.id]
             if target.id == mailbox.id:
                 return _Outcome(done=[row.id for row in rows])
+            if target.gmail_label is not None and mailbox.special_use == "all":
+                # Gmail would take the message out of All Mail, not put it in a folder.
+                raise UnprocessableError(
+                    "on Gmail a message of All Mail is labelled, not moved: "
+                    f"add the label {target.gmail_label!r} (POST /api/messages/{{id}}/labels)",
+                    code="invalid_destination",
+                    errors=[FieldError(field="body", message="a Gmail label folder")],
+                )
             return await self._move(connection, account, mailbox, rows, target)
 
         return await self._each_mailbox(ids, move_group)
@@ -154,9 +182,17 @@ class MessageActions:
         return await self._each_mailbox(ids, delete_group)
 
     async def _each_mailbox(
-        self, ids: Sequence[uuid.UUID], action: _GroupAction
+        self,
+        ids: Sequence[uuid.UUID],
+        action: _GroupAction,
+        *,
+        check: Callable[[list[Message]], None] | None = None,
     ) -> schemas.BulkResult:
+        """Run `action` on the found messages, one mailbox at a time; `check` may
+        refuse them first, before any server is contacted."""
         found = await self._messages.get_many(list(dict.fromkeys(ids)))
+        if check is not None:
+            check(found)
         # One connection per account, one SELECT per mailbox in it.
         groups: dict[uuid.UUID, dict[uuid.UUID, list[Message]]] = defaultdict(
             lambda: defaultdict(list)
@@ -238,10 +274,51 @@ class MessageActions:
             self._tenant_id,
             account.id,
             mailbox.id,
-            flag_changes=[(uid, flags, None) for uid, flags in answered.items()],
+            reported=[ReportedState(uid, flags) for uid, flags in answered.items()],
             recount_unseen=False,
         )
         self._recount_unseen_after_commit(mailbox.id)
+        return _Outcome(
+            done=[row.id for uid, row in by_uid.items() if uid in answered],
+            gone=[row.id for uid, row in by_uid.items() if uid not in answered],
+        )
+
+    async def _store_labels(
+        self,
+        connection: ImapConnection,
+        account: Account,
+        mailbox: Mailbox,
+        rows: list[Message],
+        update: schemas.LabelsUpdate,
+    ) -> _Outcome:
+        by_uid = {int(row.uid): row for row in rows}
+        uid_set = uids.compress_uid_set(by_uid)
+        for change, labels in (("+X-GM-LABELS", update.add), ("-X-GM-LABELS", update.remove)):
+            if labels:
+                await connection.uid_store_labels(uid_set, change, labels)
+        # Read back what the server holds now: a label can change flags too (`\Starred`
+        # is `\Flagged`), and one (`\Trash`, `\Spam`) takes the message out of this
+        # mailbox altogether, which the sync then records.
+        items, _ = await connection.uid_fetch(uid_set, "UID FLAGS X-GM-LABELS")
+        reported = [
+            ReportedState(
+                uid=item.uid,
+                flags=None if item.flags is None else session_free_flags(item.flags),
+                labels=None if item.gm_labels is None else list(item.gm_labels),
+            )
+            for item in items
+            if item.uid in by_uid
+        ]
+        await record_server_changes(
+            self._session,
+            self._tenant_id,
+            account.id,
+            mailbox.id,
+            reported=reported,
+            recount_unseen=False,
+        )
+        self._recount_unseen_after_commit(mailbox.id)
+        answered = {state.uid for state in reported}
         return _Outcome(
             done=[row.id for uid, row in by_uid.items() if uid in answered],
             gone=[row.id for uid, row in by_uid.items() if uid not in answered],
@@ -357,6 +434,19 @@ class MessageActions:
                 errors=[FieldError(field="body.role", message=f"no {to.role} mailbox")],
             )
         return target
+
+
+def _labels_not_supported() -> ConflictError:
+    return ConflictError(
+        "labels are Gmail's: the message's server does not offer X-GM-EXT-1",
+        code="labels_not_supported",
+    )
+
+
+def _refuse_without_labels(rows: list[Message]) -> None:
+    # Labels are stored (possibly empty) on every row of a Gmail account, NULL elsewhere.
+    if any(row.labels is None for row in rows):
+        raise _labels_not_supported()
 
 
 def single(result: schemas.BulkResult) -> None:

@@ -105,6 +105,15 @@ async def list_messages(
         str | None,
         Query(max_length=1000, pattern=schemas.TEXT_PATTERN, description=_Q_DESCRIPTION),
     ] = None,
+    label: Annotated[
+        list[schemas.Label] | None,
+        Query(
+            max_length=20,
+            description="Gmail: messages carrying this label, exactly as `labels` shows "
+            "it (`\\Inbox`, `Work`). Repeat it for messages carrying all of them. "
+            "Lists nothing on other servers.",
+        ),
+    ] = None,
     order: Annotated[
         schemas.SortOrder,
         Query(description="`relevance` applies to searches; lists sort by date."),
@@ -129,6 +138,7 @@ async def list_messages(
             after=after,
             before=before,
             q=q,
+            labels=tuple(label or ()),
             order=order,
             limit=limit,
             cursor=cursor,
@@ -309,6 +319,26 @@ async def update_message_flags(
     """Mark read or unread, star, answered, custom keywords; on the server first."""
     single(
         await MessageActions(session, principal.tenant_id, resources).set_flags([message_id], body)
+    )
+    return await MessageLookup(session, principal.tenant_id).summary(message_id)
+
+
+@router.post(
+    "/api/messages/{message_id}/labels",
+    operation_id="update_message_labels",
+    response_model=schemas.MessageSummary,
+    responses=_SERVER_PROBLEMS,
+)
+async def update_message_labels(
+    message_id: uuid.UUID,
+    body: schemas.LabelsUpdate,
+    principal: MailWriter,
+    session: SessionDep,
+    resources: ResourcesDep,
+) -> schemas.MessageSummary:
+    """Add or remove Gmail labels of a message (X-GM-LABELS), on the server first."""
+    single(
+        await MessageActions(session, principal.tenant_id, resources).set_labels([message_id], body)
     )
     return await MessageLookup(session, principal.tenant_id).summary(message_id)
 

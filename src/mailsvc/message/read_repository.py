@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from mailsvc.imap import gmail
 from mailsvc.kit.pagination import encode_cursor
 from mailsvc.kit.reads import TenantReads
 from mailsvc.search.backend import Hit
 from mailsvc.search.excerpt import EXCERPT_SOURCE_CHARS
-from mailsvc.search.filter import MessageFilter, Position
+from mailsvc.search.filter import LabelFolder, MessageFilter, Position, labels_by_accounts
 
 # One `MessageSummary` (schemas.py) as JSON, without its closing brace so that a list
 # adds `"highlight":null` and a search its excerpt. Address columns hold
@@ -34,10 +35,16 @@ _SUMMARY_FIELDS = r"""json_build_object(
     'id', m.id, 'account_id', m.account_id, 'mailbox_id', m.mailbox_id,
     'thread_id', m.thread_id, 'subject', m.subject, 'from', m.from_[0], 'to', m."to",
     'cc', m.cc, 'snippet', m.snippet, 'date', m.date, 'received_at', m.internal_date,
-    'flags', m.flags, 'unread', NOT (m.flags @> ARRAY['\Seen']),
+    'flags', m.flags, 'labels', m.labels, 'unread', NOT (m.flags @> ARRAY['\Seen']),
     'flagged', m.flags @> ARRAY['\Flagged'], 'has_attachments', m.has_attachments,
     'size', m.size"""
 _LIST_ITEM = _SUMMARY_FIELDS + ", 'highlight', NULL)::text"
+# The columns `_SUMMARY_FIELDS` reads, for a statement that builds the JSON of rows it
+# selected in a subquery (aliased `m` there too).
+_SUMMARY_COLUMNS = (
+    'm.id, m.account_id, m.mailbox_id, m.thread_id, m.subject, m.from_, m."to", m.cc, '
+    "m.snippet, m.date, m.internal_date, m.flags, m.labels, m.has_attachments, m.size"
+)
 _SEARCH_ITEM = _SUMMARY_FIELDS + ")::text"
 
 _PAGE_ORDER = {
@@ -67,9 +74,10 @@ def message_conditions(filters: MessageFilter, statement: Statement) -> list[str
     if filters.account_id is not None:
         where.append(f"m.account_id = {statement.value(filters.account_id, 'uuid')}")
     if filters.mailbox_ids is not None:
-        # One array parameter: the same text for any number of mailboxes.
-        ids = statement.value(list(filters.mailbox_ids), "uuid[]")
-        where.append(f"m.mailbox_id = ANY({ids})")
+        where.append(_mailbox_condition(filters, statement))
+    if filters.labels:
+        # One array parameter: every label must be carried (Gmail rows only).
+        where.append(f"m.labels @> {statement.value(list(filters.labels), 'text[]')}")
     if filters.thread_id is not None:
         where.append(f"m.thread_id = {statement.value(filters.thread_id, 'uuid')}")
     if filters.unread is not None:
@@ -87,6 +95,28 @@ def message_conditions(filters: MessageFilter, statement: Statement) -> list[str
     return where
 
 
+def _mailbox_condition(filters: MessageFilter, statement: Statement) -> str:
+    """The chosen mailboxes: their ids, or (Gmail) their labels on their accounts.
+
+    Without label folders this is the one condition every other server's list has,
+    which the mailbox listing index answers. Each label folder adds the rows of its
+    account that carry its label (ix_messages_labels), one condition per label.
+    """
+    assert filters.mailbox_ids is not None
+    alternatives = []
+    if filters.mailbox_ids or not filters.label_folders:
+        # One array parameter: the same text for any number of mailboxes.
+        ids = statement.value(list(filters.mailbox_ids), "uuid[]")
+        alternatives.append(f"m.mailbox_id = ANY({ids})")
+    for label, accounts in labels_by_accounts(filters.label_folders).items():
+        carried = statement.value([label], "text[]")
+        owners = statement.value(accounts, "uuid[]")
+        alternatives.append(f"(m.labels @> {carried} AND m.account_id = ANY({owners}))")
+    if len(alternatives) == 1:
+        return alternatives[0]
+    return "(" + " OR ".join(alternatives) + ")"
+
+
 def list_statement(
     filters: MessageFilter,
     *,
@@ -94,6 +124,7 @@ def list_statement(
     after: Position | None,
     limit: int,
     mailbox_role: str | None = None,
+    gmail_labels: bool = False,
 ) -> tuple[str, tuple[object, ...]]:
     """SQL of a list page (no full-text part) and its arguments after the tenant;
     `mailbox_role` keeps the messages of the mailboxes with that role (`inbox`, ...).
@@ -102,25 +133,118 @@ def list_statement(
     (received time, id), both descending for `newest`, ascending for `oldest`: a
     message that arrives while a client pages sorts before the pages already read and
     is never returned twice or skipped.
+
+    A role that is a label on Gmail (`gmail.ROLE_LABELS`: `inbox` is `\\Inbox`) has
+    no rows in a Gmail account's folder of that role: its messages are the All Mail
+    rows carrying the label. The statement of such a role lists the mailboxes' own
+    rows and, when a Gmail label folder has the role, ends with one row of NULLs
+    (`GMAIL_LABELS_LEFT_OUT`); the caller then asks again with `gmail_labels`, for a
+    page of both (`_gmail_role_statement`). Other servers pay a probe of the partial
+    index `ix_mailboxes_gmail_labels`, which holds none of their mailboxes.
     """
     comparison, ordering = _PAGE_ORDER["oldest" if order == "oldest" else "newest"]
     statement = Statement()
-    where = ["m.tenant_id = $1", *message_conditions(filters, statement)]
+    conditions = message_conditions(filters, statement)
+    if after is not None:
+        key = statement.value(after.key, "timestamptz")
+        conditions.append(
+            f"(m.internal_date, m.id) {comparison} ({key}, {statement.value(after.id, 'uuid')})"
+        )
+    labelled_role = mailbox_role in gmail.ROLE_LABELS
+    plain = list(conditions)
     if mailbox_role is not None:
         role = statement.value(mailbox_role, "text")
-        where.append(
+        conditions.append(
             "m.mailbox_id IN (SELECT b.id FROM mailboxes b "
             f"WHERE b.tenant_id = $1 AND b.special_use = {role})"
         )
-    if after is not None:
-        key = statement.value(after.key, "timestamptz")
-        where.append(
-            f"(m.internal_date, m.id) {comparison} ({key}, {statement.value(after.id, 'uuid')})"
+    if labelled_role:
+        assert mailbox_role is not None
+        own_account = _account_condition(filters, statement)
+        # Skipped at once (a one-time filter) when every mailbox of the role is a Gmail
+        # label folder, which holds no rows: the scan would walk the tenant's (or the
+        # account's) whole listing index looking for them.
+        conditions.append(
+            "EXISTS (SELECT 1 FROM mailboxes s WHERE s.tenant_id = $1 AND "
+            f"s.special_use = {role} AND s.gmail_label IS NULL{own_account('s')})"
         )
+        if gmail_labels:
+            return _gmail_role_statement(
+                statement,
+                stored=conditions,
+                plain=plain,
+                label=gmail.ROLE_LABELS[mailbox_role],
+                role=role,
+                own_account=own_account("b"),
+                ordering=ordering,
+                limit=limit,
+            )
+    where = ["m.tenant_id = $1", *conditions]
     sql = (
         f"SELECT {_LIST_ITEM}, m.internal_date, m.id FROM messages m "
         f"WHERE {' AND '.join(where)} ORDER BY {ordering} "
         f"LIMIT {statement.value(limit, 'int')}"
+    )
+    if labelled_role:
+        sql = (
+            f"({sql}) UNION ALL (SELECT NULL, NULL, NULL WHERE EXISTS (SELECT 1 FROM "
+            f"mailboxes g WHERE g.tenant_id = $1 AND g.special_use = {role} AND "
+            f"g.gmail_label IS NOT NULL{own_account('g')}))"
+        )
+    return sql, tuple(statement.args)
+
+
+GMAIL_LABELS_LEFT_OUT = (None, None, None)
+"""The last row of a role's list statement when Gmail label folders have the role."""
+
+
+def _account_condition(filters: MessageFilter, statement: Statement) -> Callable[[str], str]:
+    """` AND <alias>.account_id = $n` for the filter's account (once bound), or ""."""
+    if filters.account_id is None:
+        return lambda alias: ""
+    account = statement.value(filters.account_id, "uuid")
+    return lambda alias: f" AND {alias}.account_id = {account}"
+
+
+def _gmail_role_statement(
+    statement: Statement,
+    *,
+    stored: list[str],
+    plain: list[str],
+    label: str,
+    role: str,
+    own_account: str,
+    ordering: str,
+    limit: int,
+) -> tuple[str, tuple[object, ...]]:
+    """A role's page when Gmail label folders have the role: two parts, each its own
+    ordered scan cut at the page size, merged.
+
+    - the mailboxes' own rows (the conditions `stored`), as `list_statement` finds
+      them;
+    - for each Gmail account whose folder of the role (the parameter `role`) is a
+      label folder, its rows matching `plain` and carrying the label. The
+      label is a parameter, not read from the folder, so the planner weighs it by
+      the column's statistics: a label as common as `\\Inbox` is found walking the
+      account's listing index, a rare one through `ix_messages_labels`.
+
+    The parts return the columns of a summary; its JSON is built once, for the page.
+    """
+    carried = statement.value([label], "text[]")
+    labelled = ["m.tenant_id = $1", *plain, "m.account_id = b.account_id", f"m.labels @> {carried}"]
+    rows = statement.value(limit, "int")
+    sql = (
+        f"SELECT {_LIST_ITEM}, m.internal_date, m.id FROM ("
+        f"(SELECT {_SUMMARY_COLUMNS} FROM messages m "
+        f"WHERE {' AND '.join(['m.tenant_id = $1', *stored])} "
+        f"ORDER BY {ordering} LIMIT {rows}) "
+        "UNION ALL "
+        "(SELECT g.* FROM mailboxes b CROSS JOIN LATERAL "
+        f"(SELECT {_SUMMARY_COLUMNS} FROM messages m "
+        f"WHERE {' AND '.join(labelled)} ORDER BY {ordering} LIMIT {rows}) AS g "
+        f"WHERE b.tenant_id = $1 AND b.special_use = {role} AND b.gmail_label IS NOT NULL"
+        f"{own_account})"
+        f") AS m ORDER BY {ordering} LIMIT {rows}"
     )
     return sql, tuple(statement.args)
 
@@ -182,6 +306,18 @@ def with_highlight(summary: str, highlight: str | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class MailboxChoice:
+    """Mailboxes a list asks for: those that hold their messages, and Gmail label
+    folders, whose messages are their account's rows carrying their label."""
+
+    ids: tuple[uuid.UUID, ...]
+    label_folders: tuple[LabelFolder, ...]
+
+    def places(self) -> set[uuid.UUID | LabelFolder]:
+        return {*self.ids, *self.label_folders}
+
+
+@dataclass(frozen=True, slots=True)
 class SearchSummary:
     """A confirmed search hit: its summary JSON without `highlight`, and the start
     of its text body when highlights were asked for."""
@@ -196,7 +332,8 @@ _MESSAGE = """SELECT m.id, m.account_id, m.mailbox_id, m.thread_id, m.subject,
     m.from_::text AS from_, m."to"::text AS "to", m.cc::text AS cc, m.bcc::text AS bcc,
     m.sender::text AS sender, m.reply_to::text AS reply_to, m.snippet, m.date,
     m.internal_date, m.flags, m.has_attachments, m.size, m.message_id_header,
-    m.in_reply_to, m."references", m.text_body, m.html_body, m.parse_error,
+    m.in_reply_to, m."references", m.text_body, m.html_body, m.parse_error, m.labels,
+    m.gm_message_id, m.gm_thread_id,
     (SELECT coalesce(json_agg(json_build_object(
         'id', a.id, 'filename', a.filename, 'content_type', a.content_type,
         'size', a.size, 'content_id', a.content_id, 'is_inline', a.is_inline)
@@ -204,7 +341,9 @@ _MESSAGE = """SELECT m.id, m.account_id, m.mailbox_id, m.thread_id, m.subject,
      FROM attachments a WHERE a.tenant_id = $1 AND a.message_id = m.id) AS attachments
 FROM messages m WHERE m.tenant_id = $1 AND m.id = $2::uuid"""
 
-_MAILBOX_EXISTS = "SELECT 1 FROM mailboxes b WHERE b.tenant_id = $1 AND b.id = $2::uuid"
+_MAILBOX = (
+    "SELECT b.account_id, b.gmail_label FROM mailboxes b WHERE b.tenant_id = $1 AND b.id = $2::uuid"
+)
 _HAS_ANY_MESSAGE = "SELECT 1 FROM messages m WHERE m.tenant_id = $1 LIMIT 1"
 
 
@@ -225,7 +364,19 @@ class MessageReads(TenantReads):
         sql, args = list_statement(
             filters, order=order, after=after, limit=limit + 1, mailbox_role=mailbox_role
         )
-        return json_page(await self.fetch(sql, *args), limit=limit)
+        rows = await self.fetch(sql, *args)
+        if mailbox_role is not None and any(tuple(row) == GMAIL_LABELS_LEFT_OUT for row in rows):
+            # Gmail label folders have the role: the page of both (see `list_statement`).
+            sql, args = list_statement(
+                filters,
+                order=order,
+                after=after,
+                limit=limit + 1,
+                mailbox_role=mailbox_role,
+                gmail_labels=True,
+            )
+            rows = await self.fetch(sql, *args)
+        return json_page(rows, limit=limit)
 
     async def summaries(
         self, hits: Sequence[Hit], filters: MessageFilter, *, bodies: bool
@@ -254,9 +405,9 @@ class MessageReads(TenantReads):
         """One message's columns with its attachments (see `_MESSAGE`)."""
         return await self.fetchrow(_MESSAGE, message_id)
 
-    async def mailbox_ids(
+    async def mailboxes(
         self, *, account_id: uuid.UUID | None, role: str | None, name: str | None
-    ) -> tuple[uuid.UUID, ...]:
+    ) -> MailboxChoice:
         """The mailboxes with this role (or name), in one account or all of the tenant's."""
         statement = Statement()
         where = ["b.tenant_id = $1"]
@@ -268,12 +419,23 @@ class MessageReads(TenantReads):
             exact = statement.value(name, "text")
             folded = statement.value(name.lower(), "text")
             where.append(f"(b.name = {exact} OR lower(b.name) = {folded})")
-        sql = f"SELECT b.id FROM mailboxes b WHERE {' AND '.join(where)}"
+        sql = (
+            f"SELECT b.id, b.account_id, b.gmail_label FROM mailboxes b WHERE {' AND '.join(where)}"
+        )
         rows = await self.fetch(sql, *statement.args)
-        return tuple(row[0] for row in rows)
+        return MailboxChoice(
+            ids=tuple(row[0] for row in rows if row[2] is None),
+            label_folders=tuple(LabelFolder(row[1], row[2]) for row in rows if row[2] is not None),
+        )
 
-    async def has_mailbox(self, mailbox_id: uuid.UUID) -> bool:
-        return await self.fetchrow(_MAILBOX_EXISTS, mailbox_id) is not None
+    async def mailbox(self, mailbox_id: uuid.UUID) -> MailboxChoice | None:
+        """One mailbox as a choice of a list (None: not the tenant's)."""
+        row = await self.fetchrow(_MAILBOX, mailbox_id)
+        if row is None:
+            return None
+        if row["gmail_label"] is None:
+            return MailboxChoice(ids=(mailbox_id,), label_folders=())
+        return MailboxChoice(ids=(), label_folders=(LabelFolder(row[0], row[1]),))
 
     async def has_any(self) -> bool:
         """Whether the tenant has any stored message."""

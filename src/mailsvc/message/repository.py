@@ -33,6 +33,7 @@ _SUMMARY_COLUMNS = (
     Message.date,
     Message.internal_date,
     Message.flags,
+    Message.labels,
     Message.has_attachments,
     Message.size,
 )

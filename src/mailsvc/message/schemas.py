@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 from pydantic.config import JsonDict
 
 SortOrder = Literal["newest", "oldest", "relevance"]
@@ -57,6 +57,13 @@ class MessageSummary(BaseModel):
         description="When the server received it (IMAP INTERNALDATE); lists sort on this."
     )
     flags: list[str] = Field(description="IMAP flags and keywords, e.g. `\\Seen`, `$Forwarded`.")
+    labels: list[str] | None = Field(
+        default=None,
+        description="Gmail labels (X-GM-LABELS), sorted: system labels with their "
+        "backslash (`\\Inbox`, `\\Important`, `\\Sent`), user labels by name "
+        "(`Work`, `Clients/Acme`). Null on servers other than Gmail.",
+        examples=[["\\Important", "\\Inbox", "Work"]],
+    )
     unread: bool
     flagged: bool
     has_attachments: bool
@@ -119,6 +126,18 @@ class MessageOut(MessageSummary):
     attachments: list[AttachmentOut]
     parse_error: str | None = Field(
         description="Set when the message was malformed; the rest holds what could be read."
+    )
+    gmail_message_id: str | None = Field(
+        default=None,
+        description="Gmail's X-GM-MSGID (a decimal string): the same message in All "
+        "Mail, Spam or Trash has the same one. Null on other servers.",
+        examples=["1278455344230334865"],
+    )
+    gmail_thread_id: str | None = Field(
+        default=None,
+        description="Gmail's X-GM-THRID (a decimal string); `thread_id` groups by it. "
+        "Null on other servers.",
+        examples=["1266894439832287888"],
     )
 
 
@@ -187,6 +206,37 @@ class MoveRequest(BaseModel):
 
     mailbox_id: uuid.UUID | None = None
     role: MoveRole | None = None
+
+
+# A Gmail label as the API takes it: no control characters (CR, LF and NUL cannot be
+# sent in an IMAP string), 1 to 225 characters as Gmail allows.
+LABEL_PATTERN = r"^[^\x00-\x1f\x7f]{1,225}$"
+Label = Annotated[str, StringConstraints(pattern=LABEL_PATTERN)]
+
+
+class LabelsUpdate(BaseModel):
+    """Gmail labels to add to and remove from a message, as `labels` names them:
+    system labels with their backslash (`\\Inbox`, `\\Starred`, `\\Important`),
+    user labels by name. At least one label is needed (`empty_update`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [_requires(side, {"minItems": 1}) for side in ("add", "remove")],
+            "examples": [{"add": ["Work"], "remove": ["\\Inbox"]}],
+        },
+    )
+
+    add: list[Label] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Labels to add.",
+    )
+    remove: list[Label] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Labels to remove (removing `\\Inbox` archives the message).",
+    )
 
 
 class BulkIds(BaseModel):

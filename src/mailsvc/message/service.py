@@ -20,6 +20,7 @@ from mailsvc.kit.reads import ReadPool
 from mailsvc.message import schemas
 from mailsvc.message.read_repository import (
     JsonPage,
+    MailboxChoice,
     MessageReads,
     SearchSummary,
     body_of,
@@ -32,7 +33,7 @@ from mailsvc.models.mailbox import MAILBOX_ROLES
 from mailsvc.ops.metrics import timed_search
 from mailsvc.search.backend import Hit, HitPage, SearchBackend, SearchRebuilding
 from mailsvc.search.excerpt import excerpt
-from mailsvc.search.filter import MessageFilter, Order, Position
+from mailsvc.search.filter import LabelFolder, MessageFilter, Order, Position
 from mailsvc.search.query import QuerySyntaxError, SearchQuery, parse_query
 from mailsvc.search.words import parse_free_text
 
@@ -59,6 +60,7 @@ class ListRequest:
     after: datetime | None = None
     before: datetime | None = None
     q: str | None = None
+    labels: tuple[str, ...] = ()
     order: Order = "newest"
     limit: int = 50
     cursor: str | None = None
@@ -90,6 +92,7 @@ def summary_from_row(row: Row[Any] | Message) -> schemas.MessageSummary:
         date=row.date,
         received_at=row.internal_date,
         flags=flags,
+        labels=None if row.labels is None else list(row.labels),
         unread="\\Seen" not in flags,
         flagged="\\Flagged" in flags,
         has_attachments=row.has_attachments,
@@ -229,8 +232,16 @@ class MessageService:
         else:
             filters = replace(filters, mailbox_ids=(mailbox,))
             page = await self._messages.page(filters, limit=request.limit, after=None, order=order)
-            if page.empty and not await self._messages.has_mailbox(mailbox):
-                raise NotFoundError("mailbox not found", code="mailbox_not_found")
+            if page.empty:
+                # Unknown, empty, or a Gmail label folder, which holds no rows itself.
+                choice = await self._messages.mailbox(mailbox)
+                if choice is None:
+                    raise NotFoundError("mailbox not found", code="mailbox_not_found")
+                if choice.label_folders:
+                    filters = replace(filters, mailbox_ids=(), label_folders=choice.label_folders)
+                    page = await self._messages.page(
+                        filters, limit=request.limit, after=None, order=order
+                    )
         return body_of(page, order=order)
 
     async def search_hits(
@@ -338,47 +349,52 @@ class MessageService:
 
         return read_cursor(cursor, position)
 
-    async def _mailboxes(
-        self, request: ListRequest, query: SearchQuery
-    ) -> tuple[uuid.UUID, ...] | None:
-        """Mailboxes the request and its query allow (None: every mailbox)."""
+    async def _mailboxes(self, request: ListRequest, query: SearchQuery) -> MailboxChoice | None:
+        """Mailboxes the request and its query allow (None: every mailbox).
+
+        Several choices (`mailbox=` and `in:` or `label:`) allow the mailboxes they
+        all name; a Gmail label folder counts as the place of its label.
+        """
         account = request.account_id
-        chosen: list[tuple[uuid.UUID, ...]] = []
+        chosen: list[MailboxChoice] = []
         if request.mailbox is not None:
             chosen.append(await self._mailbox_param(request.mailbox, account))
         if query.mailbox_role is not None:
             role = query.mailbox_role
-            chosen.append(
-                await self._messages.mailbox_ids(account_id=account, role=role, name=None)
-            )
+            chosen.append(await self._messages.mailboxes(account_id=account, role=role, name=None))
         if query.mailbox is not None:
             name = query.mailbox
-            chosen.append(
-                await self._messages.mailbox_ids(account_id=account, role=None, name=name)
-            )
+            chosen.append(await self._messages.mailboxes(account_id=account, role=None, name=name))
         if not chosen:
             return None
-        allowed = set(chosen[0])
+        allowed = chosen[0].places()
         for more in chosen[1:]:
-            allowed &= set(more)
-        return tuple(allowed)
+            allowed &= more.places()
+        return MailboxChoice(
+            ids=tuple(sorted(place for place in allowed if isinstance(place, uuid.UUID))),
+            label_folders=tuple(
+                sorted(place for place in allowed if isinstance(place, LabelFolder))
+            ),
+        )
 
-    async def _mailbox_param(
-        self, value: str, account_id: uuid.UUID | None
-    ) -> tuple[uuid.UUID, ...]:
+    async def _mailbox_param(self, value: str, account_id: uuid.UUID | None) -> MailboxChoice:
         mailbox = _mailbox_choice(value)
         if isinstance(mailbox, str):
-            return await self._messages.mailbox_ids(account_id=account_id, role=mailbox, name=None)
-        if not await self._messages.has_mailbox(mailbox):
+            return await self._messages.mailboxes(account_id=account_id, role=mailbox, name=None)
+        choice = await self._messages.mailbox(mailbox)
+        if choice is None:
             raise NotFoundError("mailbox not found", code="mailbox_not_found")
-        return (mailbox,)
+        return choice
 
     async def _filters(self, request: ListRequest, query: SearchQuery) -> MessageFilter:
         after = _later(request.after, _day_start(query.after) if query.after else None)
         before = _earlier(request.before, _day_start(query.before) if query.before else None)
+        mailboxes = await self._mailboxes(request, query)
         filters = MessageFilter(
             account_id=request.account_id,
-            mailbox_ids=await self._mailboxes(request, query),
+            mailbox_ids=None if mailboxes is None else mailboxes.ids,
+            label_folders=() if mailboxes is None else mailboxes.label_folders,
+            labels=tuple(sorted(set(request.labels))),
             thread_id=request.thread_id,
             unread=_both(request.unread, query.unread, "unread"),
             flagged=_both(request.flagged, query.flagged, "flagged"),
@@ -447,6 +463,7 @@ async def message_out(row: asyncpg.Record, *, allow_remote: bool) -> schemas.Mes
         date=row["date"],
         received_at=row["internal_date"],
         flags=flags,
+        labels=None if row["labels"] is None else list(row["labels"]),
         unread="\\Seen" not in flags,
         flagged="\\Flagged" in flags,
         has_attachments=row["has_attachments"],
@@ -475,4 +492,11 @@ async def message_out(row: asyncpg.Record, *, allow_remote: bool) -> schemas.Mes
             for attachment in attachments
         ],
         parse_error=row["parse_error"],
+        gmail_message_id=_decimal(row["gm_message_id"]),
+        gmail_thread_id=_decimal(row["gm_thread_id"]),
     )
+
+
+def _decimal(gmail_id: int | None) -> str | None:
+    # A string, as every id of the API: JavaScript numbers lose digits past 2**53.
+    return None if gmail_id is None else str(gmail_id)

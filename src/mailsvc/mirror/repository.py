@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -19,6 +20,7 @@ from sqlalchemy import (
     func,
     literal_column,
     not_,
+    or_,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
@@ -53,6 +55,8 @@ _INCOMING = (
         column("flags", ARRAY(Text)),
         column("thread_id", UUID),
         column("gm_thread_id", BigInteger),
+        column("gm_message_id", BigInteger),
+        column("labels", ARRAY(Text)),
         column("snippet", Text),
         column("text_body", Text),
         column("html_body", Text),
@@ -68,6 +72,34 @@ _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 # An unread message: the predicate of the partial index `ix_messages_unseen`, written
 # out as a constant so the planner sees that the index covers the query.
 UNSEEN = not_(literal_column("'\\Seen'::text", Text) == any_(Message.flags))
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedState:
+    """What a server reported of one stored message, by UID; None: not reported.
+
+    FETCH answers of a sync carry FLAGS (and X-GM-LABELS on Gmail); the answer to a
+    STORE of labels carries the labels alone, and leaves the flags as stored.
+    """
+
+    uid: int
+    flags: list[str] | None
+    modseq: int | None = None
+    labels: list[str] | None = None
+    # Gmail's ids, filled in where a row lacks them (rows stored before labels were).
+    gm_message_id: int | None = None
+    gm_thread_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedRow:
+    """A message row whose flags or labels an update changed, as it is now."""
+
+    id: uuid.UUID
+    uid: int
+    flags: list[str]
+    labels: list[str] | None
+    thread_id: uuid.UUID | None
 
 
 class MailboxRepository(TenantRepository):
@@ -182,37 +214,84 @@ class MirrorRepository(TenantRepository):
         )
         return int(value or 0)
 
-    async def update_flags(
-        self, mailbox_id: uuid.UUID, changes: Sequence[tuple[int, list[str], int | None]]
-    ) -> list[tuple[uuid.UUID, int, list[str], uuid.UUID | None]]:
-        """Set flags (and modseq) by UID; returns (id, uid, flags, thread) of rows that changed."""
-        if not changes:
+    async def update_reported(
+        self, mailbox_id: uuid.UUID, reported: Sequence[ReportedState]
+    ) -> list[ChangedRow]:
+        """Set flags and labels (and modseq) by UID as the server reported them; the
+        rows whose flags or labels changed. An item not reported keeps its value."""
+        if not reported:
             return []
         records = [
-            {"uid": uid, "flags": sorted(flags), "modseq": modseq} for uid, flags, modseq in changes
+            {
+                "uid": state.uid,
+                "flags": None if state.flags is None else sorted(state.flags),
+                "modseq": state.modseq,
+                "labels": None if state.labels is None else sorted(state.labels),
+                "gm_message_id": state.gm_message_id,
+                "gm_thread_id": state.gm_thread_id,
+            }
+            for state in reported
         ]
-        # One statement for any number of rows, each with its own ragged flag list.
+        # One statement for any number of rows, each with its own ragged lists.
         incoming = (
             func.jsonb_to_recordset(bindparam("records", type_=JSONB))
             .table_valued(
                 column("uid", BigInteger),
                 column("flags", ARRAY(Text)),
                 column("modseq", BigInteger),
+                column("labels", ARRAY(Text)),
+                column("gm_message_id", BigInteger),
+                column("gm_thread_id", BigInteger),
             )
             .render_derived(name="incoming", with_types=True)
         )
+        flags = func.coalesce(incoming.c.flags, Message.flags)
+        labels = func.coalesce(incoming.c.labels, Message.labels)
         statement = (
             self.scoped.update(Message)
             .where(
                 Message.mailbox_id == mailbox_id,
                 Message.uid == incoming.c.uid,
-                Message.flags != incoming.c.flags,
+                or_(
+                    Message.flags != flags,
+                    Message.labels.is_distinct_from(labels),
+                ),
             )
-            .values(flags=incoming.c.flags, modseq=func.coalesce(incoming.c.modseq, Message.modseq))
-            .returning(Message.id, Message.uid, Message.flags, Message.thread_id)
+            .values(
+                flags=flags,
+                labels=labels,
+                modseq=func.coalesce(incoming.c.modseq, Message.modseq),
+                gm_message_id=func.coalesce(Message.gm_message_id, incoming.c.gm_message_id),
+                gm_thread_id=func.coalesce(Message.gm_thread_id, incoming.c.gm_thread_id),
+            )
+            .returning(Message.id, Message.uid, Message.flags, Message.labels, Message.thread_id)
         )
         result = await self.session.execute(statement, {"records": records})
-        return [(row[0], int(row[1]), list(row[2]), row[3]) for row in result.all()]
+        return [
+            ChangedRow(
+                id=row[0],
+                uid=int(row[1]),
+                flags=list(row[2]),
+                labels=None if row[3] is None else list(row[3]),
+                thread_id=row[4],
+            )
+            for row in result.all()
+        ]
+
+    async def lacks_labels(self, mailbox_id: uuid.UUID) -> bool:
+        """Whether the mailbox's first stored message has no labels: it was stored
+        before mailsvc fetched Gmail's labels, and so were the others of its time.
+
+        One probe of the unique (mailbox, uidvalidity, uid) index: rows stored since
+        carry labels, and a backfill labels every row at once.
+        """
+        first = await self.session.scalar(
+            self.scoped.select(Message.labels.is_(None))
+            .where(Message.mailbox_id == mailbox_id)
+            .order_by(Message.uidvalidity, Message.uid)
+            .limit(1)
+        )
+        return bool(first)
 
     async def delete_uids(
         self, mailbox_id: uuid.UUID, uids: Sequence[int]

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     CheckConstraint,
+    Index,
     Integer,
     String,
     Text,
@@ -52,6 +53,14 @@ class Mailbox(TimestampMixin, Base):
         tenant_foreign_key("account_id", "accounts", ondelete="CASCADE"),
         CheckConstraint(one_of("special_use", MAILBOX_ROLES), name="special_use"),
         CheckConstraint(one_of("sync_state", SYNC_STATES), name="sync_state"),
+        # A list by role finds the Gmail label folders of that role (the listing of
+        # `?mailbox=inbox`, message/read_repository.py); other servers have none.
+        Index(
+            "ix_mailboxes_gmail_labels",
+            "tenant_id",
+            "special_use",
+            postgresql_where=text("gmail_label IS NOT NULL"),
+        ),
     )
 
     id: Mapped[UuidPk]
@@ -67,6 +76,11 @@ class Mailbox(TimestampMixin, Base):
     subscribed: Mapped[bool] = mapped_column(server_default=false())
     # False for `\Noselect` / `\NonExistent` entries that only hold children.
     selectable: Mapped[bool] = mapped_column(server_default=true())
+    # Gmail (mailsvc.sync.plan.gmail_label): the label this folder shows, e.g.
+    # `\Inbox` or `Work`. Such a folder is listed but never fetched: its messages
+    # are the rows of All Mail carrying the label. NULL on other servers and for
+    # Gmail's store (All Mail, Spam, Trash).
+    gmail_label: Mapped[str | None] = mapped_column(Text)
 
     uidvalidity: Mapped[Uid | None]
     uidnext: Mapped[Uid | None]

@@ -70,6 +70,15 @@ class Message(TimestampMixin, Base):
             postgresql_with={"fastupdate": "off"},
         ),
         Index("ix_messages_in_reply_to", "tenant_id", "account_id", "in_reply_to"),
+        # Gmail rows by label (`?label=`, `label:`, a label folder's listing). Partial:
+        # rows of other servers (labels NULL) cost it nothing. A GIN index cannot lead
+        # with tenant_id without btree_gin; the tenant is checked on the rows found.
+        Index(
+            "ix_messages_labels",
+            "labels",
+            postgresql_using="gin",
+            postgresql_where=text("labels IS NOT NULL"),
+        ),
         # Unread messages per mailbox, counted into `mailboxes.messages_unseen` after
         # every change (mailsvc.mirror.repository.UNSEEN): reads only the unread rows.
         Index(
@@ -110,6 +119,11 @@ class Message(TimestampMixin, Base):
     thread_id: Mapped[uuid.UUID | None]
     # Gmail's X-GM-THRID, when the server offers X-GM-EXT-1.
     gm_thread_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Gmail's X-GM-MSGID: the message's identity across All Mail, Spam and Trash.
+    gm_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Gmail's X-GM-LABELS, decoded: system labels with their backslash (`\Inbox`,
+    # `\Important`), user labels by name. NULL on servers without X-GM-EXT-1.
+    labels: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
 
     snippet: Mapped[str | None] = mapped_column(Text)
     # Bodies are TOAST-compressed with lz4 where the server has it (migration 0003):

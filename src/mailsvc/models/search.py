@@ -11,8 +11,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, func
-from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy import CheckConstraint, Index, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailsvc.kit.db import Base, TenantId, one_of
@@ -60,6 +60,8 @@ class MessageSearch(Base):
     seen: Mapped[bool]
     flagged: Mapped[bool]
     has_attachments: Mapped[bool]
+    # Gmail's labels (`messages.labels`), for `label:` and `?label=`; NULL elsewhere.
+    labels: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     document: Mapped[str] = mapped_column(
         TSVECTOR,
         comment="subject (weight A), names and addresses (B), capped text body (C)",

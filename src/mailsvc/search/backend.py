@@ -83,6 +83,8 @@ class SearchDocument:
     seen: bool
     flagged: bool
     has_attachments: bool
+    labels: tuple[str, ...] | None = None
+    """Gmail's labels (`label:`, `?label=`); None on other servers."""
     subject: str
     from_: tuple[Address, ...]
     to: tuple[Address, ...]

@@ -12,6 +12,15 @@ Order = Literal["newest", "oldest", "relevance"]
 """Page order: received time descending or ascending, or relevance (searches only)."""
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class LabelFolder:
+    """A Gmail label folder chosen as a mailbox: its messages are the account's rows
+    carrying the label (the folder itself holds none; mailsvc.sync.plan)."""
+
+    account_id: uuid.UUID
+    label: str
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MessageFilter:
     """Which messages a list or search returns; unset fields do not filter.
@@ -20,10 +29,18 @@ class MessageFilter:
     websearch syntax); `from_`, `to` and `subject` (and their `not_` forms) are the
     values of the `from:`, `to:` and `subject:` operators. Those six and `text` are
     the full-text part, answered by the search backend; the rest are plain columns.
+
+    The chosen mailboxes are `mailbox_ids` and `label_folders` together: a message
+    matches when it is in one of the mailboxes or, on Gmail, carries the label of one
+    of the label folders. `label_folders` counts only when `mailbox_ids` is set (to
+    an empty tuple when every chosen mailbox is a label folder). `labels` are Gmail
+    labels a message must all carry (`?label=`).
     """
 
     account_id: uuid.UUID | None = None
     mailbox_ids: tuple[uuid.UUID, ...] | None = None
+    label_folders: tuple[LabelFolder, ...] = ()
+    labels: tuple[str, ...] = ()
     thread_id: uuid.UUID | None = None
     unread: bool | None = None
     flagged: bool | None = None
@@ -50,6 +67,17 @@ class MessageFilter:
             or self.not_to
             or self.not_subject
         )
+
+
+def labels_by_accounts(folders: tuple[LabelFolder, ...]) -> dict[str, list[uuid.UUID]]:
+    """Label folders grouped by label: each label with the accounts whose folder it is.
+
+    Every backend compiles the folders so (one condition per distinct label, usually
+    one), in label order so that statement texts repeat."""
+    grouped: dict[str, list[uuid.UUID]] = {}
+    for folder in sorted(set(folders), key=lambda folder: (folder.label, folder.account_id)):
+        grouped.setdefault(folder.label, []).append(folder.account_id)
+    return grouped
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,11 @@ search is refused with `QuerySyntaxError`, whose `field` names the operator.
     label:Work  label:"Clients/Acme"
                           the mailbox of that name (full path, as typed) -> mailbox
 
+On Gmail (mailsvc.sync.plan) a folder is a label: `in:inbox` and `label:Work` name
+the label folders INBOX and Work, whose messages are All Mail's rows carrying the
+labels `\\Inbox` and `Work`; the message service resolves the names, this parser does
+not know which server a mailbox is on.
+
 A search names at most one mailbox: `in:inbox label:Work` is refused, because a
 stored message is in exactly one mailbox. Two terms that contradict each other on a
 yes/no field (`is:read is:unread`) are refused too; repeated dates narrow the range.

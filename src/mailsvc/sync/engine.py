@@ -6,6 +6,8 @@ One pass over an account:
     ENABLE QRESYNC; LIST (+ STATUS per mailbox via LIST-STATUS when offered)
     reconcile mailboxes (created / renamed / deleted), one transaction
     for each wanted, selectable mailbox:
+        a Gmail label folder?         -> skip: its messages are All Mail's rows
+                                         (plan.py), a request for it syncs All Mail
         unchanged by STATUS?          -> skip without SELECT
         SELECT (QRESYNC or CONDSTORE) -> plan_mailbox()
         reset                         -> drop the mailbox's rows (one transaction)
@@ -14,6 +16,8 @@ One pass over an account:
                                          process pool and stored; each batch is one
                                          transaction that also advances `uidnext`
         flags, deletions              -> one transaction, then `highestmodseq`
+                                         (Gmail: labels with the flags; rows stored
+                                         without labels get them from one listing)
     sync.completed change, when the pass changed a message or is the account's first;
     account.indexed, when this pass completed the first mirror and the indexer had
     already indexed every stored message (otherwise the indexer sends it)
@@ -51,7 +55,7 @@ from mailsvc.account.repository import AccountRepository
 from mailsvc.config import Settings
 from mailsvc.event.account_state import change_account_state
 from mailsvc.event.repository import ChangeRepository
-from mailsvc.imap import wire
+from mailsvc.imap import gmail, wire
 from mailsvc.imap.connection import ImapConnection
 from mailsvc.imap.errors import (
     ImapAuthError,
@@ -62,7 +66,7 @@ from mailsvc.imap.errors import (
 from mailsvc.kit.db import utcnow
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.mime.text import safe_server_text
-from mailsvc.mirror.repository import MailboxRepository, MirrorRepository
+from mailsvc.mirror.repository import MailboxRepository, MirrorRepository, ReportedState
 from mailsvc.mirror.server_changes import session_free_flags
 from mailsvc.mirror.thread_repository import ThreadingRepository
 from mailsvc.models import Mailbox
@@ -201,6 +205,8 @@ class SyncEngine:
         await connection.enable("QRESYNC")
         qresync = connection.has("QRESYNC") and connection.has("ENABLE")
         listed = await connection.list_mailboxes()
+        gmail_labels = connection.has(gmail.CAPABILITY)
+        gmail_store = planning.gmail_store_mode(connection.capabilities, listed)
         statuses: dict[str, wire.MailboxStatus] = {}
         if connection.has("LIST-STATUS"):
             items = _STATUS_ITEMS + (" HIGHESTMODSEQ" if connection.has("CONDSTORE") else "")
@@ -209,17 +215,42 @@ class SyncEngine:
             )
         async with self._sessionmaker.begin() as session:
             rows = await reconcile(
-                session, tenant_id, account_id, listed=listed, statuses=statuses, options=options
+                session,
+                tenant_id,
+                account_id,
+                listed=listed,
+                statuses=statuses,
+                options=options,
+                gmail=gmail_store,
             )
             first_sync = not await MailboxRepository(session, tenant_id).has_synced(account_id)
         wanted = set(only) if only is not None else None
+        if wanted is not None and gmail_store:
+            wanted = planning.gmail_sync_targets(
+                wanted,
+                label_folders=[m.name for m in rows if m.gmail_label is not None],
+                all_mail=next(
+                    (m.name for m in rows if m.special_use == "all" and m.gmail_label is None),
+                    None,
+                ),
+            )
         for mailbox in rows:
             if not mailbox.selectable or (wanted is not None and mailbox.name not in wanted):
+                continue
+            if mailbox.gmail_label is not None:
+                await self._settle_label_folder(tenant_id, account_id, mailbox)
                 continue
             if full:
                 await self._forget(tenant_id, account_id, mailbox)
             status = statuses.get(mailbox.name)
-            if not full and status is not None and self._unchanged(mailbox, status):
+            if (
+                not full
+                and status is not None
+                and self._unchanged(mailbox, status)
+                # Rows stored before Gmail's labels were fetched get them now, not
+                # whenever the mailbox next changes (`_sync_mailbox`).
+                and not (gmail_labels and await self._lacks_labels(tenant_id, mailbox))
+            ):
                 continue
             report.mailboxes += 1
             try:
@@ -271,6 +302,10 @@ class SyncEngine:
             and (status.highestmodseq is None or status.highestmodseq == mailbox.highestmodseq)
         )
 
+    async def _lacks_labels(self, tenant_id: str, mailbox: Mailbox) -> bool:
+        async with self._sessionmaker() as session:
+            return await MirrorRepository(session, tenant_id).lacks_labels(mailbox.id)
+
     async def _record_mailbox_error(
         self, tenant_id: str, account_id: uuid.UUID, mailbox: Mailbox, error: ImapProtocolError
     ) -> None:
@@ -286,6 +321,31 @@ class SyncEngine:
             await MailboxRepository(session, tenant_id).set_fields(
                 mailbox.id, sync_state="error", sync_error=text, sync_error_at=utcnow()
             )
+
+    async def _settle_label_folder(
+        self, tenant_id: str, account_id: uuid.UUID, mailbox: Mailbox
+    ) -> None:
+        """A Gmail label folder holds no rows and is never selected: mark it synced.
+
+        Rows it holds from before the account was mirrored the Gmail way (All Mail
+        hidden from IMAP then) are the same messages as All Mail's: they go, with
+        their `message.deleted` changes.
+        """
+        if mailbox.sync_state == "synced" and mailbox.uidvalidity is None:
+            return
+        writer = MailboxWriter(self._sessionmaker, tenant_id, account_id, mailbox)
+        if mailbox.uidvalidity is not None:
+            await writer.reset(None)
+        async with self._sessionmaker.begin() as session:
+            await MailboxRepository(session, tenant_id).set_fields(
+                mailbox.id,
+                messages_total=0,
+                sync_state="synced",
+                last_synced_at=utcnow(),
+                sync_error=None,
+                sync_error_at=None,
+            )
+        mailbox.sync_state = "synced"
 
     async def _forget(self, tenant_id: str, account_id: uuid.UUID, mailbox: Mailbox) -> None:
         """`full=True`: drop what is stored so the mailbox is fetched from scratch."""
@@ -334,7 +394,8 @@ class SyncEngine:
         )
         step = planning.plan_mailbox(local, selected, qresync=resume is not None)
         log.debug("sync.mailbox_plan", mailbox=mailbox.name, plan=str(step))
-        writer = MailboxWriter(self._sessionmaker, tenant_id, account_id, mailbox)
+        labels = connection.has(gmail.CAPABILITY)
+        writer = MailboxWriter(self._sessionmaker, tenant_id, account_id, mailbox, gmail=labels)
         await writer.start(selected)
         if step.reset:
             report.deleted += await writer.reset(selected.uidvalidity)
@@ -342,29 +403,39 @@ class SyncEngine:
             report.new_messages += await self._fetch_new(
                 connection, writer, step, selected, options
             )
-        changes: list[tuple[int, list[str], int | None]] = []
+        changes: list[ReportedState] = []
         vanished: list[int] = list(step.vanished)
         changes += [
-            (item.uid, session_free_flags(item.flags), item.modseq)
+            _reported(item, labels=labels)
             for item in selected.changed
             if item.uid is not None and item.flags is not None
         ]
-        if step.flags_changed_since is not None or step.full_flag_scan:
+        # Rows stored before mailsvc fetched Gmail's labels get them (and Gmail's ids)
+        # from one listing of every message, once; the labels are not news, so no
+        # `message.updated` is sent for them (the search documents are requeued).
+        backfill = labels and not step.initial and await writer.lacks_labels()
+        if backfill:
+            items, _ = await connection.uid_fetch("1:*", _GMAIL_BACKFILL_ITEMS)
+            changes += [_backfilled(item) for item in items if item.uid is not None]
+        elif step.flags_changed_since is not None or step.full_flag_scan:
             modifiers = ""
             if step.flags_changed_since is not None:
                 modifiers = f"CHANGEDSINCE {step.flags_changed_since}"
                 if resume is not None:
                     modifiers += " VANISHED"
-            items, gone = await connection.uid_fetch("1:*", "UID FLAGS", modifiers=modifiers)
-            changes += [
-                (i.uid, session_free_flags(i.flags), i.modseq) for i in items if i.uid is not None
-            ]
+            # Gmail raises a message's MODSEQ when its labels change too, so the same
+            # CHANGEDSINCE fetch brings label changes when it asks for them.
+            fetched = "UID FLAGS X-GM-LABELS" if labels else "UID FLAGS"
+            items, gone = await connection.uid_fetch("1:*", fetched, modifiers=modifiers)
+            changes += [_reported(i, labels=labels) for i in items if i.uid is not None]
             vanished += gone
         if step.search_for_deletions:
             on_server = await connection.uid_search("ALL")
             stored = await writer.stored_uids()
             vanished += planning.deleted_uids(stored, on_server, below=selected.uidnext or 2**32)
-        updated, deleted = await writer.apply_changes(changes, vanished, selected)
+        updated, deleted = await writer.apply_changes(
+            changes, vanished, selected, announce=not backfill
+        )
         report.updated += updated
         report.deleted += deleted
 
@@ -452,3 +523,29 @@ class SyncEngine:
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
         return self._sessionmaker
+
+
+_GMAIL_BACKFILL_ITEMS = "UID FLAGS X-GM-LABELS X-GM-MSGID X-GM-THRID"
+
+
+def _backfilled(item: wire.FetchedItem) -> ReportedState:
+    """A backfilled row: its labels (none when the answer carried none, so that it is
+    not backfilled again), flags and Gmail ids. Its thread stays the one it has."""
+    assert item.uid is not None
+    return ReportedState(
+        uid=item.uid,
+        flags=None if item.flags is None else session_free_flags(item.flags),
+        modseq=item.modseq,
+        labels=list(item.gm_labels or ()),
+        gm_message_id=item.gm_msgid,
+        gm_thread_id=item.gm_thrid,
+    )
+
+
+def _reported(item: wire.FetchedItem, *, labels: bool) -> ReportedState:
+    """What a FETCH answer says of a stored message (labels: only Gmail's, and only
+    when the answer carried them)."""
+    assert item.uid is not None
+    flags = None if item.flags is None else session_free_flags(item.flags)
+    reported = list(item.gm_labels) if labels and item.gm_labels is not None else None
+    return ReportedState(uid=item.uid, flags=flags, modseq=item.modseq, labels=reported)

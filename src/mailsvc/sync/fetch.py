@@ -2,18 +2,25 @@
 
 A message up to SYNC_MAX_MESSAGE_BYTES comes whole (BODY.PEEK[]); a larger one comes
 as its header, BODYSTRUCTURE and text parts only, so one huge attachment never has to
-fit in memory (the raw source is streamed from the server on demand instead).
+fit in memory (the raw source is streamed from the server on demand instead). Gmail
+(X-GM-EXT-1) is asked for each message's id, thread and labels too.
 """
 
 from __future__ import annotations
 
-from mailsvc.imap import uids, wire
+from mailsvc.imap import gmail, uids, wire
 from mailsvc.imap.connection import ImapConnection
 from mailsvc.mime.bodystructure import parse_bodystructure, text_sections
 from mailsvc.sync import plan as planning
 from mailsvc.sync.parser import Fetched, PartialSource
 
 _MESSAGE_ITEMS = "UID FLAGS INTERNALDATE RFC822.SIZE"
+
+
+def _message_items(connection: ImapConnection) -> str:
+    if connection.has(gmail.CAPABILITY):
+        return f"{_MESSAGE_ITEMS} {gmail.FETCH_ITEMS}"
+    return _MESSAGE_ITEMS
 
 
 async def fetch_batch(
@@ -25,9 +32,10 @@ async def fetch_batch(
     large = [c.uid for c in batch if c.size > cap]
     fetched: list[tuple[wire.FetchedItem, Fetched]] = []
     if small:
+        message_items = _message_items(connection)
         items, _ = await connection.uid_fetch(
-            uids.compress_uid_set(small), f"{_MESSAGE_ITEMS} MODSEQ BODY.PEEK[]"
-            if connection.has("CONDSTORE") else f"{_MESSAGE_ITEMS} BODY.PEEK[]"
+            uids.compress_uid_set(small), f"{message_items} MODSEQ BODY.PEEK[]"
+            if connection.has("CONDSTORE") else f"{message_items} BODY.PEEK[]"
         )  # fmt: skip
         fetched += [(item, item.body or b"") for item in items if item.uid is not None]
     for uid in large:
@@ -41,7 +49,7 @@ async def _fetch_partial(
 ) -> list[tuple[wire.FetchedItem, Fetched]]:
     """A message above the size cap: header, structure and text parts only."""
     items, _ = await connection.uid_fetch(
-        str(uid), f"{_MESSAGE_ITEMS} BODY.PEEK[HEADER] BODYSTRUCTURE"
+        str(uid), f"{_message_items(connection)} BODY.PEEK[HEADER] BODYSTRUCTURE"
     )
     if not items:
         return []

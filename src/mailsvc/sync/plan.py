@@ -16,6 +16,12 @@ Per mailbox, from what is stored (`LocalMailbox`) and what SELECT said
 
 A stored `uidnext` means "every message below it is stored"; it advances with each
 stored batch, so a crash resumes where it stopped.
+
+Gmail (`X-GM-EXT-1` with an `\\All` mailbox listed) keeps each message once, in All
+Mail (or Spam, or Trash), and shows each label as a folder holding the same message
+again. Such an account mirrors only that store (`gmail_label` is None for it); every
+other folder is listed as the label it stands for and never fetched, so a message
+is one row however many labels it has (its `X-GM-LABELS` are stored on the row).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from mailsvc.imap import gmail
 from mailsvc.imap.wire import ListedMailbox, SelectedState
 
 
@@ -57,6 +64,85 @@ class SyncOptions:
         if self.include_mailboxes is not None and not keys & self.include_mailboxes:
             return False
         return not keys & self.exclude_mailboxes
+
+
+_UNSELECTABLE = frozenset({"\\noselect", "\\nonexistent"})
+
+
+def _attributes(mailbox: ListedMailbox) -> frozenset[str]:
+    return frozenset(attribute.lower() for attribute in mailbox.attributes)
+
+
+def gmail_store_mode(capabilities: Iterable[str], listed: Sequence[ListedMailbox]) -> bool:
+    """Whether an account is mirrored the Gmail way: the server offers X-GM-EXT-1
+    and lists a selectable All Mail (`\\All`).
+
+    Without All Mail (a user can hide it from IMAP) each folder is mirrored as on
+    any server, labels still stored on the rows: a message with two labels is then
+    two rows, but none is lost.
+    """
+    if gmail.CAPABILITY not in {capability.upper() for capability in capabilities}:
+        return False
+    return any(
+        "\\all" in attributes and not attributes & _UNSELECTABLE
+        for attributes in map(_attributes, listed)
+    )
+
+
+def gmail_label(mailbox: ListedMailbox) -> str | None:
+    """On a Gmail account, the label a listed folder shows (None: it is part of the
+    store, All Mail, Spam or Trash, which are mirrored, or holds no messages).
+
+    INBOX is `\\Inbox`; the special folders are their system labels (`\\Sent`,
+    `\\Draft`, `\\Starred`, `\\Important`); any other folder is the user label of
+    its full name (`Work`, `Clients/Acme`), as X-GM-LABELS gives it.
+    """
+    attributes = _attributes(mailbox)
+    if attributes & (gmail.STORE_ATTRIBUTES | _UNSELECTABLE):
+        return None
+    if mailbox.name.upper() == "INBOX":
+        return gmail.INBOX_LABEL
+    for attribute, label in gmail.SYSTEM_LABELS.items():
+        if attribute in attributes:
+            return label
+    return mailbox.name
+
+
+def gmail_wanted(
+    mailboxes: Sequence[tuple[ListedMailbox, str | None]], options: SyncOptions
+) -> list[ListedMailbox]:
+    """The mailboxes of a Gmail account to store, from (listing, role) pairs.
+
+    `options` choose as on any server, with one difference: All Mail holds the
+    messages of every label, so it is mirrored whenever a label folder is included
+    (`include_mailboxes: ["INBOX"]` mirrors All Mail, and lists INBOX as `\\Inbox`).
+    """
+    wanted = [mailbox for mailbox, role in mailboxes if options.wants(mailbox, role)]
+    if any(gmail_label(mailbox) is not None for mailbox in wanted):
+        wanted += [
+            mailbox
+            for mailbox, role in mailboxes
+            if role == "all"
+            and mailbox not in wanted
+            and mailbox.name not in options.exclude_mailboxes
+            and "all" not in options.exclude_mailboxes
+        ]
+    return wanted
+
+
+def gmail_sync_targets(
+    requested: Iterable[str], *, label_folders: Iterable[str], all_mail: str | None
+) -> set[str]:
+    """The mailboxes a pass over `requested` syncs on a Gmail account.
+
+    A label folder holds no rows: a change reported in it (IDLE watches INBOX) is
+    a change of All Mail's messages, so All Mail is synced in its place.
+    """
+    targets = set(requested)
+    folders = targets & set(label_folders)
+    if folders and all_mail is not None:
+        targets = (targets - folders) | {all_mail}
+    return targets
 
 
 @dataclass(frozen=True, slots=True)

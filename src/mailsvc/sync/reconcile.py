@@ -28,9 +28,20 @@ async def reconcile(
     listed: list[wire.ListedMailbox],
     statuses: dict[str, wire.MailboxStatus],
     options: planning.SyncOptions,
+    gmail: bool = False,
 ) -> list[Mailbox]:
-    """Store the wanted mailboxes of `listed`; every mailbox row, INBOX first."""
-    wanted = [m for m in listed if options.wants(m, mailbox_role(m))]
+    """Store the wanted mailboxes of `listed`; every mailbox row, INBOX first.
+
+    `gmail`: the account is mirrored the Gmail way (`plan.gmail_store_mode`), and
+    each row records the label its folder shows (`Mailbox.gmail_label`).
+    """
+    # Gmail marks its special folders; there a folder's name makes it no role.
+    roles = [(m, mailbox_role(m, by_name=not gmail)) for m in listed]
+    role_of = {m.name: role for m, role in roles}
+    if gmail:
+        wanted = planning.gmail_wanted(roles, options)
+    else:
+        wanted = [m for m, role in roles if options.wants(m, role)]
     repository = MailboxRepository(session, tenant_id)
     stored = await repository.for_account(account_id)
     by_name = {m.name: m for m in stored}
@@ -56,9 +67,10 @@ async def reconcile(
                 account_id=account_id,
                 name=listing.name,
                 delimiter=listing.delimiter,
-                special_use=mailbox_role(listing),
+                special_use=role_of[listing.name],
                 attributes=sorted(listing.attributes),
                 selectable=is_selectable(listing),
+                gmail_label=planning.gmail_label(listing) if gmail else None,
             )
         )
         events.append(
@@ -68,8 +80,9 @@ async def reconcile(
     for listing in [*changes.kept, *(new for _, new in changes.renamed)]:
         row = by_name.get(listing.name) or next(m for m in stored if m.name == listing.name)
         row.attributes = sorted(listing.attributes)
-        row.special_use = mailbox_role(listing)
+        row.special_use = role_of[listing.name]
         row.selectable = is_selectable(listing)
+        row.gmail_label = planning.gmail_label(listing) if gmail else None
     await ChangeRepository(session, tenant_id).append_many(account_id, events)
     await session.flush()
     current = await repository.for_account(account_id)

@@ -23,7 +23,7 @@ from mailsvc.imap import wire
 from mailsvc.kit.db import ModSeq, Uid, utcnow
 from mailsvc.kit.ids import uuid7
 from mailsvc.mime import ParsedMessage
-from mailsvc.mirror.repository import MailboxRepository, MirrorRepository
+from mailsvc.mirror.repository import MailboxRepository, MirrorRepository, ReportedState
 from mailsvc.mirror.server_changes import deleted_event, record_server_changes, session_free_flags
 from mailsvc.mirror.thread_repository import ThreadingRepository
 from mailsvc.mirror.threading import ThreadingInput, thread_new_messages
@@ -48,11 +48,15 @@ class MailboxWriter:
         tenant_id: str,
         account_id: uuid.UUID,
         mailbox: Mailbox,
+        *,
+        gmail: bool = False,
     ) -> None:
+        """`gmail`: the server offers X-GM-EXT-1, so rows carry labels (never NULL)."""
         self._sessionmaker = sessionmaker
         self._tenant_id = tenant_id
         self._account_id = account_id
         self._mailbox = mailbox
+        self._gmail = gmail
 
     async def start(self, selected: wire.SelectedState) -> None:
         """Mark the pass as running; a first pass adopts the server's UIDVALIDITY."""
@@ -99,6 +103,11 @@ class MailboxWriter:
     async def refresh_statistics(self) -> None:
         async with self._sessionmaker.begin() as session:
             await MirrorRepository(session, self._tenant_id).refresh_statistics()
+
+    async def lacks_labels(self) -> bool:
+        """Whether rows of this mailbox were stored before Gmail's labels were fetched."""
+        async with self._sessionmaker() as session:
+            return await MirrorRepository(session, self._tenant_id).lacks_labels(self._mailbox.id)
 
     async def stored_uids(self) -> list[int]:
         async with self._sessionmaker() as session:
@@ -233,6 +242,10 @@ class MailboxWriter:
             "flags": session_free_flags(item.flags),
             "thread_id": str(thread_id) if thread_id else None,
             "gm_thread_id": item.gm_thrid,
+            "gm_message_id": item.gm_msgid,
+            # On Gmail a message fetched without an X-GM-LABELS answer has none known
+            # yet (the next flag pass fills them in); elsewhere labels stay NULL.
+            "labels": list(item.gm_labels or ()) if self._gmail else None,
             "snippet": message.snippet,
             "text_body": message.text_body,
             "html_body": message.html_body,
@@ -249,11 +262,14 @@ class MailboxWriter:
 
     async def apply_changes(
         self,
-        flag_changes: Sequence[tuple[int, list[str], int | None]],
+        reported: Sequence[ReportedState],
         vanished: Sequence[int],
         selected: wire.SelectedState,
+        *,
+        announce: bool = True,
     ) -> tuple[int, int]:
-        """Flag changes and deletions, then the cursor they vouch for; one transaction."""
+        """Flag (and label) changes and deletions, then the cursor they vouch for; one
+        transaction. `announce=False`: no `message.updated` for the changed rows."""
         async with self._sessionmaker.begin() as session:
             messages = MirrorRepository(session, self._tenant_id)
             changed, removed = await record_server_changes(
@@ -261,8 +277,9 @@ class MailboxWriter:
                 self._tenant_id,
                 self._account_id,
                 self._mailbox.id,
-                flag_changes=flag_changes,
+                reported=reported,
                 vanished=vanished,
+                announce=announce,
             )
             count = await messages.count(self._mailbox.id)
             # Every new UID below the server's UIDNEXT was fetched earlier in this pass.

@@ -122,6 +122,7 @@ def search_row(document: SearchDocument) -> dict[str, Any]:
         "seen": document.seen,
         "flagged": document.flagged,
         "has_attachments": document.has_attachments,
+        "labels": None if document.labels is None else list(document.labels),
         "document": document_vector.text(),
         "subject_words": _vector([subject]),
         "from_words": _vector(senders),

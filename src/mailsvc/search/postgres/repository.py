@@ -18,6 +18,7 @@ from sqlalchemy import (
     SQLColumnExpression,
     Table,
     Text,
+    and_,
     any_,
     bindparam,
     cast,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    or_,
     select,
     tuple_,
 )
@@ -35,7 +37,7 @@ from sqlalchemy.sql.expression import ColumnElement
 from mailsvc.kit.db import utcnow
 from mailsvc.kit.repository import TenantRepository
 from mailsvc.models import MessageSearch, SearchIndexStateRow
-from mailsvc.search.filter import MessageFilter, Order, Position
+from mailsvc.search.filter import MessageFilter, Order, Position, labels_by_accounts
 from mailsvc.search.postgres.lexemes import SCHEMA_VERSION, free_text_query, phrase_query
 from mailsvc.search.words import FreeText, words
 
@@ -79,7 +81,9 @@ def _plain_conditions(s: _Rows, filters: MessageFilter) -> list[ColumnElement[bo
     if filters.account_id is not None:
         where.append(s.account_id == filters.account_id)
     if filters.mailbox_ids is not None:
-        where.append(s.mailbox_id.in_(filters.mailbox_ids) if filters.mailbox_ids else false())
+        where.append(_mailboxes(s, filters))
+    if filters.labels:
+        where.append(s.labels.contains(_labels(filters.labels)))
     if filters.thread_id is not None:
         where.append(s.thread_id == filters.thread_id)
     if filters.unread is not None:
@@ -93,6 +97,22 @@ def _plain_conditions(s: _Rows, filters: MessageFilter) -> list[ColumnElement[bo
     if filters.received_before is not None:
         where.append(s.received_at < filters.received_before)
     return where
+
+
+def _labels(labels: Sequence[str]) -> ColumnElement[Any]:
+    return cast(literal(list(labels), ARRAY(Text)), ARRAY(Text))
+
+
+def _mailboxes(s: _Rows, filters: MessageFilter) -> ColumnElement[bool]:
+    """The chosen mailboxes: their ids, or (Gmail label folders) their labels on
+    their accounts (`MessageFilter`)."""
+    assert filters.mailbox_ids is not None
+    alternatives: list[ColumnElement[bool]] = []
+    if filters.mailbox_ids:
+        alternatives.append(s.mailbox_id.in_(filters.mailbox_ids))
+    for label, accounts in labels_by_accounts(filters.label_folders).items():
+        alternatives.append(and_(s.labels.contains(_labels([label])), s.account_id.in_(accounts)))
+    return or_(*alternatives) if alternatives else false()
 
 
 def _field_conditions(s: _Rows, filters: MessageFilter) -> list[ColumnElement[bool]]:
@@ -321,6 +341,7 @@ _INCOMING = (
         column("seen", Boolean),
         column("flagged", Boolean),
         column("has_attachments", Boolean),
+        column("labels", ARRAY(Text)),
         column("document", TSVECTOR),
         column("subject_words", TSVECTOR),
         column("from_words", TSVECTOR),

@@ -27,7 +27,7 @@ from datetime import datetime
 import tantivy
 from tantivy import Occur, Query
 
-from mailsvc.search.filter import MessageFilter
+from mailsvc.search.filter import MessageFilter, labels_by_accounts
 from mailsvc.search.tantivy import schema
 from mailsvc.search.words import FreeText, Term, parse_free_text, words
 
@@ -113,13 +113,9 @@ def _plain_filters(filters: MessageFilter) -> list[_Clause]:
     if filters.account_id is not None:
         must(raw(schema.ACCOUNT, filters.account_id))
     if filters.mailbox_ids is not None:
-        mailboxes = [str(mailbox_id) for mailbox_id in filters.mailbox_ids]
-        # No mailbox at all (a role the account lacks) matches nothing.
-        must(
-            Query.term_set_query(schema.SCHEMA, schema.MAILBOX, mailboxes)
-            if mailboxes
-            else Query.empty_query()
-        )
+        must(_mailboxes(filters))
+    for label in filters.labels:
+        must(raw(schema.LABEL, label))
     if filters.thread_id is not None:
         must(raw(schema.THREAD, filters.thread_id))
     for field, value in (
@@ -143,6 +139,27 @@ def _plain_filters(filters: MessageFilter) -> list[_Clause]:
             )
         )
     return clauses
+
+
+def _mailboxes(filters: MessageFilter) -> Query:
+    """The chosen mailboxes: their ids, or (Gmail label folders) their labels on
+    their accounts (`MessageFilter`). None at all (a role the account lacks) matches
+    nothing."""
+    assert filters.mailbox_ids is not None
+    alternatives: list[_Clause] = []
+    if filters.mailbox_ids:
+        mailboxes = [str(mailbox_id) for mailbox_id in filters.mailbox_ids]
+        alternatives.append(
+            (Occur.Should, Query.term_set_query(schema.SCHEMA, schema.MAILBOX, mailboxes))
+        )
+    for label, accounts in labels_by_accounts(filters.label_folders).items():
+        carried = Query.term_query(schema.SCHEMA, schema.LABEL, label, index_option="basic")
+        owners = Query.term_set_query(schema.SCHEMA, schema.ACCOUNT, [str(a) for a in accounts])
+        both = Query.boolean_query([(Occur.Must, carried), (Occur.Must, owners)])
+        alternatives.append((Occur.Should, both))
+    if not alternatives:
+        return Query.empty_query()
+    return Query.boolean_query(alternatives)
 
 
 def _micros_or_none(moment: datetime | None) -> int | None:

@@ -27,6 +27,8 @@ def tantivy_document(document: SearchDocument) -> tantivy.Document:
     doc.add_boolean(schema.SEEN, document.seen)
     doc.add_boolean(schema.FLAGGED, document.flagged)
     doc.add_boolean(schema.HAS_ATTACHMENTS, document.has_attachments)
+    for label in document.labels or ():
+        doc.add_text(schema.LABEL, label)
 
     subject = schema.joined_words(document.subject)
     _add(doc, schema.SUBJECT, subject)

@@ -15,6 +15,7 @@ the highlights included, from PostgreSQL when it joins the hits):
     id            the message id as text, raw: replaced and deleted by this term
     id_high/low   the id's 128 bits as two u64 fast fields: read for every hit
     account, mailbox, thread   raw terms: the plain filters
+    label         Gmail's labels, each a raw term (`label:`, `?label=`)
     received      INTERNALDATE in microseconds since the epoch, i64 fast: the date filters
     order_key     u64 fast, the page order of `newest` and `oldest` (`order_key`)
     seen, flagged, has_attachments   indexed booleans
@@ -39,7 +40,8 @@ import tantivy
 from mailsvc.search.words import words
 
 # 2: the body's first characters are no longer stored (highlights come from PostgreSQL).
-SCHEMA_VERSION: Final = 2
+# 3: Gmail's labels (`label`).
+SCHEMA_VERSION: Final = 3
 
 WORDS_ANALYZER: Final = "mailsvc_words"
 
@@ -49,6 +51,7 @@ ID_LOW: Final = "id_low"
 ACCOUNT: Final = "account"
 MAILBOX: Final = "mailbox"
 THREAD: Final = "thread"
+LABEL: Final = "label"
 RECEIVED: Final = "received"
 ORDER_KEY: Final = "order_key"
 SEEN: Final = "seen"
@@ -77,7 +80,7 @@ _ID_BITS = 8
 def build_schema() -> tantivy.Schema:
     """The schema of every tenant index (see the module docstring)."""
     builder = tantivy.SchemaBuilder()
-    for name in (ID, ACCOUNT, MAILBOX, THREAD):
+    for name in (ID, ACCOUNT, MAILBOX, THREAD, LABEL):
         builder.add_text_field(name, tokenizer_name="raw", index_option="basic")
     builder.add_unsigned_field(ID_HIGH, fast=True)
     builder.add_unsigned_field(ID_LOW, fast=True)
