@@ -41,6 +41,7 @@ JOINS = {"join", "outerjoin", "join_from", "select_from"}
 CROSS_TENANT = {
     "account/repository.py:tenants_with_accounts",
     "account/repository.py:accounts_to_watch",
+    "oauth/repository.py:tenants_with_oauth_apps",
     "auth/repository.py:ApiKeyRepository",
     "event/repository.py:trim_changes",
     "outbox/repository.py:copies_to_file",

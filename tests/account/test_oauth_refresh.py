@@ -76,6 +76,11 @@ async def _state_changes(
     return [event["data"] for event in feed.json()["events"]]
 
 
+def _expiry(tokens: dict[str, Any]) -> str:
+    """When the token response's access token expires, as an API client would say it."""
+    return (datetime.now(UTC) + timedelta(seconds=tokens["expires_in"])).isoformat()
+
+
 def _expired() -> str:
     return (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
 
@@ -109,7 +114,7 @@ async def test_tokens_expiring_during_idle_and_before_a_send_are_refreshed_in_ti
         oauth_app,
         oauth_mail_user,
         tokens,
-        expires_at=(datetime.now(UTC) + timedelta(seconds=tokens["expires_in"])).isoformat(),
+        expires_at=_expiry(tokens),
     )
     await engine.sync_account(tenant_id, account_id)
     state: Runtime = app.state.mailsvc
@@ -267,7 +272,7 @@ async def test_a_revoked_grant_parks_the_account_until_new_tokens_arrive(
         oauth_app,
         oauth_mail_user,
         tokens,
-        expires_at=(datetime.now(UTC) + timedelta(seconds=tokens["expires_in"])).isoformat(),
+        expires_at=_expiry(tokens),
     )
     await engine.sync_account(tenant_id, account_id)
     assert oauth_server.revoke_subject(oauth_mail_user.email) >= 1

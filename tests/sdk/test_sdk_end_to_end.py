@@ -309,7 +309,8 @@ async def register_account(
 
 
 async def sync_and_wait(sdk: Sdk, api: Any, account_id: uuid.UUID, *, inbox_messages: int) -> None:
-    """Ask for a sync, then poll the sync status until INBOX holds the messages."""
+    """Ask for a sync, then poll the sync status until INBOX holds the messages and
+    search finds them all."""
     m = sdk.models
     requested = parsed(
         await sdk.api("sync", "request_sync").asyncio_detailed(account_id, client=api),
@@ -329,9 +330,11 @@ async def sync_and_wait(sdk: Sdk, api: Any, account_id: uuid.UUID, *, inbox_mess
             and len(inbox) == 1
             and inbox[0].sync_state == m.MailboxOutSyncState.SYNCED
             and inbox[0].messages_synced == inbox_messages
+            # Listable first, searchable once the worker's indexer caught up.
+            and status.messages_indexed == status.messages_synced
         )
 
-    await eventually(inbox_synced, within=30, interval=0.2, what="INBOX synced")
+    await eventually(inbox_synced, within=30, interval=0.2, what="INBOX synced and searchable")
 
 
 async def list_search_and_read(

@@ -31,7 +31,7 @@ _AUTH_PROBLEMS = (400, 401, 403, 429)
     operation_id="create_account",
     status_code=status.HTTP_201_CREATED,
     response_model=AccountOut,
-    responses=problems(*_AUTH_PROBLEMS, 409, 422),
+    responses=problems(*_AUTH_PROBLEMS, 404, 409, 422, 502),
 )
 async def create_account(
     body: AccountCreate,
@@ -84,7 +84,7 @@ async def get_account(
     "/{account_id}",
     operation_id="update_account",
     response_model=AccountOut,
-    responses=problems(*_AUTH_PROBLEMS, 404, 409, 422),
+    responses=problems(*_AUTH_PROBLEMS, 404, 409, 422, 502),
 )
 async def update_account(
     account_id: uuid.UUID,

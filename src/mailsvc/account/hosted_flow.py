@@ -96,8 +96,9 @@ class HostedFlow:
             account_id=str(body.account_id) if body.account_id else None,
             options={
                 "display_name": body.display_name,
-                "sync_options": body.sync_options.model_dump(mode="json"),
-                "send_options": body.send_options.model_dump(mode="json"),
+                # Only what was given, so defaults stay recognisable as defaults.
+                "sync_options": body.sync_options.model_dump(mode="json", exclude_unset=True),
+                "send_options": body.send_options.model_dump(mode="json", exclude_unset=True),
             },
         )
         await states.remember(self._resources.redis, state, pending)

@@ -14,6 +14,7 @@ from pydantic import (
     SecretStr,
     StrictBool,
 )
+from pydantic.config import JsonDict
 
 from mailsvc.kit.datetimes import RFC3339Date
 from mailsvc.kit.fields import (
@@ -137,6 +138,29 @@ class SendOptions(BaseModel):
 
 Token = Annotated[SecretStr, Field(min_length=1, max_length=16384)]
 
+# How an account logs in, in the schema (a null counts as left out): passwords in
+# `imap` and `smtp`, or OAuth2 tokens in `auth`, never both. Said with if/then/else,
+# which generated SDKs ignore, rather than anyOf, which they turn into union types.
+_OBJECT: JsonDict = {"type": "object"}
+_NULL: JsonDict = {"type": "null"}
+_WITH_TOKENS: JsonDict = {"required": ["auth"], "properties": {"auth": _OBJECT}}
+_NO_SERVERS: JsonDict = {"properties": {"imap": _NULL, "smtp": _NULL}}
+_BOTH_SERVERS: JsonDict = {
+    "required": ["imap", "smtp"],
+    "properties": {"imap": _OBJECT, "smtp": _OBJECT},
+}
+_CREATE_LOGIN: JsonDict = {"if": _WITH_TOKENS, "then": _NO_SERVERS, "else": _BOTH_SERVERS}
+# An update may leave all three out: the account keeps how it logs in.
+_UPDATE_LOGIN: JsonDict = {
+    "if": _WITH_TOKENS,
+    "then": _NO_SERVERS,
+    "else": {
+        "if": {"required": ["imap"], "properties": {"imap": _OBJECT}},
+        "then": _BOTH_SERVERS,
+        "else": {"properties": {"smtp": _NULL}},
+    },
+}
+
 
 class OAuth2Credentials(BaseModel):
     """Tokens your application obtained itself through an OAuth2 app registered here
@@ -187,8 +211,19 @@ class AccountCreate(BaseModel):
                         "username": "ada@example.com",
                         "password": "app-password",
                     },
-                }
-            ]
+                },
+                {
+                    "email": "ada@gmail.com",
+                    "auth": {
+                        "type": "oauth2",
+                        "app_id": "01938f2e-7c4a-7d41-9f0e-3b1c2d4e5f60",
+                        "access_token": "ya29.a0Af...",
+                        "refresh_token": "1//0gL...",
+                        "expires_at": "2026-12-05T15:04:05Z",
+                    },
+                },
+            ],
+            **_CREATE_LOGIN,
         },
     )
 
@@ -210,7 +245,7 @@ class AccountUpdate(BaseModel):
     `auth` (which also releases it from `auth_error`). Giving the other kind switches
     the account's way of logging in."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_UPDATE_LOGIN)
 
     email: AccountAddress = Field(examples=["ada@example.com"])
     display_name: DisplayName | None = None

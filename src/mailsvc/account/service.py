@@ -25,6 +25,7 @@ from mailsvc.kit.mailserver import MailServer, Security
 from mailsvc.kit.pagination import encode_cursor, read_cursor
 from mailsvc.kit.resources import Resources
 from mailsvc.models import Account
+from mailsvc.oauth.presets import files_sent_mail
 from mailsvc.oauth.secrets import TokenPair
 from mailsvc.oauth.service import OAuthAppService
 
@@ -184,7 +185,13 @@ class AccountService:
         send_options: schemas.SendOptions,
         verify: bool,
     ) -> Account:
-        """Register an account that logs in with OAuth2 tokens issued through `login.app`."""
+        """Register an account that logs in with OAuth2 tokens issued through `login.app`.
+
+        Gmail and Microsoft 365 file sent mail in Sent themselves: unless the request
+        says otherwise, their accounts do not append a second copy.
+        """
+        if "sent_copy" not in send_options.model_fields_set and files_sent_mail(login.app.provider):
+            send_options = send_options.model_copy(update={"sent_copy": "provider"})
         await self._refuse_taken(email)
         login = await self._verified(login, email, verify=verify)
         account_id = uuid7()
@@ -250,6 +257,15 @@ class AccountService:
                     code="oauth_tokens_required",
                     errors=[FieldError(field="body.auth", message="required")],
                 )
+        elif body.imap is None and body.smtp is None:
+            raise UnprocessableError(
+                "a password account needs `imap` and `smtp` (or `auth` to switch to OAuth2)",
+                code="credentials_required",
+                errors=[
+                    FieldError(field=f"body.{name}", message="required")
+                    for name in ("imap", "smtp")
+                ],
+            )
         else:
             await self._update_passwords(account, body, verify=verify)
         account.email = body.email

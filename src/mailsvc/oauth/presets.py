@@ -39,6 +39,9 @@ class ProviderPreset:
     smtp: ServerPreset
     # Added to the authorization URL.
     authorize_parameters: dict[str, str] = field(default_factory=dict)
+    # The SMTP server files each sent message in Sent itself: appending a copy too
+    # would show it twice (SendOptions.sent_copy "provider").
+    files_sent_mail: bool = False
 
 
 PRESETS: dict[str, ProviderPreset] = {
@@ -50,6 +53,7 @@ PRESETS: dict[str, ProviderPreset] = {
         imap=ServerPreset("imap.gmail.com", 993, Security.TLS),
         smtp=ServerPreset("smtp.gmail.com", 465, Security.TLS),
         authorize_parameters={"access_type": "offline", "prompt": "consent"},
+        files_sent_mail=True,
     ),
     "microsoft": ProviderPreset(
         # "common": work, school and personal accounts; a single-tenant app overrides
@@ -67,6 +71,7 @@ PRESETS: dict[str, ProviderPreset] = {
         ),
         imap=ServerPreset("outlook.office365.com", 993, Security.TLS),
         smtp=ServerPreset("smtp.office365.com", 587, Security.STARTTLS),
+        files_sent_mail=True,
     ),
 }
 
@@ -75,3 +80,9 @@ def authorize_parameters(provider: str) -> dict[str, str]:
     """Extra authorization-request parameters the provider needs for a refresh token."""
     preset = PRESETS.get(provider)
     return dict(preset.authorize_parameters) if preset is not None else {}
+
+
+def files_sent_mail(provider: str) -> bool:
+    """Whether the provider's SMTP server keeps a copy of what is sent in Sent."""
+    preset = PRESETS.get(provider)
+    return preset is not None and preset.files_sent_mail

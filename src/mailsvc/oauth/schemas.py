@@ -18,16 +18,18 @@ from mailsvc.kit.fields import (
 )
 from mailsvc.kit.mailserver import Security
 
-Text = Annotated[
-    str,
-    Field(
+
+def _printable(max_length: int) -> object:
+    return Field(
         min_length=1,
-        max_length=1024,
+        max_length=max_length,
         description=PRINTABLE_DESCRIPTION,
         json_schema_extra={"pattern": PRINTABLE_PATTERN},
-    ),
-    AfterValidator(check_printable),
-]
+    )
+
+
+AppName = Annotated[str, _printable(200), AfterValidator(check_printable)]
+ClientId = Annotated[str, _printable(1024), AfterValidator(check_printable)]
 Scope = Annotated[
     str,
     Field(min_length=1, max_length=512, pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$"),
@@ -61,13 +63,25 @@ class OAuthAppIn(BaseModel):
                     "client_secret": "GOCSPX-...",
                     "redirect_uri": "https://mail-api.example.com/api/oauth/callback",
                 }
-            ]
+            ],
+            # What a preset fills in, a generic app must give (a null counts as left out).
+            "if": {"properties": {"provider": {"const": "generic"}}},
+            "then": {
+                "required": ["authorization_url", "token_url", "scopes", "imap", "smtp"],
+                "properties": {
+                    "authorization_url": {"type": "string"},
+                    "token_url": {"type": "string"},
+                    "scopes": {"type": "array"},
+                    "imap": {"type": "object"},
+                    "smtp": {"type": "object"},
+                },
+            },
         },
     )
 
-    name: Text = Field(max_length=200, examples=["Gmail for Example Inc."])
+    name: AppName = Field(examples=["Gmail for Example Inc."])
     provider: ProviderName
-    client_id: Text
+    client_id: ClientId
     client_secret: SecretStr = Field(
         min_length=1, max_length=4096, description="Stored encrypted; never returned."
     )

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from mailsvc.event.schemas import EVENT_TYPES
+from mailsvc.kit.fields import PRINTABLE_DESCRIPTION, PRINTABLE_PATTERN, check_printable
 from mailsvc.webhook.target import MAX_URL_LENGTH, parse_target
 
 DeliveryStatus = Literal["pending", "delivering", "succeeded", "failed"]
@@ -77,6 +78,19 @@ EventTypes = Annotated[
 ]
 
 
+# Stored as text: a NUL, which PostgreSQL refuses, or another control character in
+# it would be a 500 or garbage in whatever shows it.
+WebhookDescription = Annotated[
+    str,
+    Field(
+        max_length=500,
+        description=PRINTABLE_DESCRIPTION,
+        json_schema_extra={"pattern": PRINTABLE_PATTERN},
+    ),
+    AfterValidator(check_printable),
+]
+
+
 class WebhookIn(BaseModel):
     """A webhook's settings."""
 
@@ -84,7 +98,7 @@ class WebhookIn(BaseModel):
 
     url: WebhookUrl
     event_types: EventTypes
-    description: str | None = Field(default=None, max_length=500, examples=["CRM sync"])
+    description: WebhookDescription | None = Field(default=None, examples=["CRM sync"])
     # StrictBool: the schema says boolean, so 0/1 and "true" are refused, not coerced.
     active: StrictBool = Field(
         default=True,
