@@ -88,8 +88,11 @@ async def test_a_consented_account_syncs_and_sends_over_xoauth2(
     assert account["imap"]["username"] == oauth_mail_user.email
     await remember_account_tokens(tenant_id)
 
-    # Synced over IMAP with the token...
+    # Synced over IMAP with the token (Dovecot offers both mechanisms; XOAUTH2 is
+    # preferred)...
     await engine.sync_account(tenant_id, uuid.UUID(account_id))
+    logins = oauth_dovecot.log_path.read_text(errors="replace")
+    assert f"Login: user=<{oauth_mail_user.username}>, method=XOAUTH2" in logins
     listed = await client.get("/api/messages", params={"account_id": account_id}, headers=auth)
     assert [m["subject"] for m in listed.json()["items"]] == ["Before consent"]
     assert (await client.get(f"/api/accounts/{account_id}", headers=auth)).json()[

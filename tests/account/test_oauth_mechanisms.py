@@ -123,6 +123,8 @@ async def test_oauthbearer_is_used_where_it_is_all_the_server_offers(
     await engine.sync_account(tenant_id, account_id)
     account = (await client.get(f"/api/accounts/{account_id}", headers=auth)).json()
     assert account["state"] == "connected"
+    logins = bearer_only_dovecot.log_path.read_text(errors="replace")
+    assert f"Login: user=<{user.username}>, method=OAUTHBEARER" in logins
     # The relay delivers into the other Dovecot: write to a mailbox there.
     entry = await _send(app, client, auth, account_id, oauth_mail_user.email)
     assert entry["status"] == "sent", str(entry)
