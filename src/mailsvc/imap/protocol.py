@@ -7,35 +7,128 @@
   name (the `STATUS` lines of `LIST ... RETURN (STATUS ...)`, an `EXISTS`
   during a `FETCH`). `RawCommand` runs as a "sync" command, which receives every
   untagged response, and `str()` of it is the wire text, so any command can be sent.
+
+A server that lies cannot exhaust memory: a line is read up to `MAX_LINE_BYTES`;
+a literal is buffered only up to the command's limit, and nothing is allocated from
+an announced size above it; a command's whole answer (lines, literals and a
+per-line overhead) is held up to its budget. Limit and budget are
+`DEFAULT_MAX_LITERAL_BYTES` and `DEFAULT_MAX_ANSWER_BYTES` unless the command was
+created inside `answer_limits` (the sync's message fetches). Going past any of them,
+or an answer the reader cannot follow at all (a tagged reply nobody waits for),
+drops the connection: every waiting command fails with `aioimaplib.Abort` carrying
+the reason, which the connection reports as `ImapConnectError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import aioimaplib
 from aioimaplib.aioimaplib import CRLF, IncompleteRead, literal_data_re
 
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""The longest response line read. The longest a sound server sends is a SEARCH
+answer listing every UID of a mailbox (about 2 million UIDs); beyond this the
+server is taken to be sending an endless line."""
+
+DEFAULT_MAX_LITERAL_BYTES = 16 * 1024 * 1024
+"""The largest literal buffered for a command run outside `answer_limits`: those
+carry mailbox names, labels and flags, never messages."""
+
+DEFAULT_MAX_ANSWER_BYTES = 256 * 1024 * 1024
+"""The largest answer held for a command run outside `answer_limits`. The largest a
+sound server sends there is the flags of every message of a mailbox (a million
+messages: about 100 MB, counted as below)."""
+
+ANSWER_LINE_OVERHEAD = 64
+"""What a held line costs beyond its bytes (a bytes object and its list slot),
+counted against the budget: a million short lines weigh what they cost."""
+
+# Longer than any 64-bit number: `{n}` with more digits is refused unread.
+_MAX_SIZE_DIGITS = 20
+
+_limits: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar(
+    "imap_answer_limits", default=(DEFAULT_MAX_LITERAL_BYTES, DEFAULT_MAX_ANSWER_BYTES)
+)
+
+
+@contextmanager
+def answer_limits(*, max_literal_bytes: int, max_answer_bytes: int) -> Iterator[None]:
+    """Commands created inside hold literals of up to `max_literal_bytes` and answers
+    of up to `max_answer_bytes` (the sync's message fetches, which know the sizes of
+    what they ask for)."""
+    token = _limits.set((max_literal_bytes, max_answer_bytes))
+    try:
+        yield
+    finally:
+        _limits.reset(token)
+
+
+class _ProtocolViolation(Exception):
+    """What the server sent cannot be read on; the connection is dropped."""
+
 
 class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
     # Set by aioimaplib's __init__, which mypy cannot see into.
-    incomplete_line: bytes
     current_command: aioimaplib.Command | None
+    # Why the connection was dropped, once it was (see the module doc).
+    violation: str | None = None
+    # A line whose CRLF has not arrived yet. Grown in place: concatenating every
+    # chunk to it would copy it again for each chunk of a long line.
+    _pending_line: bytearray | None = None
 
     def data_received(self, d: bytes) -> None:
         # aioimaplib's own version formats `'Received : %s' % d` before logging it at
         # DEBUG: a repr of every chunk read, whatever the log level, which cost a
         # quarter of the sync process' CPU in bench/sync.py.
-        data = self.incomplete_line + d if self.incomplete_line else d
+        if self.violation is not None:
+            return  # dropped: what is still in flight is not read
+        data: bytes = d
+        if self._pending_line is not None:
+            pending = self._pending_line
+            searched_up_to = max(len(pending) - 1, 0)  # a CR may end the previous chunk
+            pending += d
+            if pending.find(CRLF, searched_up_to) < 0:
+                if len(pending) > MAX_LINE_BYTES:
+                    self._drop(f"server sent a line of over {MAX_LINE_BYTES} bytes")
+                return
+            data, self._pending_line = bytes(pending), None
         try:
             self._handle_responses(data, self._handle_line, self.current_command)
-            self.incomplete_line = b""
             self.current_command = None
         except IncompleteRead as incomplete_read:
             self.current_command = incomplete_read.cmd
-            self.incomplete_line = incomplete_read.data
+            rest: bytes = incomplete_read.data
+            if len(rest) > MAX_LINE_BYTES:
+                self._drop(f"server sent a line of over {MAX_LINE_BYTES} bytes")
+            elif rest:
+                self._pending_line = bytearray(rest)
+        except _ProtocolViolation as exc:
+            self._drop(str(exc))
+        except Exception as exc:
+            # aioimaplib raises Abort for a tagged reply nobody waits for (a literal
+            # shorter than announced leaves message text to be read as replies).
+            self._drop(f"unreadable server response ({type(exc).__name__})")
+
+    def _drop(self, reason: str) -> None:
+        """Stop reading, fail every waiting command with `reason`, close the socket."""
+        self.violation = reason
+        self._pending_line = None
+        self.current_command = None
+        self._fail_waiting(reason)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail_waiting(self, reason: str) -> None:
+        waiting = [self.pending_sync_command, *self.pending_async_commands.values()]
+        for command in waiting:
+            if command is not None and not command._event.is_set():
+                command._exception = aioimaplib.Abort(reason)
+                command.close(reason.encode(), "BYE")
 
     def _handle_responses(
         self,
@@ -62,11 +155,13 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
             line = data[position:end]
             position = end + len(CRLF)
             command = line_handler(line, current_cmd)
-            begin_literal = literal_data_re.match(line)
+            if isinstance(command, RawCommand):
+                command.charge(len(line) + ANSWER_LINE_OVERHEAD)
+            begin_literal = literal_data_re.match(line) if line.endswith(b"}") else None
             if begin_literal:
                 if command is None:
                     command = aioimaplib.Command("NIL", "unused")
-                command.begin_literal_data(int(begin_literal.group("size")))
+                command.begin_literal_data(_literal_size(begin_literal.group("size"), command))
                 current_cmd = command
             elif command is not None and command.wait_data():
                 current_cmd = command
@@ -85,11 +180,24 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         # aioimaplib leaves waiting commands to their timeout; fail them now instead.
-        waiting = [self.pending_sync_command, *self.pending_async_commands.values()]
-        for command in waiting:
-            if command is not None and not command._event.is_set():
-                command._exception = aioimaplib.Abort("connection lost")
-                command.close(b"connection lost", "BYE")
+        self._fail_waiting(self.violation or "connection lost")
+
+
+def _literal_size(digits: bytes, command: aioimaplib.Command) -> int:
+    """The announced size of a literal, refused above what `command` may buffer."""
+    limit = (
+        command.literal_limit() if isinstance(command, RawCommand) else DEFAULT_MAX_LITERAL_BYTES
+    )
+    if len(digits) > _MAX_SIZE_DIGITS:
+        raise _ProtocolViolation(f"server announced a literal of {len(digits)} digits")
+    size = int(digits)
+    if limit is not None and size > limit:
+        raise _ProtocolViolation(
+            f"server announced a literal of {size} bytes, over the {limit} accepted"
+        )
+    if limit is not None and isinstance(command, RawCommand):
+        command.charge(size)
+    return size
 
 
 class ImapClient(aioimaplib.IMAP4):  # type: ignore[misc]
@@ -118,9 +226,23 @@ class RawCommand(aioimaplib.Command):  # type: ignore[misc]
         self._text = text
         self._literal = bytearray()
         self._filled = 0
+        self._max_literal, self._max_answer = _limits.get()
+        self._answer_left = self._max_answer
 
     def __repr__(self) -> str:
         return f"{self.tag} {self._text}"
+
+    def literal_limit(self) -> int | None:
+        """The largest literal this command buffers (None: it buffers none)."""
+        return self._max_literal
+
+    def charge(self, size: int) -> None:
+        """Count `size` bytes of the answer against the command's budget."""
+        self._answer_left -= size
+        if self._answer_left < 0:
+            raise _ProtocolViolation(
+                f"server answered {self.tag} with over {self._max_answer} bytes"
+            )
 
     # Literals are read into a buffer allocated once from the announced `{size}` and
     # handed on as is: aioimaplib grows a bytearray chunk by chunk (each reallocation
@@ -197,6 +319,10 @@ class StreamingCommand(RawCommand):
             self._transport.pause_reading()
         self._reset_timer()
         return data[take:]
+
+    def literal_limit(self) -> int | None:
+        # The wanted section is handed on chunk by chunk, whatever its size.
+        return super().literal_limit() if self._streamed else None
 
     def _finish_stream(self) -> None:
         self._streaming, self._streamed = False, True

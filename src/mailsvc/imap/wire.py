@@ -19,36 +19,77 @@ from mailsvc.imap.uids import uid_set_of
 
 _ATOM_END = set(b' ()[]{}"\r\n')
 
+MAX_NESTING = 200
+"""Parenthesized lists nested deeper than this are skipped, contents and all. No
+answer mailsvc reads needs more (a BODYSTRUCTURE is read 30 levels deep, see
+`mailsvc.mime.parse.MAX_DEPTH`); a line of a million `(` would otherwise cost a list
+object, 60-odd bytes, per byte of the line."""
 
-def _tokens(segments: Sequence[bytes | bytearray]) -> list[object]:
+
+def _tokens(
+    segments: Sequence[bytes | bytearray], *, max_nesting: int | None = MAX_NESTING
+) -> list[object]:
     """Tokenize text lines and literal payloads into nested lists.
 
     Atoms become `str`, quoted strings `str`, literals stay the `bytearray` they
     arrived in (a 25 MB message body is not copied here), NIL `None`,
     parenthesized lists `list`. A `BODY[...]`-style atom keeps its bracket section as
-    part of the atom (`"BODY[1.2]"`), which is what callers match on.
+    part of the atom (`"BODY[1.2]"`), which is what callers match on. Lists below
+    `max_nesting` levels are left out.
     """
-    root: list[object] = []
-    stack: list[list[object]] = [root]
+    tokenizer = _Tokenizer(max_nesting=max_nesting)
     for segment in segments:
+        tokenizer.feed(segment)
+    return tokenizer.root
+
+
+class _Tokenizer:
+    """`_tokens`, fed one segment at a time; `depth` is how many lists are open."""
+
+    def __init__(self, *, max_nesting: int | None = MAX_NESTING) -> None:
+        self.root: list[object] = []
+        self._stack: list[list[object]] = [self.root]
+        # Lists opened below `max_nesting`: counted to find their end, never built.
+        self._skipped = 0
+        self._max_stack = float("inf") if max_nesting is None else max_nesting
+
+    @property
+    def depth(self) -> int:
+        return len(self._stack) - 1 + self._skipped
+
+    def feed(self, segment: bytes | bytearray) -> None:
+        stack = self._stack
         if isinstance(segment, bytearray):
-            stack[-1].append(segment)
-            continue
+            if not self._skipped:
+                stack[-1].append(segment)
+            return
         data = bytes(segment)
         length = len(data)
         i = 0
         while i < length:
             byte = data[i]
-            if byte in (0x20, 0x0D, 0x0A):
+            if self._skipped and byte not in (0x28, 0x29, 0x22):
+                i += 1  # inside a skipped list: only its end matters (and quotes, below)
+            elif byte in (0x20, 0x0D, 0x0A):
                 i += 1
             elif byte == 0x28:  # (
-                child: list[object] = []
-                stack[-1].append(child)
-                stack.append(child)
+                if self._skipped or len(stack) > self._max_stack:
+                    self._skipped += 1
+                else:
+                    child: list[object] = []
+                    stack[-1].append(child)
+                    stack.append(child)
                 i += 1
             elif byte == 0x29:  # )
-                if len(stack) > 1:
+                if self._skipped:
+                    self._skipped -= 1
+                elif len(stack) > 1:
                     stack.pop()
+                i += 1
+            elif byte == 0x22 and self._skipped:  # a skipped quoted string: find its end
+                i += 1
+                while i < length and data[i] != 0x22:
+                    i += 2 if data[i] == 0x5C else 1
                 i += 1
             elif byte == 0x22:  # "
                 i += 1
@@ -77,7 +118,6 @@ def _tokens(segments: Sequence[bytes | bytearray]) -> list[object]:
                     i += 1
                 atom = data[start:i].decode("utf-8", errors="replace")
                 stack[-1].append(None if atom.upper() == "NIL" else atom)
-    return root
 
 
 @dataclass(slots=True)
@@ -263,8 +303,15 @@ _FETCH_START = re.compile(rb"^(?:\* )?(\S+) FETCH \(", re.IGNORECASE)
 
 
 def parse_fetch(lines: Iterable[bytes | bytearray]) -> list[FetchedItem]:
-    """Every FETCH response among `lines` (other untagged lines are skipped)."""
-    items = []
+    """Every FETCH response among `lines` (other untagged lines are skipped).
+
+    Several responses for one UID (RFC 3501 7.4.2 lets a server split a message's
+    data, or send it twice) are merged into the first (`_merge`): one item per UID,
+    whatever the server repeated.
+    A response whose framing does not hold (see `_fetch_attributes`) is refused.
+    """
+    items: list[FetchedItem] = []
+    by_uid: dict[int, FetchedItem] = {}
     for group in _split_responses(lines):
         first = group[0]
         assert isinstance(first, bytes)
@@ -274,10 +321,69 @@ def parse_fetch(lines: Iterable[bytes | bytearray]) -> list[FetchedItem]:
         if sequence is None:
             raise ImapProtocolError("bad sequence number in FETCH response")
         rest: list[bytes | bytearray] = [first[match.end() - 1 :], *group[1:]]
-        tokens = _tokens(rest)
-        attributes = next((t for t in tokens if isinstance(t, list)), [])
-        items.append(_fetch_item(sequence, attributes))
+        item = _fetch_item(sequence, _fetch_attributes(sequence, rest))
+        earlier = by_uid.get(item.uid) if item.uid is not None else None
+        if earlier is not None:
+            _merge(earlier, item)
+            continue
+        if item.uid is not None:
+            by_uid[item.uid] = item
+        items.append(item)
     return items
+
+
+def _fetch_attributes(sequence: int, segments: list[bytes | bytearray]) -> list[object]:
+    """The `(...)` list of one FETCH response; it ends with the first line that does
+    not announce a literal, and the segments after it are other replies.
+
+    Refused (`ImapProtocolError`) when a literal is not followed by the rest of its
+    line (SP or `)`), or when a response with literals does not close: a literal
+    shorter than announced leaves message text where the response should go on, and
+    the body read would be cut short without a word.
+    """
+    tokenizer = _Tokenizer()
+    had_literal = False
+    for index, segment in enumerate(segments):
+        literal = isinstance(segment, bytearray)
+        if index and not literal and not segment.startswith((b" ", b")")):
+            raise ImapProtocolError(
+                f"FETCH response {sequence}: text after a literal where SP or ')' belongs "
+                "(a literal shorter than announced?)"
+            )
+        tokenizer.feed(segment)
+        had_literal = had_literal or literal
+        if not literal and not (
+            index + 1 < len(segments) and isinstance(segments[index + 1], bytearray)
+        ):
+            break
+    if had_literal and tokenizer.depth:
+        raise ImapProtocolError(f"FETCH response {sequence} does not close after its literal")
+    return next((t for t in tokenizer.root if isinstance(t, list)), [])
+
+
+def _merge(into: FetchedItem, later: FetchedItem) -> None:
+    """Fold a later response for the same UID into `into` (see `parse_fetch`).
+
+    Flags, MODSEQ and labels change: the later value wins. A message's content,
+    date, size and ids never do: two different values are a lie, and refused.
+    """
+    for name in _CHANGING_ITEMS:
+        value = getattr(later, name)
+        if value is not None:
+            setattr(into, name, value)
+    for name in _FIXED_ITEMS:
+        value, earlier = getattr(later, name), getattr(into, name)
+        if value is not None and earlier is not None and value != earlier:
+            raise ImapProtocolError(f"FETCH: two different {name} for UID {into.uid}")
+        if value is not None:
+            setattr(into, name, value)
+    for section, payload in later.sections.items():
+        if into.sections.setdefault(section, payload) != payload:
+            raise ImapProtocolError(f"FETCH: two different BODY[{section}] for UID {into.uid}")
+
+
+_CHANGING_ITEMS = ("flags", "modseq", "gm_labels")
+_FIXED_ITEMS = ("internal_date", "size", "body", "bodystructure", "gm_msgid", "gm_thrid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,8 +397,11 @@ class ListedMailbox:
 
 
 def parse_list(lines: Iterable[bytes | bytearray]) -> list[ListedMailbox]:
-    """`LIST` responses; names decoded from modified UTF-7 unless UTF8=ACCEPT is on."""
+    """`LIST` responses, names decoded from modified UTF-7 (`names.decode_mailbox`:
+    one that is not valid gets a stand-in that is listed but cannot be selected).
+    A name listed twice counts once."""
     mailboxes: list[ListedMailbox] = []
+    seen: set[str] = set()
     pending: list[bytes | bytearray] = []
 
     def flush() -> None:
@@ -306,7 +415,11 @@ def parse_list(lines: Iterable[bytes | bytearray]) -> list[ListedMailbox]:
         raw_name = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw
         if not isinstance(raw_name, str):
             return
-        mailboxes.append(ListedMailbox(names.decode(raw_name), raw_name, delimiter, attributes))
+        name = names.decode_mailbox(raw_name)
+        if name in seen:
+            return  # listed twice (or two stand-ins alike): the first one counts
+        seen.add(name)
+        mailboxes.append(ListedMailbox(name, raw_name, delimiter, attributes))
 
     for line in lines:
         # aioimaplib strips "* LIST " when it dispatches by command name, and keeps
@@ -363,6 +476,10 @@ def parse_select(lines: Sequence[bytes | bytearray]) -> SelectedState:
             name = code.upper()
             value = _select_number(number, name.decode())
             if name == b"UIDVALIDITY":
+                if value == 0:
+                    # RFC 3501 2.3.1.1: a non-zero number. Read as absent, it would
+                    # reset a synced mailbox (every row deleted and fetched again).
+                    raise ImapProtocolError("UIDVALIDITY 0 in the SELECT response")
                 state.uidvalidity = value
             elif name == b"UIDNEXT":
                 state.uidnext = value
@@ -415,11 +532,14 @@ def parse_status(lines: Sequence[bytes | bytearray]) -> dict[str, MailboxStatus]
             str(values[i]).upper(): _as_int(values[i + 1]) if i + 1 < len(values) else None
             for i in range(0, len(values), 2)
         }
-        if any(item in fields and fields[item] is None for item in _STATUS_ITEMS):
+        if any(item in fields and fields[item] is None for item in _STATUS_ITEMS) or (
+            fields.get("UIDVALIDITY") == 0
+        ):
             # Read as absent, a bad HIGHESTMODSEQ would let the engine skip a mailbox
-            # whose flags changed; a mailbox without a status is synced.
+            # whose flags changed; a mailbox without a status is synced (and its
+            # SELECT refuses a UIDVALIDITY of 0).
             continue
-        statuses[names.decode(name)] = MailboxStatus(
+        statuses[names.decode_mailbox(name)] = MailboxStatus(
             messages=fields.get("MESSAGES"),
             uidnext=fields.get("UIDNEXT"),
             uidvalidity=fields.get("UIDVALIDITY"),
@@ -466,8 +586,9 @@ def parse_search(lines: Iterable[bytes | bytearray]) -> list[int]:
 
 
 def tokens(segments: Sequence[bytes | bytearray]) -> list[object]:
-    """Public access to the tokenizer (BODYSTRUCTURE trees, tests)."""
-    return _tokens(segments)
+    """Public access to the tokenizer (BODYSTRUCTURE trees, tests), at any depth:
+    the parsers of server answers above stop at `MAX_NESTING`."""
+    return _tokens(segments, max_nesting=None)
 
 
 __all__ = [

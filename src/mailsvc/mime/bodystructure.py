@@ -78,6 +78,9 @@ class BodyPart:
     disposition_params: dict[str, str] = field(default_factory=dict)
     children: list[BodyPart] = field(default_factory=list)
     message: BodyPart | None = None
+    # Parts inside this one were left out: nested deeper than `MAX_DEPTH` levels,
+    # or beyond `MAX_PARTS` parts.
+    truncated: bool = False
 
     @property
     def is_multipart(self) -> bool:
@@ -181,14 +184,12 @@ def _read_body(
     index = 7
     lines: int | None = None
     nested: BodyPart | None = None
-    if (
-        content_type in _NESTED_MESSAGES
-        and len(items) > 9
-        and isinstance(items[8], list)
-        and depth < MAX_DEPTH
-    ):
+    truncated = False
+    if content_type in _NESTED_MESSAGES and len(items) > 9 and isinstance(items[8], list):
         # envelope at 7 (skipped), body at 8, lines at 9
-        nested = _read_body(items[8], own, depth + 1, count, message_body=True)
+        if depth < MAX_DEPTH:
+            nested = _read_body(items[8], own, depth + 1, count, message_body=True)
+        truncated = nested is None
         lines = _number(items, 9)
         index = 10
     elif media == "text":
@@ -209,6 +210,7 @@ def _read_body(
         disposition=disposition,
         disposition_params=disposition_params,
         message=nested,
+        truncated=truncated,
     )
 
 
@@ -235,6 +237,7 @@ def _read_multipart(items: Sexpr, section: str, depth: int, count: list[int]) ->
         disposition=disposition,
         disposition_params=disposition_params,
         children=children,
+        truncated=len(children) < len(bodies),
     )
 
 
@@ -447,6 +450,11 @@ def parse_partial(
         if structure is None:
             notes.append("no usable BODYSTRUCTURE; header fields only")
         else:
+            if any(part.truncated for part in iter_parts(structure)):
+                notes.append(
+                    f"BODYSTRUCTURE nested deeper than {MAX_DEPTH} levels or with more than "
+                    f"{MAX_PARTS} parts; the parts beyond were left out"
+                )
             parts = _numbered_parts(structure)
             pending = _pending_attachments(structure)
             for section, charset, encoding, subtype in text_sections(structure):
