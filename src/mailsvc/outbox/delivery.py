@@ -7,7 +7,7 @@ look for the message before retrying:
 
     connect, TLS ── unreachable, TLS failure, drop, timeout, 4xx greeting ── RETRY
                  └─ 5xx greeting, EHLO or STARTTLS reply ─────────────────── FAILED
-    login ── 454 or other 4xx: RETRY; 535, other 5xx, no usable AUTH: FAILED
+    login ── 454, other 4xx, an impossible code: RETRY; 535, other 5xx, no usable AUTH: FAILED
     SIZE, SMTPUTF8 ── the server cannot take the message ─ FAILED, nothing sent
     MAIL FROM ── 4xx: RETRY, 5xx: FAILED
     RCPT TO, each ── none accepted: any 4xx among them → RETRY, all 5xx → FAILED
@@ -157,13 +157,16 @@ async def deliver(
         try:
             return await attempt(first)
         except SmtpAuthError as exc:
-            if exc.reply is not None and exc.reply.is_transient:
+            # Only a token can be renewed; a refused password is refused again.
+            if first.access_token is None or (exc.reply is not None and exc.reply.is_transient):
                 raise
         return await attempt(await server(first))
     except SmtpReplyLost as exc:
         return DeliveryResult(Outcome.AMBIGUOUS, error=str(exc))
     except SmtpAuthError as exc:
-        if exc.reply is not None and exc.reply.is_transient:
+        # Only a 5xx (535 above all) or no usable mechanism is a final refusal; a code
+        # no login answer has (999, 250) is a server in trouble, as in _outcome_of_refusal.
+        if exc.reply is not None and not exc.reply.is_permanent:
             return DeliveryResult(Outcome.RETRY, reply=exc.reply, error=str(exc))
         return DeliveryResult(Outcome.FAILED, reply=exc.reply, error=str(exc))
     except SmtpConnectError as exc:

@@ -316,8 +316,9 @@ class SmtpSession:
         surfaces as the same `SMTPServerDisconnected`. Here the steps are taken one
         by one, and the boundary is that `write`:
 
-        - before it (DATA dropped or timed out before its 354, or the transport
-          already closing) nothing of the message has gone out: `SmtpConnectError`;
+        - before it (DATA dropped or timed out before its 354, the transport
+          already closing, or more than the 354 already read: a reply to a message
+          not yet sent) nothing of the message has gone out: `SmtpConnectError`;
         - after it, every failure (drop, EOF, timeout, an unreadable or impossible
           reply) raises `SmtpReplyLost`. asyncio sends its buffer in the
           background and, on a reset, discards the rest without saying how much
@@ -346,6 +347,12 @@ class SmtpSession:
         protocol = client.protocol
         if protocol is None:
             raise SmtpConnectError("connection lost before the message was sent")
+        # Bytes that came with the 354 (aiosmtplib keeps what it read past a reply in
+        # `_buffer`; it has no public view of it) would be read as the reply to the
+        # message: a server that answers a message it has not seen is out of step.
+        if protocol._buffer:
+            client.close()
+            raise SmtpConnectError("the server replied before the message was sent")
         try:
             protocol.write(_data_payload(message))
         except aiosmtplib.SMTPServerDisconnected as exc:
