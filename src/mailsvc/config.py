@@ -120,6 +120,7 @@ class Settings(BaseSettings):
     sync_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
     sync_max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024)
     sync_parse_processes: int = Field(default=0, ge=0)
+    sync_parse_timeout_seconds: float = Field(default=1.0, gt=0)
     sync_resync_interval_minutes: int = Field(default=15, ge=0)
 
     send_max_recipients: int = Field(default=100, ge=1, le=1000)

@@ -166,7 +166,10 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
             services={AccountLogins: logins},
         )
         if role is Role.WORKER or settings.idle_enabled:
-            parser = ParserPool(processes=settings.sync_parse_processes or None)
+            parser = ParserPool(
+                processes=settings.sync_parse_processes or None,
+                timeout_seconds=settings.sync_parse_timeout_seconds,
+            )
             stack.callback(parser.close)
             runtime.sync_engine = SyncEngine(
                 sessionmaker=sessionmaker, logins=logins, settings=settings, parser=parser
