@@ -68,8 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(_: argparse.Namespace) -> None:
-    from arq import run_worker
-
+    from mailsvc.worker.run import run_worker
     from mailsvc.worker.settings import worker_settings
 
     run_worker(worker_settings(_startable_settings_or_exit()))

@@ -10,6 +10,9 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import asyncpg
+import redis.exceptions
+import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -127,6 +130,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "not_ready": ErrorCode(503, "`/ready` only; `checks` names the failing parts"),
     "search_rebuilding": ErrorCode(
         503, "the tenant's search index is being rebuilt; `Retry-After` says when to retry"
+    ),
+    "dependency_unavailable": ErrorCode(
+        503, "PostgreSQL or Redis cannot be reached; `Retry-After` says when to retry"
     ),
 }
 
@@ -247,6 +253,19 @@ class SearchUnavailableError(MailsvcError):
     and reads still answer, searches again once the rebuild is done."""
 
     status, code, title = 503, "search_rebuilding", "Service Unavailable"
+
+    def __init__(self, detail: str, *, retry_after_seconds: int = 5) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_seconds)})
+
+
+class DependencyUnavailableError(MailsvcError):
+    """PostgreSQL or Redis cannot be reached (down, restarting, connection cut).
+
+    Answered instead of a 500: the request may succeed unchanged once the server is
+    back, which the service notices by itself (docs/reliability.md).
+    """
+
+    status, code, title = 503, "dependency_unavailable", "Service Unavailable"
 
     def __init__(self, detail: str, *, retry_after_seconds: int = 5) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after_seconds)})
@@ -410,6 +429,65 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem, headers)
 
 
+# What a lost or refused connection to PostgreSQL looks like, on SQLAlchemy's path and
+# on the hot reads' raw asyncpg pool: a server shutting down or starting up, a
+# connection that died under a statement; and no connection at all (refused, reset),
+# which asyncpg raises as the OS's `ConnectionError`, counted only when raised there.
+_DATABASE_GONE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+_DATABASE_DRIVERS = ("asyncpg", "sqlalchemy")
+
+
+def _raised_by_database_driver(exc: BaseException) -> bool:
+    traceback = exc.__traceback__
+    while traceback is not None:
+        if str(traceback.tb_frame.f_globals.get("__name__", "")).startswith(_DATABASE_DRIVERS):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def unreachable_dependency(exc: BaseException) -> str | None:
+    """`"Redis"` or `"PostgreSQL"` when `exc` says that server cannot be reached now;
+    None for anything else (a bug, a constraint, a bad statement: still a 500)."""
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return "Redis"
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return "PostgreSQL"
+    # SQLAlchemy wraps the driver's error (`orig`), which wraps asyncpg's (its cause).
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            break
+        if isinstance(seen, _DATABASE_GONE) or (
+            isinstance(seen, ConnectionError) and _raised_by_database_driver(seen)
+        ):
+            return "PostgreSQL"
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
+def outage_detail(exc: BaseException) -> str:
+    """What to log of an outage error: the driver's message, never SQLAlchemy's text of
+    the statement and its parameters (message bodies, sealed secrets)."""
+    cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
+    return f"{type(cause).__name__}: {cause}"[:200]
+
+
+async def _on_dependency_error(_: Request, exc: Exception) -> JSONResponse:
+    dependency = unreachable_dependency(exc)
+    if dependency is None:
+        raise exc  # not an outage: on to the catch-all (a 500, logged with its stack)
+    # One line per refused request, no stack: an outage would otherwise flood the log.
+    log.warning("http.dependency_unavailable", dependency=dependency, error=outage_detail(exc))
+    error = DependencyUnavailableError(f"{dependency} cannot be reached; retry later")
+    return problem_response(error.to_problem(), error.headers)
+
+
 async def _on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     log.exception("http.unhandled_error", error_type=type(exc).__name__)
     problem = Problem(title="Internal Server Error", status=500, code="internal_error")
@@ -420,4 +498,14 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MailsvcError, _on_mailsvc_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    # Registered by class: Starlette picks the closest handler in the exception's MRO,
+    # so these answer before the catch-all below (which would log a stack and re-raise).
+    for unreachable in (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        sqlalchemy.exc.DBAPIError,
+        *_DATABASE_GONE,
+        ConnectionError,
+    ):
+        app.add_exception_handler(unreachable, _on_dependency_error)
     app.add_exception_handler(Exception, _on_unexpected_error)

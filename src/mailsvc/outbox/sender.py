@@ -17,6 +17,7 @@ entry at a time, so a job run twice, or a sweep racing a retry, sends once.
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from mailsvc.imap.errors import ImapCommandError, ImapConnectError
 from mailsvc.imap.mailboxes import mailbox_on_server
 from mailsvc.jobs import enqueue_sync
 from mailsvc.kit.mailserver import MailServer, tls_context
+from mailsvc.kit.outage import retry_while_database_unreachable
 from mailsvc.message.repository import MessageRepository
 from mailsvc.models import Account, OutboxMessage
 from mailsvc.ops.metrics import observe_outbox_attempt
@@ -85,6 +87,8 @@ class _Attempt:
     entry: OutboxMessage
     account: Account
     verify_sent: bool
+    # When this process's claim ends (`time.monotonic()`, a margin short of the lease).
+    lease_ends: float
 
 
 class OutboxSender:
@@ -157,6 +161,8 @@ class OutboxSender:
 
     async def _claim(self, tenant_id: str, entry_id: uuid.UUID) -> _Attempt | None:
         lease = timedelta(seconds=self._settings.send_lease_seconds)
+        # Measured before the claim, and a tenth short: clocks of hosts differ.
+        lease_ends = time.monotonic() + lease.total_seconds() * 0.9
         async with self._sessionmaker() as session, session.begin():
             claim = await OutboxRepository(session, tenant_id).claim(entry_id, lease=lease)
             if claim is None:
@@ -167,7 +173,12 @@ class OutboxSender:
             await ChangeRepository(session, tenant_id).append(
                 account.id, *outbox_event(claim.entry)
             )
-            return _Attempt(entry=claim.entry, account=account, verify_sent=claim.verify_sent)
+            return _Attempt(
+                entry=claim.entry,
+                account=account,
+                verify_sent=claim.verify_sent,
+                lease_ends=lease_ends,
+            )
 
     async def _record(
         self, tenant_id: str, attempt: _Attempt, result: DeliveryResult
@@ -193,13 +204,24 @@ class OutboxSender:
                 next_attempt_at=retry_at,
                 verify_sent=result.outcome is Outcome.AMBIGUOUS,
             )
-        async with self._sessionmaker() as session, session.begin():
-            updated = await OutboxRepository(session, tenant_id).finish(entry.id, values)
-            if updated is None:
-                return None  # the lease ran out and another process took over
-            await ChangeRepository(session, tenant_id).append(
-                attempt.account.id, *outbox_event(updated)
-            )
+
+        async def finish() -> OutboxMessage | None:
+            async with self._sessionmaker() as session, session.begin():
+                updated = await OutboxRepository(session, tenant_id).finish(entry.id, values)
+                if updated is not None:
+                    await ChangeRepository(session, tenant_id).append(
+                        attempt.account.id, *outbox_event(updated)
+                    )
+                return updated
+
+        # The SMTP server may have taken the message: if PostgreSQL is restarting now,
+        # waiting for it (within the lease, which fences `finish`) is what keeps the
+        # entry from being retaken and sent a second time.
+        updated = await retry_while_database_unreachable(
+            finish, until=attempt.lease_ends, what="outbox.record"
+        )
+        if updated is None:
+            return None  # the lease ran out and another process took over
         # Counted once recorded: an attempt whose lease ran out is the taker's to count.
         observe_outbox_attempt(
             outcome="retry" if delay is not None else str(values["status"]),

@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import structlog
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.account.repository import AccountRepository
@@ -28,6 +30,8 @@ from mailsvc.outbox.dispatch import OutboxDispatcher
 from mailsvc.outbox.prepare import MessagePreparer, invalid
 from mailsvc.outbox.repository import OutboxRepository
 from mailsvc.outbox.sender import SEND_JOB, outbox_event, send_job_id
+
+log = structlog.get_logger("mailsvc.outbox")
 
 
 def outbox_out(entry: OutboxMessage) -> schemas.OutboxOut:
@@ -216,7 +220,8 @@ class OutboxService:
         async def start() -> None:
             if later is None:
                 dispatcher.start(tenant_id, entry_id)
-            else:
+                return
+            try:
                 await arq.enqueue_job(
                     SEND_JOB,
                     tenant_id,
@@ -224,5 +229,9 @@ class OutboxService:
                     _job_id=send_job_id(entry_id, 1),
                     _defer_until=later,
                 )
+            except RedisError as exc:
+                # The entry is committed: answering 503 now would invite a second send
+                # of it. Its job is re-created from the row by the worker's outbox sweep.
+                log.warning("outbox.enqueue_failed", outbox_id=str(entry_id), error=str(exc))
 
         after_commit(self._session, start)

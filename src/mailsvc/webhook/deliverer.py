@@ -35,6 +35,7 @@ from mailsvc.event.schemas import event_from_change, event_json
 from mailsvc.kit.crypto import SecretBox, SecretDecryptionError
 from mailsvc.kit.db import utcnow
 from mailsvc.kit.ids import uuid7
+from mailsvc.kit.outage import retry_while_database_unreachable
 from mailsvc.ops.metrics import count_webhook_dropped, observe_webhook_attempt
 from mailsvc.webhook.client import PostResult, WebhookClient
 from mailsvc.webhook.credentials import open_secret
@@ -75,6 +76,8 @@ class _Attempt:
     event_type: str
     # When the event's transaction wrote it: a success's lag is measured from here.
     event_at: datetime
+    # When this worker's claim ends (`time.monotonic()`, a margin short of the lease).
+    lease_ends: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +179,10 @@ class WebhookDeliverer:
                     await deliveries.give_up(delivery.id, f"the event cannot be encoded: {exc}")
                     count_webhook_dropped()
                     continue
-                claimed = await deliveries.claim(delivery.id, lease=lease_for(self._settings))
+                lease = lease_for(self._settings)
+                # Measured before the claim, and a tenth short: clocks of hosts differ.
+                lease_ends = time.monotonic() + lease.total_seconds() * 0.9
+                claimed = await deliveries.claim(delivery.id, lease=lease)
                 return _Attempt(
                     delivery_id=claimed.id,
                     attempt=claimed.attempts,
@@ -185,6 +191,7 @@ class WebhookDeliverer:
                     body=body,
                     event_type=claimed.event_type,
                     event_at=change.created_at,
+                    lease_ends=lease_ends,
                 )
 
     async def _post(self, attempt: _Attempt) -> PostResult:
@@ -223,27 +230,38 @@ class WebhookDeliverer:
             values.update(
                 status="pending", next_attempt_at=now + backoff(attempt.attempt, settings)
             )
-        async with self._sessionmaker() as session, session.begin():
-            webhooks = WebhookRepository(session, tenant_id)
-            finished = await DeliveryRepository(session, tenant_id).finish(
-                attempt.delivery_id, attempt=attempt.attempt, values=values
-            )
-            if finished is None:
-                log.info("webhook.lease_lost", delivery_id=str(attempt.delivery_id))
-                return
-            if result.ok:
-                await webhooks.reset_failures(webhook_id)
-            elif given_up:
-                count = await webhooks.count_given_up(webhook_id)
-                limit = settings.webhook_disable_after_failures
-                if limit and count >= limit:
-                    reason = (
-                        f"disabled after {count} deliveries in a row failed "
-                        f"{settings.webhook_max_attempts} attempts each; last error: "
-                        f"{result.error}"
-                    )
-                    await webhooks.disable(webhook_id, reason)
-                    log.warning("webhook.disabled", webhook_id=str(webhook_id), failures=count)
+
+        async def finish() -> bool:
+            async with self._sessionmaker() as session, session.begin():
+                webhooks = WebhookRepository(session, tenant_id)
+                finished = await DeliveryRepository(session, tenant_id).finish(
+                    attempt.delivery_id, attempt=attempt.attempt, values=values
+                )
+                if finished is None:
+                    return False
+                if result.ok:
+                    await webhooks.reset_failures(webhook_id)
+                elif given_up:
+                    count = await webhooks.count_given_up(webhook_id)
+                    limit = settings.webhook_disable_after_failures
+                    if limit and count >= limit:
+                        reason = (
+                            f"disabled after {count} deliveries in a row failed "
+                            f"{settings.webhook_max_attempts} attempts each; last error: "
+                            f"{result.error}"
+                        )
+                        await webhooks.disable(webhook_id, reason)
+                        log.warning("webhook.disabled", webhook_id=str(webhook_id), failures=count)
+                return True
+
+        # The receiver may have the event: if PostgreSQL is restarting now, waiting for
+        # it (until the claim's lease ends; `finish` is fenced by the attempt number)
+        # keeps the delivery from being retaken and posted a second time.
+        if not await retry_while_database_unreachable(
+            finish, until=attempt.lease_ends, what="webhook.record"
+        ):
+            log.info("webhook.lease_lost", delivery_id=str(attempt.delivery_id))
+            return
         # Counted once recorded: an attempt whose lease ran out is not this one's to count.
         observe_webhook_attempt(
             outcome="retry" if values["status"] == "pending" else str(values["status"]),
