@@ -10,6 +10,7 @@ from typing import TypedDict
 import structlog
 from arq import func
 from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix, retry_key_prefix
 from arq.worker import Function
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,6 +27,16 @@ log = structlog.get_logger("mailsvc.outbox")
 # The sweep leaves a due entry this long to the attempt already scheduled for it.
 _SWEEP_GRACE = timedelta(seconds=30)
 _SWEEP_BATCH = 500
+
+# KEYS: arq's in-progress and retry keys of a job. Deletes them when the job is in
+# progress; returns whether it was.
+_HAND_BACK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+"""
 
 
 class OutboxJobContext(TypedDict):
@@ -86,10 +97,19 @@ async def sweep_outbox(ctx: OutboxJobContext) -> int:
         copies = await copies_to_file(session, limit=_SWEEP_BATCH)
         # Counted here, every 15 s, so that a scrape runs no SQL.
         set_outbox_entries(await count_in_flight(session))
+    hand_back = ctx["redis"].register_script(_HAND_BACK)
     for tenant_id, entry_id in due:
-        await ctx["redis"].enqueue_job(
-            SEND_JOB, tenant_id, str(entry_id), _job_id=send_job_id(entry_id, 0) + ":sweep"
-        )
+        job_id = send_job_id(entry_id, 0) + ":sweep"
+        job = await ctx["redis"].enqueue_job(SEND_JOB, tenant_id, str(entry_id), _job_id=job_id)
+        # An earlier sweep's job of this entry is still "in progress" although the
+        # entry's lease ended long ago: its worker died mid-attempt, and arq would keep
+        # the job id taken for the worker's longest job timeout (hours). Hand the job
+        # back to arq's queue; the next worker runs it as a first try. Were its worker
+        # alive after all, the claim makes the second run a no-op.
+        if job is None and await hand_back(
+            keys=[in_progress_key_prefix + job_id, retry_key_prefix + job_id]
+        ):
+            log.warning("outbox.sweep_job_recovered", outbox_id=str(entry_id))
     for tenant_id, entry_id in copies:
         await ctx["redis"].enqueue_job(
             FILE_COPY_JOB, tenant_id, str(entry_id), _job_id=f"outbox-copy:{entry_id}"

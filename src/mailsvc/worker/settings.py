@@ -32,7 +32,12 @@ from mailsvc.runtime import Role, Runtime, open_runtime, process_id
 from mailsvc.search.indexer import SearchIndexer
 from mailsvc.search.rebuild import SearchJobContext, rebuild_job_function
 from mailsvc.sync.engine import SyncEngine
-from mailsvc.sync.tasks import SyncJobContext, resync_all, sync_job_function
+from mailsvc.sync.tasks import (
+    SyncJobContext,
+    recover_interrupted_syncs,
+    resync_all,
+    sync_job_function,
+)
 from mailsvc.webhook.deliverer import WebhookDeliverer
 from mailsvc.webhook.tasks import (
     WebhookJobContext,
@@ -139,6 +144,12 @@ def worker_settings(settings: Settings | None = None) -> type:
             cron(arq_job(record_heartbeat), second=0, run_at_startup=False),
             # Overdue sends: lost jobs, attempts of processes that died.
             cron(arq_job(sweep_outbox), second={5, 20, 35, 50}, run_at_startup=True),
+            # Sync jobs of workers that died mid-sync, handed back to the queue.
+            cron(
+                arq_job(recover_interrupted_syncs),
+                second=set(range(0, 60, 5)),
+                run_at_startup=True,
+            ),
             cron(arq_job(trim_change_log), minute=17, second=40, run_at_startup=False),
             *resync_cron,
             # Overdue webhook deliveries: lost jobs, leases of workers that died.
