@@ -162,6 +162,8 @@ async def test_a_first_mirror_cut_by_a_restart_resumes_without_loss_or_duplicate
         # Small batches, one parser: the mirror takes long enough to be cut.
         SYNC_BATCH_MESSAGES="25",
         SYNC_PARSE_PROCESSES="1",
+        # No IDLE watcher to start a new pass: the worker's job must resume by itself.
+        IDLE_ENABLED="false",
     ) as service:
         account_id = await _create_account(service, account_body(dovecot, smtp_relay, user))
 

@@ -11,8 +11,10 @@ to arq's queue: the next worker runs it again, and the pass resumes from the
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import time
 import uuid
 from typing import TypedDict
 
@@ -23,15 +25,18 @@ from arq.worker import Function, func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailsvc.account.repository import accounts_to_watch
+from mailsvc.errors import outage_detail, unreachable_dependency
 from mailsvc.imap.errors import ImapError
 from mailsvc.jobs import SYNC_JOB, enqueue_sync, sync_job_id, take_again_mark
 from mailsvc.kit.jobs import arq_job
 from mailsvc.kit.lease import Leases, hold
-from mailsvc.sync.engine import AccountGoneError, SyncEngine
+from mailsvc.sync.engine import AccountGoneError, SyncEngine, SyncReport
 
 log = structlog.get_logger("mailsvc.sync.tasks")
 
 MAX_PASSES_PER_JOB = 5
+# How long a pass waits for PostgreSQL to come back before the job gives up.
+DATABASE_OUTAGE_PATIENCE_SECONDS = 120.0
 
 RUNNING_KEY_PREFIX = "mailsvc:sync:running:"
 # A running job renews its marker every third of this; a worker that died is noticed
@@ -113,7 +118,7 @@ async def _passes(
     totals = {"passes": 0, "new_messages": 0, "updated": 0, "deleted": 0}
     for _ in range(MAX_PASSES_PER_JOB):
         try:
-            report = await engine.sync_account(tenant_id, account, full=full)
+            report = await _pass_riding_out_outages(engine, tenant_id, account, full=full)
         except AccountGoneError:
             log.info("sync.account_gone", account_id=account_id)
             return totals
@@ -132,6 +137,31 @@ async def _passes(
     # Still busy after several passes: hand over to a fresh job rather than loop forever.
     await enqueue_sync(ctx["redis"], tenant_id=tenant_id, account_id=account)
     return totals
+
+
+async def _pass_riding_out_outages(
+    engine: SyncEngine, tenant_id: str, account: uuid.UUID, *, full: bool
+) -> SyncReport:
+    """One pass; a pass cut off because PostgreSQL went away runs again once it is back.
+
+    Nothing else would run it before the resync cron (and with IDLE off, nothing at
+    all for 15 minutes): the job has one try, and its trigger was spent. Every batch
+    commits with its mailbox's `uidnext`, so the pass resumes where the last commit
+    left it; patience is bounded so a database that stays down ends the job.
+    """
+    deadline = time.monotonic() + DATABASE_OUTAGE_PATIENCE_SECONDS
+    pause = 0.5
+    while True:
+        try:
+            return await engine.sync_account(tenant_id, account, full=full)
+        except Exception as exc:
+            if unreachable_dependency(exc) != "PostgreSQL" or time.monotonic() + pause > deadline:
+                raise
+            log.warning(
+                "sync.database_unreachable", account_id=str(account), error=outage_detail(exc)
+            )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 5.0)
 
 
 async def resync_all(ctx: SyncJobContext) -> int:
