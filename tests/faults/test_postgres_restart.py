@@ -271,7 +271,7 @@ async def test_a_send_cut_by_a_restart_is_delivered_once(
                 return response.status_code == 200 and response.json()["status"] == "sent"
 
             # Long enough for an entry left `sending` to be retaken after its lease by
-            # the outbox sweep (30 s overdue, every 15 s) and sent again: the failure
+            # the outbox sweep (5 s overdue, every 15 s) and sent again: the failure
             # this test is about would show as a second attempt and delivery.
             await eventually(
                 recorded, within=SEND_LEASE_SECONDS + 60, interval=0.5, what="the send recorded"

@@ -24,8 +24,10 @@ FILE_COPY_JOB = "file_sent_copy"
 
 log = structlog.get_logger("mailsvc.outbox")
 
-# The sweep leaves a due entry this long to the attempt already scheduled for it.
-_SWEEP_GRACE = timedelta(seconds=30)
+# The sweep leaves a due entry this long to the attempt already scheduled for it. Short:
+# a sweep racing that attempt costs one spare job (the claim lets one attempt run), while
+# a send whose job was lost (Redis flushed) waits this long plus up to one sweep.
+_SWEEP_GRACE = timedelta(seconds=5)
 _SWEEP_BATCH = 500
 
 # KEYS: arq's in-progress and retry keys of a job. Deletes them when the job is in
