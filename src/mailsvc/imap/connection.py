@@ -233,15 +233,19 @@ class ImapConnection:
         # Nobody awaits aioimaplib's IDLE task once this call is cancelled.
         idle_task.add_done_callback(_retrieve_result)
         pushed: list[bytes] = []
+        push = asyncio.ensure_future(client.wait_server_push(timeout=wait_seconds))
         try:
-            batch = await client.wait_server_push(timeout=wait_seconds)
-            if isinstance(batch, list):
-                pushed.extend(line for line in batch if isinstance(line, bytes))
-        except TimeoutError:
-            pass
+            # A lost connection ends the IDLE command (the protocol fails it); a server
+            # that died without a BYE sends no push to wait for.
+            await asyncio.wait([push, idle_task], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            push.cancel()
             # Also when cancelled: leave IDLE, so the connection can still LOGOUT.
             client.idle_done()
+        if push.done() and not push.cancelled() and push.exception() is None:
+            batch = push.result()
+            if isinstance(batch, list):
+                pushed.extend(line for line in batch if isinstance(line, bytes))
         try:
             await asyncio.wait_for(idle_task, self._io_timeout)
         except (OSError, aioimaplib.AioImapException, TimeoutError) as exc:

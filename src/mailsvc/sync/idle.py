@@ -5,7 +5,8 @@ work. Every `IDLE_SCAN_INTERVAL_SECONDS` it lists the accounts that should be
 watched (all tenants), takes a fair share of them through Redis leases
 (`sync/lease.py`), and runs one watcher task per account it holds:
 
-    acquired ─► connect, LIST, EXAMINE each IDLE mailbox (one connection each)
+    acquired ─► connect, LIST, EXAMINE each IDLE mailbox (one connection each;
+                  │ at most MAX_CONNECTING_WATCHERS of a process connect at once)
                   │ sync every mailbox once (catches what changed unwatched)
                   ▼
                watching: IDLE (re-issued every IDLE_REISSUE_SECONDS at most), or

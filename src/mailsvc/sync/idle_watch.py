@@ -47,6 +47,14 @@ DEFAULT_IDLE_MAILBOXES = ("INBOX", "\\Sent")
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 300.0
 HEALTHY_CONNECTION_SECONDS = 60.0
+# How many of one process's watchers may be opening their connections (TCP, greeting,
+# login, LIST, EXAMINE) at once. Watchers start together when a process starts, takes
+# over a dead one's accounts or sees its server come back; unpaced, a thousand logins
+# at once exhaust a server's login service (a stock Dovecot runs 100 login processes,
+# one per connection until login) and it drops the rest. The catch-up sync that
+# follows a connect logs in once more, so at most about twice this many logins of a
+# process are in flight. Connected watchers hold no slot.
+MAX_CONNECTING_WATCHERS = 32
 
 # Untagged responses that mean the mailbox changed (RFC 3501 7.3-7.4, RFC 7162 3.2.10).
 _CHANGE = re.compile(rb"^(?:\* )?(?:\d+ (?:EXISTS|EXPUNGE|FETCH)\b|VANISHED\b)", re.IGNORECASE)
@@ -146,6 +154,24 @@ class _SyncQueue:
         return mailboxes
 
 
+class _ConnectSlot:
+    """A watcher's place among the connecting ones; given back once, when its
+    connections watch or the attempt fails, whichever comes first."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = False
+
+    async def acquire(self) -> None:
+        await self._slots.acquire()
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+
 @dataclass(eq=False)
 class _Connection:
     """One watching connection and the mailbox it watches."""
@@ -206,6 +232,7 @@ class AccountWatcher:
         self._settings = settings
         self._leases = leases
         self._status_ms = idle_status_ttl_ms(settings.idle_lease_ttl_seconds)
+        self._connecting = asyncio.Semaphore(MAX_CONNECTING_WATCHERS)
 
     async def watch_account(self, watch: AccountWatch) -> WatchEnd:
         """Keep the account watched until it is refused, gone, or this task is cancelled."""
@@ -250,9 +277,11 @@ class AccountWatcher:
         return _Connection(await self._logins.connect_imap(account))
 
     async def _connect_and_watch(self, watch: AccountWatch) -> None:
-        account = await self._load(watch)
+        slot = _ConnectSlot(self._connecting)
+        await slot.acquire()
         connections: list[_Connection] = []
         try:
+            account = await self._load(watch)
             connections.append(await self._connect(account))
             listed = await connections[0].imap.list_mailboxes()
             mailboxes = resolve_idle_mailboxes(watch.idle_setting, listed)
@@ -283,6 +312,7 @@ class AccountWatcher:
                 idle_status_key(watch.account_id), watch.status, px=self._status_ms
             )
             watch.watching_since = time.monotonic()
+            slot.release()
             watch.log.info(
                 "idle.connected", mailboxes=mailboxes, idle=connections[0].imap.has("IDLE")
             )
@@ -293,6 +323,7 @@ class AccountWatcher:
                 ]
             )
         finally:
+            slot.release()
             await self._disconnect(watch, connections)
 
     async def _mirrored(self, watch: AccountWatch) -> bool:
