@@ -14,7 +14,6 @@ import uuid
 import httpx
 from fastapi import FastAPI
 
-from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
 from tests.fixtures.dovecot import DovecotServer, TestMailUser
 from tests.fixtures.oauth_accounts import (
@@ -22,6 +21,7 @@ from tests.fixtures.oauth_accounts import (
     OAuthApp,
     RememberTokens,
     browser,
+    send_now,
 )
 from tests.fixtures.oauth_server import OAuthServer, consent
 from tests.fixtures.smtp_server import SmtpRelay
@@ -101,20 +101,9 @@ async def test_a_consented_account_syncs_and_sends_over_xoauth2(
 
     # ... and sent over SMTP with XOAUTH2, which Dovecot and the relay both offer.
     other = oauth_dovecot.add_user(f"rcpt-{secrets.token_hex(5)}", secrets.token_urlsafe(12))
-    sent = await client.post(
-        "/api/send",
-        headers=auth,
-        json={
-            "account_id": account_id,
-            "to": [{"address": other.email}],
-            "subject": "Sent with a token",
-            "text": "Hello over XOAUTH2.\n",
-        },
+    entry = await send_now(
+        app, client, auth, account_id, to=other.email, subject="Sent with a token"
     )
-    assert sent.status_code == 202, sent.text
-    state: Runtime = app.state.mailsvc
-    await state.outbox.wait_idle()  # the api process sends at once
-    entry = (await client.get(f"/api/outbox/{sent.json()['id']}", headers=auth)).json()
     assert entry["status"] == "sent", entry
     (received,) = [m for m in oauth_smtp_relay.received if b"Sent with a token" in m.data]
     assert received.auth_mechanism == "XOAUTH2"

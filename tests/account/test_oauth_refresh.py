@@ -33,6 +33,7 @@ from tests.fixtures.oauth_accounts import (
     OAuthApp,
     RememberTokens,
     create_oauth_account,
+    send_now,
     tokens_body,
 )
 from tests.fixtures.oauth_server import OAuthServer
@@ -157,19 +158,9 @@ async def test_tokens_expiring_during_idle_and_before_a_send_are_refreshed_in_ti
     # The token has expired again; a send refreshes it before logging in.
     await asyncio.sleep(TTL_SECONDS + 0.5)
     other = oauth_dovecot.add_user(f"rcpt-{secrets.token_hex(5)}", secrets.token_urlsafe(12))
-    sent = await client.post(
-        "/api/send",
-        headers=auth,
-        json={
-            "account_id": str(account_id),
-            "to": [{"address": other.email}],
-            "subject": "Sent after expiry",
-            "text": "Still here.\n",
-        },
+    entry = await send_now(
+        app, client, auth, account_id, to=other.email, subject="Sent after expiry"
     )
-    assert sent.status_code == 202, sent.text
-    await state.outbox.wait_idle()
-    entry = (await client.get(f"/api/outbox/{sent.json()['id']}", headers=auth)).json()
     assert entry["status"] == "sent", entry
     assert entry["attempts"] == 1
     assert oauth_server.token_requests("refresh_token") == refreshes_in_idle + 1
@@ -292,20 +283,9 @@ async def test_a_revoked_grant_parks_the_account_until_new_tokens_arrive(
     for _ in range(3):
         with pytest.raises(ImapAuthError):
             await engine.sync_account(tenant_id, account_id)
-    sent = await client.post(
-        "/api/send",
-        headers=auth,
-        json={
-            "account_id": str(account_id),
-            "to": [{"address": oauth_mail_user.email}],
-            "subject": "Not while parked",
-            "text": "x\n",
-        },
+    entry = await send_now(
+        app, client, auth, account_id, to=oauth_mail_user.email, subject="Not while parked"
     )
-    assert sent.status_code == 202, sent.text
-    state: Runtime = app.state.mailsvc
-    await state.outbox.wait_idle()
-    entry = (await client.get(f"/api/outbox/{sent.json()['id']}", headers=auth)).json()
     assert entry["status"] == "failed", entry
     assert "invalid_grant" in entry["last_error"]
     await asyncio.sleep(1)
