@@ -250,6 +250,15 @@ class ImapConnection:
             await asyncio.wait_for(idle_task, self._io_timeout)
         except (OSError, aioimaplib.AioImapException, TimeoutError) as exc:
             raise ImapConnectError("connection failed during IDLE") from exc
+        # What came after the first push, up to IDLE's end (news the server had when
+        # DONE arrived, above all), and the stop marker of aioimaplib's IDLE timer: taken
+        # now, so the change is reported by this cycle and the next one does not wake
+        # up at once for a stale marker.
+        queue = client.protocol.idle_queue
+        while not queue.empty():
+            batch = queue.get_nowait()
+            if isinstance(batch, list) and batch is not aioimaplib.STOP_WAIT_SERVER_PUSH:
+                pushed.extend(line for line in batch if isinstance(line, bytes))
         return pushed
 
     async def logout(self) -> None:

@@ -168,6 +168,16 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
             else:
                 current_cmd = None
 
+    def _response_done(self, line: bytes) -> None:
+        # aioimaplib hands IDLE's untagged lines to the push queue only at the end of a
+        # read (`flush`). When the server has news as DONE arrives, it sends
+        # `* 7 EXISTS` and IDLE's tagged OK together: in one read, the EXISTS would go
+        # down with the finished command, and the push would be lost.
+        command = self.pending_sync_command
+        if isinstance(command, aioimaplib.IdleCommand):
+            command.flush()
+        super()._response_done(line)
+
     def _continuation(self, line: bytes) -> None:
         # aioimaplib logs the pending command's text with each continuation; an
         # AUTHENTICATE's text holds the bearer token.
