@@ -98,10 +98,19 @@ def raise_inotify_limit() -> str:
         return f"unchanged ({exc}): past it Dovecot polls every 5 s instead of pushing"
 
 
-async def register_accounts(url: str, token: str, dovecot: DovecotServer, count: int) -> list[str]:
+async def register_accounts(
+    url: str,
+    token: str,
+    dovecot: DovecotServer,
+    count: int,
+    *,
+    prefix: str = "idle",
+    sync_options: dict[str, object] | None = None,
+) -> list[str]:
     """`count` Dovecot users, each registered as an account through the API."""
     users = [
-        dovecot.add_user(f"idle{index:04d}", secrets.token_urlsafe(12)) for index in range(count)
+        dovecot.add_user(f"{prefix}{index:05d}", secrets.token_urlsafe(12))
+        for index in range(count)
     ]
     limit = asyncio.Semaphore(16)
 
@@ -118,6 +127,7 @@ async def register_accounts(url: str, token: str, dovecot: DovecotServer, count:
                     "email": user.email,
                     "imap": {**server, "port": dovecot.imap_port},
                     "smtp": {**server, "port": 25},
+                    **({"sync_options": sync_options} if sync_options else {}),
                 },
             )
         if created.status_code != 201:

@@ -67,11 +67,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
-from api_idle import imap_connections
+from api_idle import imap_connections, register_accounts
 from harness import LIVE_CHILDREN, Results, percentile, quietly, run_main, summary_ms
 from pydantic import SecretStr
 from tests.fixtures.databases import asyncpg_dsn
-from tests.fixtures.dovecot import DovecotServer, TestMailUser
+from tests.fixtures.dovecot import DovecotServer
 
 from mailsvc.account.logins import AccountLogins
 from mailsvc.config import Settings, generate_encryption_key
@@ -183,32 +183,14 @@ def wait_until_quiet(pid: int, *, below_percent: float = 10.0, within: float = 1
 
 
 async def register(url: str, token: str, dovecot: DovecotServer, count: int) -> list[str]:
-    users = [dovecot.add_user(f"scale{i:05d}", secrets.token_urlsafe(12)) for i in range(count)]
-    limit = asyncio.Semaphore(16)
-
-    async def one(client: httpx.AsyncClient, user: TestMailUser) -> str:
-        server = {
-            "host": "127.0.0.1", "security": "none",
-            "username": user.username, "password": user.password,
-        }  # fmt: skip
-        async with limit:
-            created = await client.post(
-                "/api/accounts",
-                params={"verify": "false"},
-                json={
-                    "email": user.email,
-                    "imap": {**server, "port": dovecot.imap_port},
-                    "smtp": {**server, "port": 25},
-                    "sync_options": {"include_mailboxes": ["INBOX", "Sent"]},
-                },
-            )
-        if created.status_code != 201:
-            raise RuntimeError(f"POST /api/accounts: {created.status_code} {created.text[:300]}")
-        return str(created.json()["id"])
-
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
-        return list(await asyncio.gather(*(one(client, user) for user in users)))
+    return await register_accounts(
+        url,
+        token,
+        dovecot,
+        count,
+        prefix="scale",
+        sync_options={"include_mailboxes": ["INBOX", "Sent"]},
+    )
 
 
 async def mirrored_count(database_url: str) -> int:
