@@ -322,37 +322,53 @@ async def _start_tls(client: ImapClient, host: str, context: ssl.SSLContext) -> 
     await asyncio.wait_for(protocol.capability(), client.timeout)
 
 
+def _abandon(client: ImapClient) -> None:
+    """Drop a connection that will not be used, rather than leave its socket open until
+    the server's own timeout (a greeting that never came, a failed STARTTLS)."""
+    client.connecting.cancel()  # no effect once connected
+    transport = client.protocol.transport
+    if transport is not None:
+        transport.close()
+
+
 async def connect_imap(
     server: MailServer, *, io_timeout: float, tls: ssl.SSLContext
 ) -> ImapConnection:
     """Connect and log in; raises `ImapConnectError` or `ImapAuthError`."""
+    client = ImapClient(
+        server.host,
+        server.port,
+        timeout=io_timeout,
+        ssl_context=tls if server.security is Security.TLS else None,
+    )
     try:
-        client = ImapClient(
-            server.host,
-            server.port,
-            timeout=io_timeout,
-            ssl_context=tls if server.security is Security.TLS else None,
-        )
         await client.wait_hello_from_server()
         if server.security is Security.STARTTLS:
             await _start_tls(client, server.host, tls)
     except ImapError:
+        _abandon(client)
         raise
     except ssl.SSLError as exc:
+        _abandon(client)
         reason = safe_server_text(tls_failure_reason(exc))
         raise ImapConnectError(f"TLS handshake failed: {reason}") from exc
     except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
+        _abandon(client)
         reason = safe_server_text(str(exc)) or type(exc).__name__
         raise ImapConnectError(f"cannot connect to {server.host}:{server.port}: {reason}") from exc
+    except BaseException:
+        _abandon(client)
+        raise
     try:
         if server.access_token is not None:
             response = await _authenticate_oauth(client, server, io_timeout=io_timeout)
         else:
             response = await client.login(server.username, server.password)
     except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
+        _abandon(client)
         raise ImapConnectError("connection lost during login") from exc
     except ImapAuthError:
-        client.protocol.transport.close()  # no mechanism to log in with: nothing to say
+        _abandon(client)  # no mechanism to log in with: nothing to say
         raise
     connection = ImapConnection(client, io_timeout=io_timeout)
     if response.result != "OK":

@@ -225,6 +225,12 @@ class ImapClient(aioimaplib.IMAP4):  # type: ignore[misc]
             local_loop.create_connection(lambda: self.protocol, host, port, ssl=ssl_context)
         )
 
+    @property
+    def connecting(self) -> asyncio.Task[object]:
+        """The task opening the connection (done once it is open, or failed)."""
+        task: asyncio.Task[object] = self._client_task
+        return task
+
 
 class RawCommand(aioimaplib.Command):  # type: ignore[misc]
     """A command sent verbatim that receives every untagged response."""
