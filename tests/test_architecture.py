@@ -75,7 +75,18 @@ def test_each_library_has_one_owner_module() -> None:
 # draws the same picture. A new package has to be placed here.
 LAYERS: list[set[str]] = [
     # Foundation: no domain knowledge, or pure mail formats.
-    {"config", "error_codes", "errors", "logging", "kit", "models", "mime", "compose", "jobs", "embedded"},
+    {
+        "config",
+        "error_codes",
+        "errors",
+        "logging",
+        "kit",
+        "models",
+        "mime",
+        "compose",
+        "jobs",
+        "embedded",
+    },
     # Adapters to the outside and cross-cutting concerns every domain may use.
     {"imap", "smtp", "auth", "ops"},
     # Domains, each resting on the ones below it.
