@@ -110,3 +110,34 @@ async def delete_account(
 ) -> None:
     """Delete an account and all its synced data; its connections are closed."""
     await AccountService(session, principal.tenant_id, resources).delete(account_id)
+
+
+@router.post(
+    "/{account_id}/disable",
+    operation_id="disable_account",
+    response_model=AccountOut,
+    responses=problems(*_AUTH_PROBLEMS, 404, 422),
+)
+async def disable_account(
+    account_id: uuid.UUID, principal: AccountsWriter, session: SessionDep, resources: ResourcesDep
+) -> AccountOut:
+    """Stop syncing and watching the account (state `disabled`); its mail stays stored.
+
+    Sending through the account still works. Disabling a disabled account changes nothing.
+    """
+    service = AccountService(session, principal.tenant_id, resources)
+    return to_out(await service.set_enabled(account_id, enabled=False))
+
+
+@router.post(
+    "/{account_id}/enable",
+    operation_id="enable_account",
+    response_model=AccountOut,
+    responses=problems(*_AUTH_PROBLEMS, 404, 422),
+)
+async def enable_account(
+    account_id: uuid.UUID, principal: AccountsWriter, session: SessionDep, resources: ResourcesDep
+) -> AccountOut:
+    """Connect a disabled account again (state `connecting`); it syncs what it missed."""
+    service = AccountService(session, principal.tenant_id, resources)
+    return to_out(await service.set_enabled(account_id, enabled=True))

@@ -17,6 +17,7 @@ from mailsvc.account.oauth import OAuthLogin, oauth_columns, oauth_servers, refr
 from mailsvc.account.repository import AccountRepository
 from mailsvc.account.verify import ensure_hosts_allowed, verify_logins
 from mailsvc.errors import ConflictError, FieldError, NotFoundError, UnprocessableError
+from mailsvc.event.account_state import change_account_state
 from mailsvc.event.repository import ChangeRepository
 from mailsvc.jobs import enqueue_sync
 from mailsvc.kit.db import after_commit, utcnow
@@ -372,6 +373,25 @@ class AccountService:
         await self._changes.append(account.id, "account.deleted", _public_fields(account))
         await self._accounts.delete(account.id)
         self._control_after_commit(account.id, "stop")
+
+    async def set_enabled(self, account_id: uuid.UUID, *, enabled: bool) -> Account:
+        """Disable the account (no more IMAP connections: no sync, no IDLE) or enable it
+        again (it reconnects and syncs). Sending is not affected. Idempotent."""
+        account = await self.get(account_id)
+        if enabled and account.state == "disabled":
+            await change_account_state(
+                self._session, self._tenant_id, account.id, "connecting", None, operator=True
+            )
+            self._control_after_commit(account.id, "reconnect")
+            self._sync_after_commit(account.id)
+        elif not enabled and account.state != "disabled":
+            await change_account_state(
+                self._session, self._tenant_id, account.id, "disabled", None, operator=True
+            )
+            self._control_after_commit(account.id, "stop")
+        await self._session.flush()
+        await self._session.refresh(account)
+        return account
 
     def _control_after_commit(self, account_id: uuid.UUID, action: ControlAction) -> None:
         """Tell the process watching the account, once the change is visible."""

@@ -16,16 +16,27 @@ from mailsvc.kit.db import utcnow
 
 
 async def change_account_state(
-    session: AsyncSession, tenant_id: str, account_id: uuid.UUID, state: str, error: str | None
+    session: AsyncSession,
+    tenant_id: str,
+    account_id: uuid.UUID,
+    state: str,
+    error: str | None,
+    *,
+    operator: bool = False,
 ) -> None:
     """Set the state (and the error, when given) in the caller's transaction.
 
     Nothing is written, and no event raised, when the account already is in that
     state with that error, so a watcher retrying does not flood the change feed.
+    Only an operator (`operator=True`: disabling or enabling through the API) moves
+    an account into or out of `disabled`; a sync or a token refresh that finishes
+    after the account was disabled leaves it disabled.
     """
     changes = ChangeRepository(session, tenant_id)
     account = await changes.locked_account(account_id)
     if account is None:
+        return
+    if not operator and "disabled" in (account.state, state):
         return
     if account.state == state and (error is None or account.last_error == error):
         return

@@ -87,7 +87,7 @@ _STATUS_ITEMS = "MESSAGES UIDNEXT UIDVALIDITY UNSEEN"
 
 
 class AccountGoneError(Exception):
-    """The account was deleted (or never existed) while a sync was due."""
+    """The account was deleted (or never existed) or disabled while a sync was due."""
 
 
 @dataclass
@@ -138,7 +138,7 @@ class SyncEngine:
         """
         async with self._sessionmaker() as session:
             account = await AccountRepository(session, tenant_id).get(account_id)
-            if account is None:
+            if account is None or account.state == "disabled":
                 raise AccountGoneError(str(account_id))
             options = planning.SyncOptions.from_stored(account.sync_options or {})
             indexed_at = account.indexed_at

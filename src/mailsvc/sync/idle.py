@@ -44,8 +44,9 @@ Invariants:
   tears the connections down and the reconnect starts with a sync of every mailbox.
 - The first sync after connecting starts after the IDLE mailboxes are selected, so
   a change is seen either by that sync or by IDLE; none falls in between.
-- `account.state` is written by the engine only; a login refused to a watcher is
-  handed to `SyncEngine.record_login_refused`, which records `auth_error`.
+- `account.state` is written by the engine only (and by an operator disabling or
+  enabling the account); a login refused to a watcher is handed to
+  `SyncEngine.record_login_refused`, which records `auth_error`.
 
 On a crash (or `kill -9`) nothing is cleaned up: the leases and the heartbeat expire
 after `IDLE_LEASE_TTL_SECONDS`, the other supervisors take the accounts at their next
