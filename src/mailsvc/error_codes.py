@@ -60,6 +60,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "labels_not_supported": ErrorCode(409, "a label change on a server other than Gmail"),
     "idempotency_key_reused": ErrorCode(409, "an `Idempotency-Key` reused with another body"),
     "outbox_not_cancellable": ErrorCode(409, "a cancel of an entry no longer `queued`"),
+    "outbox_not_retryable": ErrorCode(
+        409, "a retry of an entry that is `sending`, `sent`, `bounced` or `cancelled`"
+    ),
     "gone": ErrorCode(410, "the resource is gone"),
     "cursor_expired": ErrorCode(410, "changes after this cursor were removed by retention"),
     "payload_too_large": ErrorCode(413, "the request is too large"),

@@ -149,6 +149,7 @@ async def test_an_update_to_a_private_address_is_refused(
         False,
         "the URL must use https",
     )
+    assert tested.json()["duration_ms"] is None  # no request was made
     assert receiver.requests == []
 
 
@@ -177,6 +178,25 @@ async def test_the_test_ping_is_signed_and_reports_the_answer(
     down = (await client.post(path, headers=auth)).json()
     assert (down["delivered"], down["status_code"]) == (False, None)
     assert down["error"].startswith("request failed")
+
+
+async def test_the_test_ping_reports_how_long_the_receiver_took(
+    client: httpx.AsyncClient, auth: Headers, create_webhook: CreateWebhook, receiver: Receiver
+) -> None:
+    created = await create_webhook(auth, receiver.url)
+    path = f"/api/webhooks/{created['id']}/test"
+    receiver.delay = 0.3
+    slow = (await client.post(path, headers=auth)).json()
+    assert (slow["delivered"], slow["status_code"]) == (True, 200)
+    assert 300 <= slow["duration_ms"] < 3000, slow
+    receiver.delay = 0
+    fast = (await client.post(path, headers=auth)).json()
+    assert 0 <= fast["duration_ms"] < 300, fast
+    await receiver.stop()
+    down = (await client.post(path, headers=auth)).json()
+    # A refused connection is a failure too: the time until it failed.
+    assert down["error"].startswith("request failed")
+    assert 0 <= down["duration_ms"] < 300, down
 
 
 async def test_another_tenant_gets_404_on_every_webhook_route(

@@ -29,8 +29,9 @@ class OutboxMessage(TimestampMixin, Base):
 
     Life cycle: `queued` -> `sending` -> `sent` (-> `bounced` when a DSN arrives),
     or back to `queued` with a later `next_attempt_at` after a 4xx reply or a
-    connection error, or `failed` after a 5xx reply or `max_attempts`; `cancelled`
-    by the user while still queued. While `sending`, `next_attempt_at` is the
+    connection error, or `failed` after a 5xx reply or `max_attempts` (a user's
+    retry puts it back to `queued` with a fresh budget); `cancelled` by the user
+    while still queued. While `sending`, `next_attempt_at` is the
     lease deadline: a row still `sending` after it belongs to a dead process and is
     retried, checking the Sent mailbox for `message_id_header` first.
     """

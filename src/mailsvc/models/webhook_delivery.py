@@ -73,5 +73,8 @@ class WebhookDelivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The last attempt's round trip: until the answer, or until the request failed;
+    # NULL when no request was made.
+    last_duration_ms: Mapped[int | None] = mapped_column(Integer)
     delivered_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -131,3 +131,28 @@ async def cancel_outbox_entry(
 ) -> schemas.OutboxOut:
     """Cancel a message that is still `queued` (scheduled, or waiting for a retry)."""
     return await OutboxService(session, principal.tenant_id, resources).cancel(outbox_id)
+
+
+@router.post(
+    "/api/outbox/{outbox_id}/retry",
+    operation_id="retry_outbox_entry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=schemas.OutboxOut,
+    responses=problems(400, 401, 403, 404, 409, 422, 429),
+)
+async def retry_outbox_entry(
+    principal: Sender,
+    session: SessionDep,
+    resources: ResourcesDep,
+    dispatcher: DispatcherDep,
+    outbox_id: uuid.UUID,
+) -> schemas.OutboxOut:
+    """Attempt a `queued` or `failed` message now.
+
+    A scheduled message, or one waiting for a retry, goes out at once; a `failed`
+    one is `queued` again with a fresh budget of attempts (same bytes, same
+    Message-ID). Any other status is a `409 outbox_not_retryable`.
+    """
+    return await OutboxService(session, principal.tenant_id, resources).retry(
+        outbox_id, dispatcher=dispatcher
+    )

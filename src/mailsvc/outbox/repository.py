@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import case, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
@@ -148,6 +148,29 @@ class OutboxRepository(TenantRepository):
             self.scoped.update(OutboxMessage)
             .where(OutboxMessage.id == entry_id, OutboxMessage.status == "queued")
             .values(status="cancelled")
+            .returning(OutboxMessage)
+        )
+        return entry
+
+    async def retry_now(self, entry_id: uuid.UUID, *, max_attempts: int) -> OutboxMessage | None:
+        """Make an entry due now; None when it is neither `queued` nor `failed`.
+
+        A `queued` entry keeps its attempts; a `failed` one is `queued` again with a
+        fresh budget (no attempts made of `max_attempts`). Both keep their bytes, their
+        Message-ID and `verify_sent`, so an attempt that may have gone through unseen
+        is still looked for in the Sent mailbox first. Guarded on the status, like
+        `claim`: an entry being sent, or ended otherwise, is left alone.
+        """
+        failed = OutboxMessage.status == "failed"
+        entry: OutboxMessage | None = await self.session.scalar(
+            self.scoped.update(OutboxMessage)
+            .where(OutboxMessage.id == entry_id, OutboxMessage.status.in_(("queued", "failed")))
+            .values(
+                status="queued",
+                next_attempt_at=func.now(),
+                attempts=case((failed, 0), else_=OutboxMessage.attempts),
+                max_attempts=case((failed, max_attempts), else_=OutboxMessage.max_attempts),
+            )
             .returning(OutboxMessage)
         )
         return entry

@@ -195,7 +195,9 @@ class OutboxSender:
         if result.outcome is Outcome.DELIVERED:
             values.update(status="sent", sent_at=now, verify_sent=False)
         elif result.outcome is Outcome.FAILED or entry.attempts >= entry.max_attempts:
-            values["status"] = "failed"
+            # A failed entry may be retried (OutboxService.retry): if its last attempt
+            # may have gone through unseen, that retry must look in Sent first.
+            values.update(status="failed", verify_sent=result.outcome is Outcome.AMBIGUOUS)
         else:
             delay = backoff(entry.attempts, self._settings)
             retry_at = now + delay

@@ -186,6 +186,34 @@ class OutboxService:
         )
         return outbox_out(entry)
 
+    async def retry(
+        self, entry_id: uuid.UUID, *, dispatcher: OutboxDispatcher
+    ) -> schemas.OutboxOut:
+        """Attempt an entry now: a `queued` one (scheduled, or waiting for a retry)
+        without waiting for its time, a `failed` one again with a fresh budget of
+        attempts. The same bytes and Message-ID go out, so a retry after an attempt
+        that may have gone through unseen still looks in the Sent mailbox first.
+
+        `dispatcher` starts the attempt after the commit, as for an immediate send;
+        the entry's job already scheduled finds it taken or done and does nothing.
+        """
+        entry = await self._outbox.retry_now(
+            entry_id, max_attempts=self._resources.settings.send_max_attempts
+        )
+        if entry is None:
+            current = await self._outbox.get(entry_id)
+            if current is None:
+                raise NotFoundError("outbox entry not found", code="outbox_not_found")
+            raise ConflictError(
+                f"only a queued or failed message can be retried; this one is {current.status}",
+                code="outbox_not_retryable",
+            )
+        await ChangeRepository(self._session, self._tenant_id).append(
+            entry.account_id, *outbox_event(entry)
+        )
+        self._start_after_commit(entry.id, None, dispatcher)
+        return outbox_out(entry)
+
     async def _replay(self, key: str, fingerprint: str) -> schemas.OutboxOut | None:
         earlier = await self._outbox.by_idempotency_key(key)
         if earlier is None:

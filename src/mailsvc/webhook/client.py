@@ -9,6 +9,7 @@ error, never as an exception.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from mailsvc.kit.outbound_http import OutboundHttp, OutboundHttpError
@@ -24,6 +25,9 @@ class PostResult:
 
     status_code: int | None
     error: str | None
+    # Milliseconds until the answer, or until the request failed (a timeout, a refused
+    # connection); None when no request was made.
+    duration_ms: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -38,23 +42,30 @@ class WebhookClient:
 
     async def post(self, url: str, *, body: bytes, headers: dict[str, str]) -> PostResult:
         """POST `body` to `url` once; 2xx is success, anything else an error."""
+        started = time.monotonic()
         try:
             answer = await self._http.request(
                 "POST", url, content=body, headers=headers, max_body=EXCERPT_BYTES
             )
         except OutboundHttpError as exc:
-            return PostResult(None, str(exc))
+            return PostResult(None, str(exc), _elapsed_ms(started))
+        duration_ms = _elapsed_ms(started)
         code, excerpt = answer.status_code, answer.body
         if 200 <= code < 300:
-            return PostResult(code, None)
+            return PostResult(code, None, duration_ms)
         if 300 <= code < 400:
-            return PostResult(code, f"HTTP {code}: redirects are not followed")
+            return PostResult(code, f"HTTP {code}: redirects are not followed", duration_ms)
         detail = _printable(excerpt.decode(errors="replace"))[:_ERROR_EXCERPT_CHARS]
-        return PostResult(code, f"HTTP {code}: {detail}" if detail else f"HTTP {code}")
+        error = f"HTTP {code}: {detail}" if detail else f"HTTP {code}"
+        return PostResult(code, error, duration_ms)
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
         await self._http.aclose()
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
 
 
 def _printable(text: str) -> str:

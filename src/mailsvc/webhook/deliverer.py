@@ -218,6 +218,7 @@ class WebhookDeliverer:
         values: dict[str, object] = {
             "last_status_code": result.status_code,
             "last_error": result.error,
+            "last_duration_ms": result.duration_ms,
         }
         given_up = False
         now = utcnow()
@@ -274,5 +275,6 @@ class WebhookDeliverer:
             attempt=attempt.attempt,
             status=values["status"],
             status_code=result.status_code,
+            duration_ms=result.duration_ms,
             error=result.error,
         )

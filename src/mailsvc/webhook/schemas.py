@@ -167,6 +167,13 @@ class DeliveryOut(BaseModel):
     next_attempt_at: datetime | None = Field(description="When a pending delivery goes next.")
     last_status_code: int | None = Field(description="The receiver's last HTTP status.")
     last_error: str | None = Field(description="Why the last attempt failed.")
+    last_duration_ms: int | None = Field(
+        description="How long the last attempt took, in milliseconds: from sending the "
+        "request until the receiver's answer, or until it failed (a timeout, a refused "
+        "or dropped connection). Null before the first attempt, and when no request "
+        "was made (the URL's host was not allowed).",
+        examples=[84],
+    )
     delivered_at: datetime | None
     created_at: datetime
 
@@ -185,3 +192,8 @@ class WebhookTestResult(BaseModel):
     status_code: int | None = Field(description="Its HTTP status; null without an answer.")
     error: str | None = Field(description="Why it was not delivered.")
     delivery_id: str = Field(description="The `Webhook-Id` header the request carried.")
+    duration_ms: int | None = Field(
+        description="Milliseconds until the receiver's answer, or until the request "
+        "failed (a timeout, a refused connection); null when no request was made.",
+        examples=[84],
+    )

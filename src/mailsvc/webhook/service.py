@@ -56,6 +56,7 @@ def delivery_out(delivery: WebhookDelivery) -> schemas.DeliveryOut:
         next_attempt_at=delivery.next_attempt_at if delivery.status == "pending" else None,
         last_status_code=delivery.last_status_code,
         last_error=delivery.last_error,
+        last_duration_ms=delivery.last_duration_ms,
         delivered_at=delivery.delivered_at,
         created_at=delivery.created_at,
     )
@@ -173,7 +174,11 @@ class WebhookService:
             await ensure_target_allowed(webhook.url, allow_private=settings.allow_private_hosts)
         except TargetNotAllowedError as exc:
             return schemas.WebhookTestResult(
-                delivered=False, status_code=None, error=str(exc), delivery_id=delivery_id
+                delivered=False,
+                status_code=None,
+                error=str(exc),
+                delivery_id=delivery_id,
+                duration_ms=None,
             )
         headers = signed_headers(
             open_secret(self._resources.secrets, webhook),
@@ -192,6 +197,7 @@ class WebhookService:
             status_code=result.status_code,
             error=result.error,
             delivery_id=delivery_id,
+            duration_ms=result.duration_ms,
         )
 
     async def _check_url(self, url: str) -> None:
