@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from mailsvc.account.endpoints import router as account_router
 from mailsvc.account.oauth_endpoints import router as oauth_router
+from mailsvc.auth.endpoints import keys_router
 from mailsvc.auth.endpoints import router as auth_router
 from mailsvc.draft.endpoints import router as draft_router
 from mailsvc.event.endpoints import router as event_router
@@ -21,6 +22,7 @@ from mailsvc.webhook.endpoints import router as webhook_router
 def include_routers(app: FastAPI) -> None:
     app.include_router(ops_router)
     app.include_router(auth_router)
+    app.include_router(keys_router)
     app.include_router(account_router)
     app.include_router(oauth_app_router)
     app.include_router(oauth_router)

@@ -8,10 +8,11 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from mailsvc.config import (
     Settings,
@@ -23,6 +24,11 @@ from mailsvc.config import (
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from mailsvc.models import ApiKey
+
+T = TypeVar("T")
 
 
 def _out(line: str = "") -> None:
@@ -92,19 +98,27 @@ def cmd_check(_: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
-async def _create_api_key(
-    settings: Settings, *, name: str, tenants: list[str], scopes: list[str] | None
-) -> str:
-    from mailsvc.auth.service import create_api_key
+async def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """`work` in one transaction of its own, on a one-connection engine."""
     from mailsvc.kit.db import create_engine, create_sessionmaker
 
     engine = create_engine(settings.async_database_url, pool_size=1)
     try:
         async with create_sessionmaker(engine).begin() as session:
-            created = await create_api_key(session, name=name, tenants=tenants, scopes=scopes)
+            return await work(session)
     finally:
         await engine.dispose()
-    return created.key
+
+
+def _run_or_exit(work: Coroutine[object, object, T]) -> T:
+    """Run `work`; a refusal of ours (unknown key, bad scope) is one line and exit 2."""
+    from mailsvc.errors import MailsvcError
+
+    try:
+        return asyncio.run(work)
+    except MailsvcError as exc:
+        sys.stderr.write(f"mailsvc: {exc.detail}\n")
+        raise SystemExit(2) from exc
 
 
 def _scopes(value: str | None) -> list[str] | None:
@@ -112,21 +126,58 @@ def _scopes(value: str | None) -> list[str] | None:
 
 
 def cmd_apikey_create(args: argparse.Namespace) -> None:
-    from mailsvc.errors import MailsvcError
+    from mailsvc.auth.service import create_api_key
 
-    try:
-        key = asyncio.run(
-            _create_api_key(
-                _settings_or_exit(),
-                name=args.name,
-                tenants=args.tenant,
-                scopes=_scopes(args.scopes),
-            )
+    async def create(session: AsyncSession) -> str:
+        created = await create_api_key(
+            session, name=args.name, tenants=args.tenant, scopes=_scopes(args.scopes)
         )
-    except MailsvcError as exc:
-        sys.stderr.write(f"mailsvc: {exc.detail}\n")
-        raise SystemExit(2) from exc
-    _out(key)
+        return created.key
+
+    _out(_run_or_exit(_in_transaction(_settings_or_exit(), create)))
+
+
+def _apikey_line(key: ApiKey) -> str:
+    def when(moment: datetime | None) -> str:
+        return "-" if moment is None else moment.isoformat(timespec="seconds")
+
+    return "\t".join(
+        [
+            str(key.id),
+            key.name,
+            ",".join(key.tenants),
+            ",".join(sorted(key.scopes)),
+            when(key.created_at),
+            when(key.last_used_at),
+            when(key.revoked_at),
+        ]
+    )
+
+
+_APIKEY_COLUMNS = "id\tname\ttenants\tscopes\tcreated_at\tlast_used_at\trevoked_at"
+
+
+def cmd_apikey_list(args: argparse.Namespace) -> None:
+    from mailsvc.auth.service import list_api_keys
+
+    async def listed(session: AsyncSession) -> list[ApiKey]:
+        return await list_api_keys(session, granting=args.tenant)
+
+    keys = _run_or_exit(_in_transaction(_settings_or_exit(), listed))
+    _out(_APIKEY_COLUMNS)
+    for key in keys:
+        _out(_apikey_line(key))
+
+
+def cmd_apikey_revoke(args: argparse.Namespace) -> None:
+    from mailsvc.auth.service import revoke_api_key
+
+    async def revoke(session: AsyncSession) -> ApiKey:
+        return await revoke_api_key(session, args.key_id)
+
+    key = _run_or_exit(_in_transaction(_settings_or_exit(), revoke))
+    _out(_APIKEY_COLUMNS)
+    _out(_apikey_line(key))
 
 
 def cmd_token_create(args: argparse.Namespace) -> None:
@@ -392,6 +443,21 @@ def _parser() -> argparse.ArgumentParser:
     create_key.add_argument("--tenant", action="append", required=True, help="Repeatable.")
     create_key.add_argument("--scopes", help="Comma-separated; default all scopes.")
     create_key.add_argument("--name", default="cli")
+    list_keys = apikey.add_parser(
+        "list",
+        help="List API keys, newest first, revoked ones too (never their values).",
+        description="One tab-separated line per key, after a header: id, name, tenants, "
+        "scopes, created_at, last_used_at, revoked_at ('-' for none).",
+    )
+    list_keys.set_defaults(handler=cmd_apikey_list)
+    list_keys.add_argument("--tenant", help="Only keys granting this tenant (alone or not).")
+    revoke_key = apikey.add_parser(
+        "revoke",
+        help="Revoke an API key (any tenant's); its tokens are refused within "
+        "API_KEY_STATUS_CACHE_SECONDS.",
+    )
+    revoke_key.set_defaults(handler=cmd_apikey_revoke)
+    revoke_key.add_argument("key_id", type=uuid.UUID, metavar="KEY_ID")
 
     token = commands.add_parser("token", help="Issue access tokens.").add_subparsers(
         dest="action", required=True

@@ -104,12 +104,19 @@ class Settings(BaseSettings):
     jwt_issuer: str = "mailsvc"
     jwt_audience: str = "mailsvc-api"
     access_token_expire_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    # How long an api process trusts what it last read of an API key (revoked or not)
+    # before reading it again: a revoke reaches the tokens already issued by then in
+    # the other processes; the process that revoked forgets its copy at once.
+    api_key_status_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
 
     encryption_key: SecretStr | None = None
     encryption_keys_old: SecretStr | None = None
 
     rate_limit_requests_per_minute: int = Field(default=600, ge=0)
     rate_limit_requests_per_hour: int = Field(default=20_000, ge=0)
+
+    # The operator console at /console (console/); off where only the API is wanted.
+    console_enabled: bool = True
 
     allow_private_hosts: bool = False
     mail_tls_ca_file: Path | None = None

@@ -33,9 +33,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "missing_token": ErrorCode(401, "no bearer token"),
     "invalid_token": ErrorCode(401, "a token that is expired, malformed or not ours"),
     "invalid_api_key": ErrorCode(401, "`POST /auth/login` with an unknown or revoked key"),
+    "api_key_revoked": ErrorCode(401, "a token issued for an API key that has been revoked since"),
     "forbidden": ErrorCode(403, "authenticated, not allowed"),
     "tenant_not_granted": ErrorCode(403, "`X-Tenant-ID` names a tenant the token does not grant"),
     "insufficient_scope": ErrorCode(403, "the token lacks the route's scope"),
+    "scope_not_held": ErrorCode(403, "a new API key asking for a scope the caller lacks"),
     "not_found": ErrorCode(404, "no such route or resource"),
     "account_not_found": ErrorCode(404, "no such account in this tenant"),
     "oauth_app_not_found": ErrorCode(404, "no such OAuth2 app in this tenant"),
@@ -46,6 +48,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "draft_not_found": ErrorCode(404, "no such draft in this tenant"),
     "outbox_not_found": ErrorCode(404, "no such outbox entry in this tenant"),
     "webhook_not_found": ErrorCode(404, "no such webhook in this tenant"),
+    "api_key_not_found": ErrorCode(404, "no such API key of this tenant alone"),
     "message_gone_from_server": ErrorCode(
         404, "a download of a message the server has expunged meanwhile"
     ),

@@ -6,9 +6,9 @@ background, and on exit, or when a later step fails, releases everything it buil
 in reverse order. The api's lifespan and the worker's startup both call it; nothing
 else constructs these objects.
 
-    api     Resources + tokens, change listener (SSE), search backend (readers),
-            outbox dispatcher (immediate sends), and with IDLE_ENABLED the parser
-            pool, sync engine and IDLE supervisor
+    api     Resources + tokens, API key revocations, change listener (SSE), search
+            backend (readers), outbox dispatcher (immediate sends), and with
+            IDLE_ENABLED the parser pool, sync engine and IDLE supervisor
     worker  Resources + tokens, change listener (webhook fan-out), search backend and
             the search indexer with its own listener, parser pool, sync engine,
             outbox sender, webhook client, fan-out and deliverer, and with
@@ -30,6 +30,7 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from mailsvc.account.logins import AccountLogins
+from mailsvc.auth.revocations import ApiKeyRevocations
 from mailsvc.auth.tokens import TokenCodec
 from mailsvc.config import Settings
 from mailsvc.event.listener import ChangeListener, listen_dsn
@@ -187,6 +188,10 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
 
 
 def _start_api_services(runtime: Runtime, stack: AsyncExitStack) -> None:
+    # Asked by every request with an API key's token (auth/dependencies.py).
+    runtime.services[ApiKeyRevocations] = ApiKeyRevocations(
+        runtime.read_sessionmaker, lifetime_seconds=runtime.settings.api_key_status_cache_seconds
+    )
     runtime.outbox = OutboxDispatcher(runtime.outbox_sender)
     stack.push_async_callback(runtime.outbox.close)
     if runtime.sync_engine is not None:

@@ -11,6 +11,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, TypeAdapter, ValidationError
 
+from mailsvc.auth.revocations import API_KEY_SUBJECT_PREFIX, ApiKeyRevocations
 from mailsvc.auth.scopes import Scope
 from mailsvc.auth.tokens import Claims, InvalidTokenError, TokenCodec
 from mailsvc.errors import (
@@ -26,6 +27,7 @@ from mailsvc.kit.resources import Resources
 _bearer = HTTPBearer(auto_error=False, description="An access token from `POST /auth/login`.")
 
 TokensDep = Annotated[TokenCodec, Depends(provided(TokenCodec))]
+RevocationsDep = Annotated[ApiKeyRevocations, Depends(provided(ApiKeyRevocations))]
 
 
 async def get_claims(
@@ -121,7 +123,10 @@ async def _authorized(
 
 
 async def _admit(request: Request, claims: Claims, x_tenant_id: str | None) -> Principal:
-    """Resolve the tenant (X-Tenant-ID selects, never grants) and apply its rate limit."""
+    """Refuse a revoked key's token, resolve the tenant (X-Tenant-ID selects, never
+    grants) and apply its rate limit."""
+    if claims.subject.startswith(API_KEY_SUBJECT_PREFIX):
+        await _refuse_revoked_key(request, claims.subject.removeprefix(API_KEY_SUBJECT_PREFIX))
     if x_tenant_id is not None:
         if x_tenant_id not in claims.tenants:
             raise PermissionDeniedError(
@@ -152,3 +157,17 @@ async def _admit(request: Request, claims: Claims, x_tenant_id: str | None) -> P
     principal = Principal(subject=claims.subject, tenant_id=tenant_id, scopes=claims.scopes)
     request.scope[_PRINCIPAL_KEY] = principal
     return principal
+
+
+async def _refuse_revoked_key(request: Request, key_id: str) -> None:
+    """401 when the key the token was issued for has been revoked since.
+
+    A dict lookup while the key's status is fresh (auth/revocations.py); the database
+    is read only when it is not.
+    """
+    revocations = cast(ApiKeyRevocations, request.app.state.components[ApiKeyRevocations])
+    revoked = revocations.cached(key_id)
+    if revoked is None:
+        revoked = await revocations.load(key_id)
+    if revoked:
+        raise AuthenticationError("the API key of this token is revoked", code="api_key_revoked")

@@ -5,15 +5,17 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.auth.repository import ApiKeyRepository
+from mailsvc.auth.revocations import api_key_subject
 from mailsvc.auth.schemas import TokenResponse
 from mailsvc.auth.scopes import ALL_SCOPES
 from mailsvc.auth.tokens import TokenCodec
-from mailsvc.errors import AuthenticationError, UnprocessableError
+from mailsvc.errors import AuthenticationError, NotFoundError, UnprocessableError
 from mailsvc.models import ApiKey
 
 API_KEY_PREFIX = "msk_"
@@ -68,6 +70,22 @@ async def create_api_key(
     return CreatedApiKey(row=row, key=key)
 
 
+async def list_api_keys(session: AsyncSession, *, granting: str | None = None) -> list[ApiKey]:
+    """Every key (for operators), or those granting `granting`; newest first."""
+    return await ApiKeyRepository(session).list_all(granting=granting)
+
+
+async def revoke_api_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
+    """Revoke any key, whatever it grants (for operators); idempotent.
+
+    Its tokens are refused by every api process within `API_KEY_STATUS_CACHE_SECONDS`.
+    """
+    row = await ApiKeyRepository(session).revoke(key_id)
+    if row is None:
+        raise NotFoundError("API key not found", code="api_key_not_found")
+    return row
+
+
 async def login(
     session: AsyncSession, *, api_key: str, tokens: TokenCodec, expires_in: int
 ) -> TokenResponse:
@@ -78,6 +96,9 @@ async def login(
         raise AuthenticationError("invalid API key", code="invalid_api_key")
     await repository.mark_used(row)
     token = tokens.issue(
-        subject=f"apikey:{row.id}", tenants=row.tenants, scopes=row.scopes, expires_in=expires_in
+        subject=api_key_subject(row.id),
+        tenants=row.tenants,
+        scopes=row.scopes,
+        expires_in=expires_in,
     )
     return TokenResponse(access_token=token, expires_in=expires_in)
