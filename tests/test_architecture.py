@@ -24,6 +24,7 @@ LIBRARY_OWNERS = {
     "mailparser_reply": "mime/reply_text.py",
     "httpx": "kit/outbound_http.py",
     "fastapi_offline": "ops/docs.py",
+    "jinja2": "console/rendering.py",
 }
 
 
@@ -97,6 +98,8 @@ LAYERS: list[set[str]] = [
     {"message"},
     {"thread", "outbox"},
     {"sync", "draft", "webhook"},
+    # The operator console: pages over the domains' services, as the API's endpoints are.
+    {"console"},
     # Entry points: the composition root and what runs the processes.
     {"middleware", "api", "runtime", "app", "worker", "cli", "dev", "__main__", "__init__"},
 ]

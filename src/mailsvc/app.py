@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from mailsvc import __version__
 from mailsvc.api import include_routers
 from mailsvc.config import Settings, get_settings
+from mailsvc.console.router import install_console
 from mailsvc.errors import install_error_handlers, install_problem_schemas
 from mailsvc.kit.draining import Drain, draining
 from mailsvc.logging import configure_logging
@@ -42,7 +43,10 @@ Authenticate with `POST /auth/login` (an API key for a bearer token), then send
 
 TAGS = [
     {"name": "operations", "description": "Liveness, readiness and metrics."},
-    {"name": "auth", "description": "Exchange API keys for access tokens."},
+    {
+        "name": "auth",
+        "description": "Exchange API keys for access tokens; a tenant's own API keys.",
+    },
     {"name": "accounts", "description": "Mailbox accounts (IMAP + SMTP)."},
     {"name": "sync", "description": "Mirroring mailboxes: trigger a sync, follow progress."},
     {"name": "messages", "description": "Read, search, flag, move and delete synced mail."},
@@ -104,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_body_bytes)
     include_routers(app)
     app.include_router(docs_router)
+    if settings.console_enabled:
+        install_console(app)
     return app
 
 

@@ -88,7 +88,7 @@ def scoped(scope: Scope) -> Callable[..., Awaitable[Principal]]:
             ),
         ] = None,
     ) -> Principal:
-        return await _authorized(request, claims, x_tenant_id, scope)
+        return await authorized(request, claims, x_tenant_id, scope)
 
     async def authorize_fast(request: Request) -> Principal:
         claims = await get_claims(request, await _bearer(request))
@@ -101,20 +101,24 @@ def scoped(scope: Scope) -> Callable[..., Awaitable[Principal]]:
                     for error in exc.errors(include_url=False)
                 ]
             ) from exc
-        return await _authorized(request, claims, x_tenant_id, scope)
+        return await authorized(request, claims, x_tenant_id, scope)
 
     authorize.__name__ = f"authorize_{scope.name.lower()}"
     with_fast_path(authorize, authorize_fast)
     return authorize
 
 
-async def _authorized(
-    request: Request, claims: Claims, x_tenant_id: str | None, scope: Scope
+async def authorized(
+    request: Request, claims: Claims, tenant_id: str | None, scope: Scope
 ) -> Principal:
-    """The request's principal (admitted once per request), if it holds `scope`."""
+    """The request's principal (admitted once per request), if it holds `scope`.
+
+    `tenant_id` is what `X-Tenant-ID` says (the console passes the tenant in its
+    path): it selects among the token's tenants, never grants one.
+    """
     principal: Principal | None = request.scope.get(_PRINCIPAL_KEY)
     if principal is None:
-        principal = await _admit(request, claims, x_tenant_id)
+        principal = await _admit(request, claims, tenant_id)
     if scope.value not in principal.scopes:
         raise PermissionDeniedError(
             f"the token lacks the {scope.value} scope", code="insufficient_scope"

@@ -99,6 +99,18 @@ async def read_page(
     )
 
 
+async def recent_events(
+    session: AsyncSession, tenant_id: str, account_id: uuid.UUID, *, limit: int
+) -> tuple[list[Event], FeedPosition]:
+    """The account's last `limit` events, newest first, and the tenant's feed position
+    to follow on from without a gap or a repeat (the newest event's, or now)."""
+    repository = ChangeRepository(session, tenant_id)
+    changes = await repository.latest(account_id, limit=limit)
+    if changes:
+        return _events(changes), FeedPosition(changes[0].txid, changes[0].id)
+    return [], await repository.head()
+
+
 class EventReader:
     """Follows one tenant's feed for a long-lived subscriber (SSE).
 

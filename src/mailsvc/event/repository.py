@@ -131,6 +131,20 @@ class ChangeRepository(TenantRepository):
         result = await self.session.scalars(statement)
         return list(result.all())
 
+    async def latest(self, account_id: uuid.UUID, *, limit: int) -> list[Change]:
+        """The account's last `limit` committed changes, newest first.
+
+        Bounded by the same horizon as `after`, so a reader that follows on from the
+        newest of them misses nothing that commits later.
+        """
+        result = await self.session.scalars(
+            self.scoped.select(Change)
+            .where(Change.account_id == account_id, Change.txid < _HORIZON)
+            .order_by(Change.txid.desc(), Change.id.desc())
+            .limit(limit)
+        )
+        return list(result.all())
+
     async def head(self) -> FeedPosition:
         """The position after the tenant's last committed change (where "now" starts)."""
         row = (
