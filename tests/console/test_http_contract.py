@@ -18,10 +18,10 @@ from mailsvc.app import create_app
 from mailsvc.auth.service import create_api_key
 from mailsvc.config import Settings
 from mailsvc.console.session import SESSION_COOKIE
+from mailsvc.event.account_state import change_account_state
 from mailsvc.runtime import Runtime
-from tests.fixtures.app import account_body
-from tests.fixtures.dovecot import DovecotServer, TestMailUser
-from tests.fixtures.smtp_server import SmtpRelay
+from tests.fixtures.app import remember_secret
+from tests.fixtures.mail import SyncTarget
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -88,16 +88,11 @@ async def test_a_wrong_key_is_refused_and_pages_need_a_session(
 async def test_a_post_without_the_csrf_token_changes_nothing(
     app: FastAPI,
     tenant_id: str,
-    dovecot: DovecotServer,
-    smtp_relay: SmtpRelay,
-    mail_user: TestMailUser,
+    target: SyncTarget,
     auth: dict[str, str],
     client: httpx.AsyncClient,
 ) -> None:
-    created = await client.post(
-        "/api/accounts", json=account_body(dovecot, smtp_relay, mail_user), headers=auth
-    )
-    account_id = created.json()["id"]
+    account_id = str(target.account_id)
     async with _signed_in(app, tenant_id) as http:
         action = f"/console/{tenant_id}/accounts/{account_id}/disable"
         for form in ({}, {"csrf_token": "forged"}):
@@ -121,26 +116,21 @@ async def test_a_post_without_the_csrf_token_changes_nothing(
 async def test_another_tenants_pages_are_refused(
     app: FastAPI,
     tenant_id: str,
-    dovecot: DovecotServer,
-    smtp_relay: SmtpRelay,
-    mail_user: TestMailUser,
+    target: SyncTarget,
     auth: dict[str, str],
     client: httpx.AsyncClient,
 ) -> None:
-    created = await client.post(
-        "/api/accounts", json=account_body(dovecot, smtp_relay, mail_user), headers=auth
-    )
-    account_id = created.json()["id"]
+    account_id = str(target.account_id)
     other = f"{tenant_id}-b"
     async with _signed_in(app, other) as http:
         own_list = await http.get(f"/console/{other}/accounts")
         assert account_id not in own_list.text
-        assert mail_user.email not in own_list.text
+        assert target.user.email not in own_list.text
         # The account under B's tenant: not found; A's tenant in the path: not granted.
         assert (await http.get(f"/console/{other}/accounts/{account_id}")).status_code == 404
         foreign = await http.get(f"/console/{tenant_id}/accounts/{account_id}")
         assert foreign.status_code == 403
-        assert mail_user.email not in foreign.text
+        assert target.user.email not in foreign.text
 
 
 async def test_an_operator_key_switches_between_its_tenants(app: FastAPI, tenant_id: str) -> None:
@@ -158,3 +148,40 @@ async def test_console_enabled_false_removes_it(settings: Settings, path: str) -
         transport=httpx.ASGITransport(app=app), base_url="http://mailsvc.test"
     ) as http:
         assert (await http.get(path)).status_code == 404
+
+
+async def test_new_passwords_release_an_account_from_auth_error(
+    app: FastAPI,
+    tenant_id: str,
+    target: SyncTarget,
+    auth: dict[str, str],
+    client: httpx.AsyncClient,
+) -> None:
+    runtime: Runtime = app.state.mailsvc
+    async with runtime.sessionmaker.begin() as session:
+        await change_account_state(
+            session, tenant_id, target.account_id, "auth_error", "AUTHENTICATIONFAILED"
+        )
+    async with _signed_in(app, tenant_id) as http:
+        page = await http.get(f"/console/{tenant_id}/accounts")
+        assert 'class="credentials"' in page.text
+        assert "AUTHENTICATIONFAILED" in page.text
+        token = _CSRF.search(page.text)
+        assert token is not None
+        action = f"/console/{tenant_id}/accounts/{target.account_id}/credentials"
+
+        wrong = remember_secret("not-the-password")
+        refused = await http.post(action, data={"csrf_token": token.group(1), "password": wrong})
+        assert refused.status_code == 303
+        shown = await http.get(f"/console/{tenant_id}/accounts")
+        assert 'class="flash error"' in shown.text
+        assert wrong not in shown.text
+        account = (await client.get(f"/api/accounts/{target.account_id}", headers=auth)).json()
+        assert account["state"] == "auth_error"
+
+        done = await http.post(
+            action, data={"csrf_token": token.group(1), "password": target.user.password}
+        )
+        assert done.status_code == 303
+        account = (await client.get(f"/api/accounts/{target.account_id}", headers=auth)).json()
+        assert account["state"] == "connecting"

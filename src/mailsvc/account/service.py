@@ -305,7 +305,12 @@ class AccountService:
         imap = _server(imap_in, _password(imap_in, stored_imap, "imap"))
         smtp = _server(smtp_in, _password(smtp_in, stored_smtp, "smtp"))
         await ensure_hosts_allowed(imap, smtp, self._resources.settings)
-        connection_changed = imap != stored_imap or smtp != stored_smtp
+        # Passwords given again for an account parked in auth_error (fixed on the
+        # server's side, say) are a request to try them: checked and released as new ones.
+        retried = account.state == "auth_error" and (
+            imap_in.password is not None or smtp_in.password is not None
+        )
+        connection_changed = imap != stored_imap or smtp != stored_smtp or retried
         if verify and connection_changed:
             await verify_logins(imap, smtp, self._resources.settings)
         for column, value in {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import SecretStr, ValidationError
@@ -139,42 +139,6 @@ async def resync_account(
     )
 
 
-@router.post("/console/{tenant}/accounts/{account_id}/disable")
-async def disable_account(
-    request: Request,
-    account_id: uuid.UUID,
-    action: Writer,
-    session: SessionDep,
-    resources: ResourcesDep,
-) -> Response:
-    """Stop syncing and watching the account."""
-    service = AccountService(session, action.operator.tenant_id, resources)
-    account = await service.set_enabled(account_id, enabled=False)
-    return redirect(
-        request,
-        f"/console/{action.operator.tenant_id}/accounts",
-        notice=f"{account.email} disabled.",
-    )
-
-
-@router.post("/console/{tenant}/accounts/{account_id}/enable")
-async def enable_account(
-    request: Request,
-    account_id: uuid.UUID,
-    action: Writer,
-    session: SessionDep,
-    resources: ResourcesDep,
-) -> Response:
-    """Connect a disabled account again."""
-    service = AccountService(session, action.operator.tenant_id, resources)
-    account = await service.set_enabled(account_id, enabled=True)
-    return redirect(
-        request,
-        f"/console/{action.operator.tenant_id}/accounts",
-        notice=f"{account.email} enabled.",
-    )
-
-
 @router.post("/console/{tenant}/accounts/{account_id}/credentials")
 async def update_credentials(
     request: Request,
@@ -192,6 +156,25 @@ async def update_credentials(
         request,
         f"/console/{action.operator.tenant_id}/accounts",
         notice=f"New password saved for {account.email}; it reconnects now.",
+    )
+
+
+@router.post("/console/{tenant}/accounts/{account_id}/{switch}")
+async def switch_account(
+    request: Request,
+    account_id: uuid.UUID,
+    switch: Literal["disable", "enable"],
+    action: Writer,
+    session: SessionDep,
+    resources: ResourcesDep,
+) -> Response:
+    """Disable the account (no sync, no IDLE), or connect a disabled one again."""
+    service = AccountService(session, action.operator.tenant_id, resources)
+    account = await service.set_enabled(account_id, enabled=switch == "enable")
+    return redirect(
+        request,
+        f"/console/{action.operator.tenant_id}/accounts",
+        notice=f"{account.email} {switch}d.",
     )
 
 
