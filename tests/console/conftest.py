@@ -27,11 +27,9 @@ from arq.worker import Worker
 from fastapi import FastAPI
 from playwright.async_api import Page, expect
 
-from mailsvc.account.logins import AccountLogins
 from mailsvc.auth.service import create_api_key
 from mailsvc.config import Settings
 from mailsvc.event.listener import ChangeListener, listen_dsn
-from mailsvc.kit.redis import create_redis
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.runtime import Runtime
 from mailsvc.search.queue_repository import SEARCH_CHANNEL
@@ -41,6 +39,7 @@ from mailsvc.sync.tasks import sync_job_function
 from tests.fixtures import browser
 from tests.fixtures.app import TokenFactory, remember_secret
 from tests.fixtures.dovecot import MAIL_GID, MAIL_UID, DovecotServer, TestMailUser
+from tests.fixtures.idle import SupervisorFactory
 from tests.fixtures.mail import register_account
 from tests.fixtures.search import indexer_of
 from tests.fixtures.smtp_server import SmtpRelay
@@ -271,35 +270,7 @@ async def mirroring(app: FastAPI, engine: SyncEngine, settings: Settings) -> Asy
 
 
 @pytest.fixture
-async def idle_watch(
-    app: FastAPI, engine: SyncEngine, settings: Settings, redis_url: str, tenant_id: str
-) -> AsyncIterator[IdleSupervisor]:
+async def idle_watch(supervisors: SupervisorFactory) -> IdleSupervisor:
     """The api process's IDLE supervisor, for the test's tenant only, with a lease and
     scan interval of seconds (the run's app has IDLE off)."""
-    state: Runtime = app.state.mailsvc
-    supervisor_settings = settings.model_copy(
-        update={"idle_lease_ttl_seconds": 2.0, "idle_scan_interval_seconds": 0.3}
-    )
-    redis = create_redis(redis_url)
-    logins = AccountLogins(
-        sessionmaker=state.sessionmaker,
-        redis=redis,
-        secrets=state.secrets,
-        settings=supervisor_settings,
-    )
-    supervisor = IdleSupervisor(
-        sessionmaker=state.sessionmaker,
-        redis=redis,
-        engine=engine,
-        logins=logins,
-        settings=supervisor_settings,
-        owner_id=f"console-{secrets.token_hex(4)}",
-        tenant_ids={tenant_id},
-    )
-    supervisor.start()
-    try:
-        yield supervisor
-    finally:
-        await supervisor.stop()
-        await logins.aclose()
-        await redis.aclose()
+    return supervisors()

@@ -10,7 +10,7 @@ import secrets
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,9 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from mailsvc.account.control import ACCOUNT_CONTROL_CHANNEL
-from mailsvc.account.logins import AccountLogins
 from mailsvc.config import Settings
 from mailsvc.imap.wire import ListedMailbox
 from mailsvc.jobs import sync_job_id
-from mailsvc.kit.redis import create_redis
 from mailsvc.models import Account, Message
 from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
@@ -45,12 +43,10 @@ from mailsvc.sync.lease import SUPERVISORS_KEY, LeaseManager, account_lease_key
 from tests.fixtures import imap_client
 from tests.fixtures.app import account_body, remember_secret
 from tests.fixtures.dovecot import DovecotServer, TestMailUser
+from tests.fixtures.idle import LEASE_TTL, SCAN_INTERVAL, SupervisorFactory
 from tests.fixtures.smtp_server import SmtpRelay
 from tests.fixtures.tls import TlsFiles
 from tests.fixtures.waiting import eventually
-
-LEASE_TTL = 2.0
-SCAN_INTERVAL = 0.3
 
 # -- pure parts -------------------------------------------------------------------
 
@@ -131,57 +127,6 @@ async def test_sync_requests_made_during_a_sync_become_one_follow_up() -> None:
 def leases(redis: aioredis.Redis) -> LeaseManager:
     """Read-only use: who holds which lease."""
     return LeaseManager(redis, owner_id="test-observer", ttl_seconds=LEASE_TTL)
-
-
-SupervisorFactory = Callable[..., IdleSupervisor]
-
-
-@pytest.fixture
-async def supervisors(
-    app: FastAPI, engine: SyncEngine, settings: Settings, redis_url: str, tenant_id: str
-) -> AsyncIterator[SupervisorFactory]:
-    """Start supervisors limited to this test's tenant; all are stopped afterwards.
-
-    Each has a Redis client of its own, as separate processes would.
-    """
-    state: Runtime = app.state.mailsvc
-    started: list[tuple[IdleSupervisor, aioredis.Redis, AccountLogins]] = []
-
-    def start(**overrides: Any) -> IdleSupervisor:
-        supervisor_settings = settings.model_copy(
-            update={
-                "idle_lease_ttl_seconds": LEASE_TTL,
-                "idle_scan_interval_seconds": SCAN_INTERVAL,
-                # Seconds until a dropped connection is noticed mid-IDLE.
-                "mail_connect_timeout_seconds": 3.0,
-                **overrides,
-            }
-        )
-        client = create_redis(redis_url)
-        logins = AccountLogins(
-            sessionmaker=state.sessionmaker,
-            redis=client,
-            secrets=state.secrets,
-            settings=supervisor_settings,
-        )
-        supervisor = IdleSupervisor(
-            sessionmaker=state.sessionmaker,
-            redis=client,
-            engine=engine,
-            logins=logins,
-            settings=supervisor_settings,
-            owner_id=f"test-{secrets.token_hex(4)}",
-            tenant_ids={tenant_id},
-        )
-        supervisor.start()
-        started.append((supervisor, client, logins))
-        return supervisor
-
-    yield start
-    for supervisor, client, logins in started:
-        await supervisor.stop()
-        await logins.aclose()
-        await client.aclose()
 
 
 @pytest.fixture
