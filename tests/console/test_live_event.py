@@ -7,8 +7,10 @@ import secrets
 from email.message import EmailMessage
 
 import httpx
+import pytest
 from playwright.async_api import Frame, Locator, Page, expect
 
+from mailsvc.console import account_detail
 from mailsvc.sync.idle import IdleSupervisor
 from tests.console.conftest import (
     Operator,
@@ -93,3 +95,38 @@ async def test_a_delivered_message_appears_in_the_events_without_a_reload(
     assert navigations == []
     assert await page.evaluate("window.mailsvcTestMark") == "still the same page"
     await screenshot(page, "account")
+
+
+async def test_the_live_list_keeps_only_the_newest_rows(
+    base_url: str,
+    page: Page,
+    operator_a: Operator,
+    client: httpx.AsyncClient,
+    dovecot: DovecotServer,
+    smtp_relay: SmtpRelay,
+    mirroring: None,
+    idle_watch: IdleSupervisor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A page left open for days must not grow without end (static/console.js).
+    monkeypatch.setattr(account_detail, "KEEP_EVENTS", 3)
+    account = await new_account(client, operator_a.auth, dovecot, smtp_relay, messages=3)
+    status_url = f"/api/sync/status/{account.account_id}"
+
+    async def watched() -> bool:
+        status = (await client.get(status_url, headers=operator_a.auth)).json()
+        return bool(status["state"] == "connected" and status["idle"]["connected"])
+
+    await eventually(watched, within=60, what="first mirror done and IDLE connected")
+    await sign_in(page, base_url, operator_a)
+    await page.goto(
+        f"{base_url}{console_path(operator_a.tenant_id, 'accounts', account.account_id)}"
+    )
+    rows = page.locator("#events tr[data-event-type]")
+    await expect(rows.first).to_be_visible()
+    assert await rows.count() > 3  # as rendered: the last RECENT_EVENTS
+
+    await dovecot.adeliver(account.user.username, _message("One more"))
+    created = page.locator('#events tr[data-event-type="message.created"]')
+    await expect(created).to_have_count(1, timeout=LIVE_WITHIN_MS)
+    await expect(rows).to_have_count(3)

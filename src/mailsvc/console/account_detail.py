@@ -33,6 +33,8 @@ AccountViewer = Annotated[Operator, Depends(viewing(Scope.ACCOUNTS_READ))]
 EventViewer = Annotated[Operator, Depends(viewing(Scope.MAIL_READ))]
 
 RECENT_EVENTS = 50
+# Rows the live list keeps as new events arrive (static/console.js drops older ones).
+KEEP_EVENTS = 200
 _PAYLOAD_PREVIEW_CHARS = 300
 # The SSE event name the page's list swaps in (sse-swap in account.html).
 SSE_EVENT_NAME = "account-event"
@@ -86,6 +88,7 @@ async def account_page(
             "events": events,
             "follow_from": follow_from,
             "sse_event_name": SSE_EVENT_NAME,
+            "keep_events": KEEP_EVENTS,
         },
     )
 
