@@ -123,11 +123,16 @@ from api_load import (
     run_wrk,
 )
 from harness import Results, quietly, run_main
+from pydantic import SecretStr
 from searchcorpus import Mailbox, build_queries, generate_mailbox, rows_of
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from tests.fixtures.databases import asyncpg_dsn
 from tests.fixtures.dovecot import DovecotServer
 
-from mailsvc.config import generate_encryption_key
+from mailsvc.auth.revocations import api_key_subject
+from mailsvc.auth.service import create_api_key
+from mailsvc.auth.tokens import TokenCodec
+from mailsvc.config import Settings, generate_encryption_key
 from mailsvc.embedded import free_loopback_port
 from search import (
     TENANT,
@@ -259,6 +264,22 @@ def serve_supports_workers() -> bool:
     return "--workers" in done.stdout
 
 
+async def api_key_token(database_url: str, jwt_secret: str, tenant: str) -> str:
+    """A token for a new API key of `tenant`, as `POST /auth/login` issues it (all
+    scopes, 12 hours)."""
+    settings = Settings(_env_file=None, database_url=database_url, jwt_secret=SecretStr(jwt_secret))
+    engine = create_async_engine(settings.async_database_url)
+    try:
+        async with async_sessionmaker(engine).begin() as session:
+            created = await create_api_key(session, name="bench", tenants=[tenant])
+            key_id, scopes = created.row.id, list(created.row.scopes)
+    finally:
+        await engine.dispose()
+    return TokenCodec(settings).issue(
+        subject=api_key_subject(key_id), tenants=[tenant], scopes=scopes, expires_in=12 * 3600
+    )
+
+
 def check_floor(floor_url: str, mailsvc_url: str, token: str) -> int:
     """The floor's body must be mailsvc's list body, byte for byte; its size."""
     floor = httpx.get(f"{floor_url}/floor", timeout=30)
@@ -338,6 +359,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--idle-workers", type=int, help="serve workers in the IDLE step (largest of --workers)"
     )
     parser.add_argument("--skip-idle", action="store_true", help="skip the IDLE step")
+    parser.add_argument(
+        "--token",
+        default="api-key",
+        choices=("api-key", "operator"),
+        help="an API key's token (its revocation status is checked on every request), "
+        "or an operator's from `mailsvc token create` (not checked)",
+    )
     parser.add_argument(
         "--search-backend",
         default="tantivy",
@@ -448,7 +476,13 @@ def run_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
         servers=servers,
         services=find_watched(0, workdir, servers.redis_url),
         jwt_secret=jwt_secret,
-        token=mint_token(jwt_secret, TENANT),
+        # As `POST /auth/login` issues it: for an API key, whose status every request
+        # checks (the per-process cache of auth/revocations.py).
+        token=(
+            asyncio.run(api_key_token(servers.database_url, jwt_secret, TENANT))
+            if args.token == "api-key"
+            else mint_token(jwt_secret, TENANT)
+        ),
         search_env={"SEARCH_BACKEND": args.search_backend, "SEARCH_INDEX_DIR": str(index_dir)},
         with_workers=with_workers,
     )
