@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from mailsvc.models import ApiKey
+    from mailsvc.ops.progress_line import ProgressLine
 
 T = TypeVar("T")
 
@@ -228,51 +229,8 @@ def cmd_keys_rotate(_: argparse.Namespace) -> None:
     _out(f"re-sealed {count} secrets under the current ENCRYPTION_KEY")
 
 
-class _ProgressLine:
-    """One stderr line rewritten in place (`\\r`): done/total, percent, messages/s."""
-
-    # Redraws at most this often; the last one is always drawn.
-    _EVERY_SECONDS = 0.2
-
-    def __init__(self, label: str) -> None:
-        self._label = label
-        self._started = time.monotonic()
-        self._drawn_at = 0.0
-        self._last = (-1, -1)
-        self._width = 0
-
-    def __call__(self, done: int, remaining: int) -> None:
-        """The indexer's `progress(done, remaining)` callback."""
-        now = time.monotonic()
-        if (done, remaining) == self._last or (
-            remaining and now - self._drawn_at < self._EVERY_SECONDS
-        ):
-            return
-        self._drawn_at = now
-        self._last = (done, remaining)
-        total = done + remaining
-        percent = 100.0 if total == 0 else 100.0 * done / total
-        rate = done / max(now - self._started, 1e-6)
-        line = f"{self._label}: {done:,}/{total:,} {percent:5.1f}% {rate:,.0f} messages/s"
-        # Spaces over what a longer line before left on screen.
-        sys.stderr.write("\r" + line.ljust(self._width))
-        sys.stderr.flush()
-        self._width = len(line)
-
-    def note(self, text: str) -> None:
-        """A line of its own, below the bar; the bar is drawn again after it."""
-        sys.stderr.write(("\n" if self._width else "") + f"mailsvc: {text}\n")
-        sys.stderr.flush()
-        self._width = 0
-
-    def end(self) -> None:
-        if self._width:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 async def _say_when_waiting(
-    redis: Redis, *, tenant_id: str, owner_id: str, bar: _ProgressLine
+    redis: Redis, *, tenant_id: str, owner_id: str, bar: ProgressLine
 ) -> None:
     """Tell the operator, once, that another process holds the tenant's writer lease
     (a worker indexing it): the rebuild waits until that process lets go."""
@@ -300,6 +258,7 @@ async def _reindex(
     from mailsvc.kit.db import create_engine, create_sessionmaker
     from mailsvc.kit.redis import create_redis
     from mailsvc.kit.tasks import cancel_and_wait
+    from mailsvc.ops.progress_line import ProgressLine
     from mailsvc.runtime import process_id
     from mailsvc.search.backends import open_search_backend
     from mailsvc.search.indexer import SearchIndexer
@@ -338,7 +297,7 @@ async def _reindex(
             tenants = [tenant_id] if tenant_id is not None else await tenants_with_messages(session)
         for tenant in tenants:
             scope = f"account {account_id}" if account_id is not None else f"tenant {tenant}"
-            bar = _ProgressLine(scope)
+            bar = ProgressLine(scope)
             waiting = asyncio.create_task(
                 _say_when_waiting(redis, tenant_id=tenant, owner_id=owner_id, bar=bar)
             )
