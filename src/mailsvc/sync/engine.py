@@ -67,7 +67,6 @@ from mailsvc.kit.db import utcnow
 from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.mime.text import safe_server_text
 from mailsvc.mirror.repository import MailboxRepository, MirrorRepository, ReportedState
-from mailsvc.mirror.server_changes import session_free_flags
 from mailsvc.mirror.thread_repository import ThreadingRepository
 from mailsvc.models import Mailbox
 from mailsvc.ops.metrics import observe_sync
@@ -76,7 +75,8 @@ from mailsvc.sync import plan as planning
 from mailsvc.sync.fetch import fetch_batch
 from mailsvc.sync.parser import Fetched, ParserPool
 from mailsvc.sync.reconcile import reconcile
-from mailsvc.sync.writer import MailboxWriter
+from mailsvc.sync.reported import GMAIL_BACKFILL_ITEMS, backfilled, reported_state
+from mailsvc.sync.writer import MailboxWriter, settle_label_folder
 
 log = structlog.get_logger("mailsvc.sync")
 
@@ -238,7 +238,7 @@ class SyncEngine:
             if not mailbox.selectable or (wanted is not None and mailbox.name not in wanted):
                 continue
             if mailbox.gmail_label is not None:
-                await self._settle_label_folder(tenant_id, account_id, mailbox)
+                await settle_label_folder(self._sessionmaker, tenant_id, account_id, mailbox)
                 continue
             if full:
                 await self._forget(tenant_id, account_id, mailbox)
@@ -322,31 +322,6 @@ class SyncEngine:
                 mailbox.id, sync_state="error", sync_error=text, sync_error_at=utcnow()
             )
 
-    async def _settle_label_folder(
-        self, tenant_id: str, account_id: uuid.UUID, mailbox: Mailbox
-    ) -> None:
-        """A Gmail label folder holds no rows and is never selected: mark it synced.
-
-        Rows it holds from before the account was mirrored the Gmail way (All Mail
-        hidden from IMAP then) are the same messages as All Mail's: they go, with
-        their `message.deleted` changes.
-        """
-        if mailbox.sync_state == "synced" and mailbox.uidvalidity is None:
-            return
-        writer = MailboxWriter(self._sessionmaker, tenant_id, account_id, mailbox)
-        if mailbox.uidvalidity is not None:
-            await writer.reset(None)
-        async with self._sessionmaker.begin() as session:
-            await MailboxRepository(session, tenant_id).set_fields(
-                mailbox.id,
-                messages_total=0,
-                sync_state="synced",
-                last_synced_at=utcnow(),
-                sync_error=None,
-                sync_error_at=None,
-            )
-        mailbox.sync_state = "synced"
-
     async def _forget(self, tenant_id: str, account_id: uuid.UUID, mailbox: Mailbox) -> None:
         """`full=True`: drop what is stored so the mailbox is fetched from scratch."""
         async with self._sessionmaker.begin() as session:
@@ -406,7 +381,7 @@ class SyncEngine:
         changes: list[ReportedState] = []
         vanished: list[int] = list(step.vanished)
         changes += [
-            _reported(item, labels=labels)
+            reported_state(item, labels=labels)
             for item in selected.changed
             if item.uid is not None and item.flags is not None
         ]
@@ -415,8 +390,8 @@ class SyncEngine:
         # `message.updated` is sent for them (the search documents are requeued).
         backfill = labels and not step.initial and await writer.lacks_labels()
         if backfill:
-            items, _ = await connection.uid_fetch("1:*", _GMAIL_BACKFILL_ITEMS)
-            changes += [_backfilled(item) for item in items if item.uid is not None]
+            items, _ = await connection.uid_fetch("1:*", GMAIL_BACKFILL_ITEMS)
+            changes += [backfilled(item) for item in items if item.uid is not None]
         elif step.flags_changed_since is not None or step.full_flag_scan:
             modifiers = ""
             if step.flags_changed_since is not None:
@@ -427,7 +402,7 @@ class SyncEngine:
             # CHANGEDSINCE fetch brings label changes when it asks for them.
             fetched = "UID FLAGS X-GM-LABELS" if labels else "UID FLAGS"
             items, gone = await connection.uid_fetch("1:*", fetched, modifiers=modifiers)
-            changes += [_reported(i, labels=labels) for i in items if i.uid is not None]
+            changes += [reported_state(i, labels=labels) for i in items if i.uid is not None]
             vanished += gone
         if step.search_for_deletions:
             on_server = await connection.uid_search("ALL")
@@ -523,29 +498,3 @@ class SyncEngine:
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
         return self._sessionmaker
-
-
-_GMAIL_BACKFILL_ITEMS = "UID FLAGS X-GM-LABELS X-GM-MSGID X-GM-THRID"
-
-
-def _backfilled(item: wire.FetchedItem) -> ReportedState:
-    """A backfilled row: its labels (none when the answer carried none, so that it is
-    not backfilled again), flags and Gmail ids. Its thread stays the one it has."""
-    assert item.uid is not None
-    return ReportedState(
-        uid=item.uid,
-        flags=None if item.flags is None else session_free_flags(item.flags),
-        modseq=item.modseq,
-        labels=list(item.gm_labels or ()),
-        gm_message_id=item.gm_msgid,
-        gm_thread_id=item.gm_thrid,
-    )
-
-
-def _reported(item: wire.FetchedItem, *, labels: bool) -> ReportedState:
-    """What a FETCH answer says of a stored message (labels: only Gmail's, and only
-    when the answer carried them)."""
-    assert item.uid is not None
-    flags = None if item.flags is None else session_free_flags(item.flags)
-    reported = list(item.gm_labels) if labels and item.gm_labels is not None else None
-    return ReportedState(uid=item.uid, flags=flags, modseq=item.modseq, labels=reported)

@@ -302,3 +302,32 @@ class MailboxWriter:
             None if selected.highestmodseq is None else ModSeq(selected.highestmodseq)
         )
         return changed, removed
+
+
+async def settle_label_folder(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: str,
+    account_id: uuid.UUID,
+    mailbox: Mailbox,
+) -> None:
+    """A Gmail label folder holds no rows and is never selected: mark it synced.
+
+    Rows it holds from before the account was mirrored the Gmail way (All Mail
+    hidden from IMAP then) are the same messages as All Mail's: they go, with
+    their `message.deleted` changes.
+    """
+    if mailbox.sync_state == "synced" and mailbox.uidvalidity is None:
+        return
+    writer = MailboxWriter(sessionmaker, tenant_id, account_id, mailbox)
+    if mailbox.uidvalidity is not None:
+        await writer.reset(None)
+    async with sessionmaker.begin() as session:
+        await MailboxRepository(session, tenant_id).set_fields(
+            mailbox.id,
+            messages_total=0,
+            sync_state="synced",
+            last_synced_at=utcnow(),
+            sync_error=None,
+            sync_error_at=None,
+        )
+    mailbox.sync_state = "synced"
