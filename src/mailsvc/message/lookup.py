@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailsvc.errors import NotFoundError
 from mailsvc.message import schemas
+from mailsvc.message.bodies import summary_from_row
 from mailsvc.message.repository import MessageRepository
-from mailsvc.message.service import summary_from_row
 from mailsvc.models import Attachment, Message
 
 

@@ -11,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailsvc.errors import NotFoundError
 from mailsvc.kit.pagination import encode_cursor, read_cursor
 from mailsvc.kit.reads import ReadPool
+from mailsvc.message.bodies import summary_from_row
 from mailsvc.message.repository import MessageRepository
 from mailsvc.message.schemas import AddressOut
-from mailsvc.message.service import ListRequest, MessageService, summary_from_row
+from mailsvc.message.service import ListRequest, MessageService
 from mailsvc.models import Thread
 from mailsvc.search.backend import SearchBackend
 from mailsvc.thread import schemas
