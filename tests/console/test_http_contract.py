@@ -7,6 +7,7 @@ does not show: headers, refused posts, status codes.
 from __future__ import annotations
 
 import contextlib
+import html
 import re
 from collections.abc import AsyncIterator
 
@@ -185,3 +186,28 @@ async def test_new_passwords_release_an_account_from_auth_error(
         assert done.status_code == 303
         account = (await client.get(f"/api/accounts/{target.account_id}", headers=auth)).json()
         assert account["state"] == "connecting"
+
+
+@pytest.mark.parametrize(
+    ("form", "expected"),
+    [
+        ({"name": "two\nlines"}, "check the key's name"),
+        ({"name": "fine", "scopes": "no:such-scope"}, "check the key's scopes"),
+    ],
+)
+async def test_a_refused_key_is_not_created(
+    app: FastAPI, tenant_id: str, form: dict[str, str], expected: str
+) -> None:
+    async with _signed_in(app, tenant_id) as http:
+        page = await http.get(f"/console/{tenant_id}/keys")
+        token = _CSRF.search(page.text)
+        assert token is not None
+        refused = await http.post(
+            f"/console/{tenant_id}/keys", data={"csrf_token": token.group(1), **form}
+        )
+        assert refused.status_code == 303
+        shown = await http.get(f"/console/{tenant_id}/keys")
+        assert expected in html.unescape(shown.text)
+        assert 'id="new-key"' not in shown.text
+        # Only the key the test signed in with.
+        assert shown.text.count("data-key-id=") == 1

@@ -6,25 +6,23 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from mailsvc.auth.dependencies import RevocationsDep
 from mailsvc.auth.keys import ApiKeyService
+from mailsvc.auth.schemas import ApiKeyCreate
 from mailsvc.auth.scopes import ALL_SCOPES, Scope
 from mailsvc.console.dependencies import Action, Operator, acting, viewing
 from mailsvc.console.rendering import redirect, render
 from mailsvc.console.routing import ConsoleRoute
 from mailsvc.errors import FieldError, UnprocessableError
-from mailsvc.kit.fields import check_printable
 from mailsvc.kit.http import SessionDep
 
 router = APIRouter(route_class=ConsoleRoute)
 
 Viewer = Annotated[Operator, Depends(viewing(Scope.KEYS_MANAGE))]
 Manager = Annotated[Action, Depends(acting(Scope.KEYS_MANAGE))]
-
-
-_MAX_NAME_CHARS = 200
 
 
 async def _keys_page(
@@ -63,24 +61,25 @@ async def create_key(
     """Create a key for this tenant; the page shows it this once (it is stored hashed)."""
     operator = action.operator
     name = action.form.get("name")
-    if not isinstance(name, str) or not 0 < len(name.strip()) <= _MAX_NAME_CHARS:
-        raise UnprocessableError(
-            f"give the key a name of 1 to {_MAX_NAME_CHARS} characters",
-            code="validation_error",
-            errors=[FieldError(field="name", message="required")],
-        )
+    scopes = [scope for scope in action.form.getlist("scopes") if isinstance(scope, str)]
+    # The API's own body model: the same rules for a name and scopes.
     try:
-        name = check_printable(name.strip())
-    except ValueError as exc:
+        body = ApiKeyCreate.model_validate(
+            {
+                "name": name.strip() if isinstance(name, str) else "",
+                "scopes": scopes or sorted(operator.principal.scopes),
+            }
+        )
+    except ValidationError as exc:
+        fields = sorted({str(error["loc"][0]) for error in exc.errors()})
         raise UnprocessableError(
-            str(exc), code="validation_error", errors=[FieldError(field="name", message=str(exc))]
+            f"check the key's {' and '.join(fields)}",
+            code="validation_error",
+            errors=[FieldError(field=field, message="invalid") for field in fields],
         ) from exc
-    scopes = [value for value in action.form.getlist("scopes") if isinstance(value, str)]
     service = ApiKeyService(session, operator.tenant_id, revocations)
     created = await service.create(
-        name=name,
-        scopes=scopes or sorted(operator.principal.scopes),
-        held_scopes=operator.principal.scopes,
+        name=body.name, scopes=body.scopes, held_scopes=operator.principal.scopes
     )
     # Rendered here, not after a redirect: the key must not be kept anywhere to be
     # shown on a later request.
