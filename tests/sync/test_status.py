@@ -9,6 +9,7 @@ account's `account.indexed` event is sent once, when both are complete.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
@@ -16,11 +17,17 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from mailsvc.models import Change
+from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
+from mailsvc.sync.idle_status import idle_status_key, idle_status_value
+from mailsvc.sync.schemas import SyncStatus
+from mailsvc.sync.service import SyncProgress
 from tests.fixtures import imap_client
+from tests.fixtures.app import remember_secret
 from tests.fixtures.dovecot import DovecotServer
-from tests.fixtures.mail import SyncTarget
+from tests.fixtures.mail import SyncTarget, register_account
 from tests.fixtures.search import make_searchable
+from tests.fixtures.smtp_server import SmtpRelay
 from tests.sync.messages import make_message
 
 
@@ -151,3 +158,43 @@ async def test_the_pass_completing_the_mirror_announces_what_the_indexer_finishe
     assert await _indexed_events(engine, target) == [
         {"account_id": str(target.account_id), "messages_indexed": 4}
     ]
+
+
+async def test_statuses_of_several_accounts_equal_each_accounts_status(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    engine: SyncEngine,
+    target: SyncTarget,
+    dovecot: DovecotServer,
+    smtp_relay: SmtpRelay,
+) -> None:
+    """The console's accounts table reads a page of statuses in one statement; each
+    must be what `GET /api/sync/status/{id}` says, mid-index included."""
+    await asyncio.to_thread(
+        imap_client.append, dovecot, target.user, "INBOX", [make_message(i)[1] for i in range(4)]
+    )
+    await engine.sync_account(target.tenant_id, target.account_id)
+    other_user = dovecot.add_user(f"status-{uuid.uuid4().hex[:8]}", "pw-" + uuid.uuid4().hex)
+    remember_secret(other_user.password)
+    unsynced = await register_account(client, auth, dovecot, smtp_relay, other_user)
+    state: Runtime = app.state.mailsvc
+    progress = SyncProgress(state.reads, target.tenant_id, redis=state.redis)
+    # An id that is no account of this tenant yields nothing.
+    foreign = uuid.uuid4()
+    # One of them watched over IDLE, as a watcher records it.
+    await state.redis.set(
+        idle_status_key(target.account_id),
+        idle_status_value(owner_id="test", mailboxes=["INBOX"]),
+        px=60_000,
+    )
+
+    statuses = await progress.statuses([unsynced, foreign, target.account_id])
+
+    assert [status.account_id for status in statuses] == [unsynced, target.account_id]
+    for status in statuses:
+        single = SyncStatus.model_validate_json(await progress.status(status.account_id))
+        assert status == single
+    assert (statuses[1].messages_synced, statuses[1].messages_indexed) == (4, 0)
+    assert statuses[0].mailboxes == []
+    assert (statuses[0].idle.connected, statuses[1].idle.mailboxes) == (False, ["INBOX"])

@@ -22,7 +22,6 @@ from mailsvc.event.listener import ChangeListener
 from mailsvc.event.schemas import FEED_CURSOR_PATTERN, Event, encode_position
 from mailsvc.kit.draining import Drain
 from mailsvc.kit.http import ReadsDep, ReadSessionDep, ResourcesDep, SessionDep, provided
-from mailsvc.sync.schemas import SyncStatus
 from mailsvc.sync.service import SyncProgress
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -68,7 +67,7 @@ async def account_page(
     """The account's state, mailboxes with counts and errors, and its recent events."""
     account = to_out(await AccountService(session, operator.tenant_id, resources).get(account_id))
     progress = SyncProgress(reads, operator.tenant_id, redis=resources.redis)
-    status = SyncStatus.model_validate_json(await progress.status(account_id))
+    (status,) = await progress.statuses([account_id])
     can_read_events = Scope.MAIL_READ.value in operator.principal.scopes
     events: list[dict[str, object]] = []
     follow_from = None
