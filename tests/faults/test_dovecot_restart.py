@@ -29,7 +29,7 @@ import secrets
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -41,9 +41,6 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from mailsvc.account.logins import AccountLogins
-from mailsvc.config import Settings
-from mailsvc.kit.redis import create_redis
 from mailsvc.models import Message
 from mailsvc.runtime import Runtime
 from mailsvc.sync.engine import SyncEngine
@@ -52,6 +49,7 @@ from mailsvc.sync.idle_status import idle_status_key
 from tests.fixtures import dovecot as dovecot_fixture
 from tests.fixtures.app import remember_secret
 from tests.fixtures.dovecot import MAIL_GID, MAIL_UID, DovecotServer, TestMailUser
+from tests.fixtures.idle import SupervisorFactory
 from tests.fixtures.waiting import eventually
 
 log = logging.getLogger(__name__)
@@ -63,7 +61,6 @@ AFTER_RESTART = 100
 DOWN_SECONDS = 5.0
 BACK_IN_IDLE_WITHIN = 60.0
 STORED_WITHIN = 90.0
-STOP_WITHIN = 60.0
 
 # The login service as a stock Dovecot 2.3 runs it: `default_process_limit = 100`
 # and one process per connection until login (`service_count = 1`). Past 100
@@ -164,39 +161,14 @@ def private_dovecot() -> Iterator[RestartableDovecot]:
 
 
 @pytest.fixture
-async def supervisor(
-    app: FastAPI, engine: SyncEngine, settings: Settings, redis_url: str, tenant_id: str
-) -> AsyncIterator[IdleSupervisor]:
+async def supervisor(supervisors: SupervisorFactory) -> IdleSupervisor:
     """One supervisor for this test's tenant, as one api process runs it (not started)."""
-    state: Runtime = app.state.mailsvc
-    supervisor_settings = settings.model_copy(
-        update={
-            "idle_lease_ttl_seconds": 10.0,
-            "idle_scan_interval_seconds": 0.5,
-            "mail_connect_timeout_seconds": 15.0,
-        }
+    return supervisors(
+        started=False,
+        idle_lease_ttl_seconds=10.0,
+        idle_scan_interval_seconds=0.5,
+        mail_connect_timeout_seconds=15.0,
     )
-    client = create_redis(redis_url)
-    logins = AccountLogins(
-        sessionmaker=state.sessionmaker,
-        redis=client,
-        secrets=state.secrets,
-        settings=supervisor_settings,
-    )
-    supervisor = IdleSupervisor(
-        sessionmaker=state.sessionmaker,
-        redis=client,
-        engine=engine,
-        logins=logins,
-        settings=supervisor_settings,
-        owner_id=f"test-{secrets.token_hex(4)}",
-        tenant_ids={tenant_id},
-    )
-    yield supervisor
-    # Bounded: a supervisor that cannot close its connections fails the test, not the run.
-    await asyncio.wait_for(supervisor.stop(), STOP_WITHIN)
-    await logins.aclose()
-    await client.aclose()
 
 
 async def _register(
