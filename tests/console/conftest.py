@@ -22,15 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
-from arq.connections import ArqRedis
-from arq.worker import Worker
 from fastapi import FastAPI
 from playwright.async_api import Page, expect
 
 from mailsvc.auth.service import create_api_key
 from mailsvc.config import Settings
 from mailsvc.event.listener import ChangeListener, listen_dsn
-from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.runtime import Runtime
 from mailsvc.search.queue_repository import SEARCH_CHANNEL
 from mailsvc.sync.engine import SyncEngine
@@ -38,6 +35,7 @@ from mailsvc.sync.idle import IdleSupervisor
 from mailsvc.sync.tasks import sync_job_function
 from tests.fixtures import browser
 from tests.fixtures.app import TokenFactory, remember_secret
+from tests.fixtures.arq_worker import running_worker
 from tests.fixtures.dovecot import MAIL_GID, MAIL_UID, DovecotServer, TestMailUser
 from tests.fixtures.idle import SupervisorFactory
 from tests.fixtures.mail import register_account
@@ -246,25 +244,18 @@ async def mirroring(app: FastAPI, engine: SyncEngine, settings: Settings) -> Asy
     """A `mailsvc worker`'s part of a first mirror, running until the test ends: sync
     jobs taken from the queue as they come, and the search indexer."""
     state: Runtime = app.state.mailsvc
-    worker = Worker(
-        functions=[sync_job_function()],
-        redis_pool=ArqRedis(connection_pool=state.redis.connection_pool),
-        handle_signals=False,
-        poll_delay=0.05,
-        ctx={"sync_engine": engine, "sessionmaker": state.sessionmaker},
-    )
     listener = ChangeListener(listen_dsn(settings.async_database_url), channel=SEARCH_CHANNEL)
     indexer = indexer_of(app, owner_id=f"console-{secrets.token_hex(3)}")
     listener.start()
     indexer.start()
-    running = asyncio.create_task(worker.main())
     try:
-        yield
+        async with running_worker(
+            app,
+            [sync_job_function()],
+            {"sync_engine": engine, "sessionmaker": state.sessionmaker},
+        ):
+            yield
     finally:
-        # Not `worker.close()`: it would close the app's shared Redis pool. Jobs run as
-        # tasks of their own, which outlive the worker's main task unless stopped too.
-        await cancel_and_wait([running])
-        await cancel_and_wait(list(worker.tasks.values()))
         await indexer.stop()
         await listener.stop()
 

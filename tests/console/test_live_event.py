@@ -13,6 +13,7 @@ from playwright.async_api import Frame, Locator, Page, expect
 from mailsvc.console import account_detail
 from mailsvc.sync.idle import IdleSupervisor
 from tests.console.conftest import (
+    MailAccount,
     Operator,
     console_path,
     new_account,
@@ -39,6 +40,21 @@ def _message(subject: str) -> bytes:
     return message.as_bytes()
 
 
+async def _watched_account(
+    client: httpx.AsyncClient, operator: Operator, dovecot: DovecotServer, relay: SmtpRelay
+) -> MailAccount:
+    """A new account with three messages, mirrored and watched over IDLE."""
+    account = await new_account(client, operator.auth, dovecot, relay, messages=3)
+    status_url = f"/api/sync/status/{account.account_id}"
+
+    async def watched() -> bool:
+        status = (await client.get(status_url, headers=operator.auth)).json()
+        return bool(status["state"] == "connected" and status["idle"]["connected"])
+
+    await eventually(watched, within=60, what="first mirror done and IDLE connected")
+    return account
+
+
 async def _event_types(rows: Locator) -> list[str]:
     return [str(await row.get_attribute("data-event-type")) for row in await rows.all()]
 
@@ -54,14 +70,7 @@ async def test_a_delivered_message_appears_in_the_events_without_a_reload(
     mirroring: None,
     idle_watch: IdleSupervisor,
 ) -> None:
-    account = await new_account(client, operator_a.auth, dovecot, smtp_relay, messages=3)
-    status_url = f"/api/sync/status/{account.account_id}"
-
-    async def watched() -> bool:
-        status = (await client.get(status_url, headers=operator_a.auth)).json()
-        return bool(status["state"] == "connected" and status["idle"]["connected"])
-
-    await eventually(watched, within=60, what="first mirror done and IDLE connected")
+    account = await _watched_account(client, operator_a, dovecot, smtp_relay)
 
     await sign_in(page, base_url, operator_a)
     async with page.expect_response(
@@ -110,14 +119,7 @@ async def test_the_live_list_keeps_only_the_newest_rows(
 ) -> None:
     # A page left open for days must not grow without end (static/console.js).
     monkeypatch.setattr(account_detail, "KEEP_EVENTS", 3)
-    account = await new_account(client, operator_a.auth, dovecot, smtp_relay, messages=3)
-    status_url = f"/api/sync/status/{account.account_id}"
-
-    async def watched() -> bool:
-        status = (await client.get(status_url, headers=operator_a.auth)).json()
-        return bool(status["state"] == "connected" and status["idle"]["connected"])
-
-    await eventually(watched, within=60, what="first mirror done and IDLE connected")
+    account = await _watched_account(client, operator_a, dovecot, smtp_relay)
     await sign_in(page, base_url, operator_a)
     await page.goto(
         f"{base_url}{console_path(operator_a.tenant_id, 'accounts', account.account_id)}"

@@ -3,7 +3,6 @@ worker side (fan-out task and arq delivery jobs) running in-process."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -12,13 +11,11 @@ from typing import Any
 import httpx
 import pytest
 from arq.connections import ArqRedis
-from arq.worker import Worker
 from fastapi import FastAPI
 from sqlalchemy import select
 
 from mailsvc.config import Settings
 from mailsvc.event.listener import ChangeListener, listen_dsn
-from mailsvc.kit.tasks import cancel_and_wait
 from mailsvc.models import Change
 from mailsvc.runtime import Runtime
 from mailsvc.webhook.client import WebhookClient
@@ -26,6 +23,7 @@ from mailsvc.webhook.deliverer import WebhookDeliverer
 from mailsvc.webhook.fanout import WebhookFanout
 from mailsvc.webhook.tasks import deliver_job_function
 from tests.fixtures.app import remember_secret
+from tests.fixtures.arq_worker import running_worker
 from tests.webhook.receiver import Receiver
 
 Headers = dict[str, str]
@@ -88,23 +86,16 @@ async def webhook_worker(app: FastAPI, settings: Settings) -> AsyncIterator[None
         arq=pool,
         client=client,
     )
-    worker = Worker(
-        functions=[deliver_job_function(settings)],
-        redis_pool=pool,
-        handle_signals=False,
-        poll_delay=0.05,
-        ctx={"webhook_deliverer": deliverer, "sessionmaker": state.sessionmaker},
-    )
     listener.start()
     fanout.start()
-    running = asyncio.create_task(worker.main())
     try:
-        yield
+        async with running_worker(
+            app,
+            [deliver_job_function(settings)],
+            {"webhook_deliverer": deliverer, "sessionmaker": state.sessionmaker},
+        ):
+            yield
     finally:
-        # Not `worker.close()`: it would close the app's shared Redis pool. Jobs run as
-        # tasks of their own, which outlive the worker's main task unless stopped too.
-        await cancel_and_wait([running])
-        await cancel_and_wait(list(worker.tasks.values()))
         await fanout.stop()
         await listener.stop()
         await client.aclose()
