@@ -133,23 +133,24 @@ async def test_a_failed_send_retried_after_the_server_is_fixed_arrives_once(
     assert response.status_code == 202, response.text
     retried = response.json()
     assert retried["status"] == "queued"
-    # A fresh budget of attempts; the server's last answer stays until the next one.
-    assert (retried["attempts"], retried["max_attempts"]) == (0, settings.send_max_attempts)
+    # A fresh budget of attempts beyond the one made (the count goes on, so each
+    # attempt's job id is new); the server's last answer stays until the next one.
+    assert (retried["attempts"], retried["max_attempts"]) == (1, 1 + settings.send_max_attempts)
     assert retried["last_smtp_code"] == 550
     assert retried["message_id"] == sent["message_id"]
 
     await state.outbox.wait_idle()
     entry = await _entry(client, auth, sent["id"])
-    assert (entry["status"], entry["attempts"], entry["last_smtp_code"]) == ("sent", 1, 250)
+    assert (entry["status"], entry["attempts"], entry["last_smtp_code"]) == ("sent", 2, 250)
     assert entry["message_id"] == sent["message_id"]
     assert _delivered(smtp_relay, sent["message_id"]) == 1
     assert await _feed(client, auth, sent["id"]) == [
         ("outbox.queued", 0),
         ("outbox.sending", 1),
         ("outbox.failed", 1),
-        ("outbox.queued", 0),  # failed -> queued by the retry
-        ("outbox.sending", 1),
-        ("outbox.sent", 1),
+        ("outbox.queued", 1),  # failed -> queued by the retry
+        ("outbox.sending", 2),
+        ("outbox.sent", 2),
     ]
     # Sent now: another retry is refused.
     again = await _retry(client, auth, sent["id"])
@@ -192,7 +193,8 @@ async def test_a_retry_after_a_last_attempt_whose_reply_was_lost_looks_in_sent_f
     assert response.status_code == 202, response.text
     await state.outbox.wait_idle()
     entry = await _entry(client, auth, scheduled["id"])
-    assert (entry["status"], entry["attempts"]) == ("sent", 1)
+    # The second attempt found it in Sent and sent nothing.
+    assert (entry["status"], entry["attempts"]) == ("sent", 2)
     assert _delivered(smtp_relay, scheduled["message_id"]) == 1  # not sent a second time
 
 

@@ -152,11 +152,13 @@ class OutboxRepository(TenantRepository):
         )
         return entry
 
-    async def retry_now(self, entry_id: uuid.UUID, *, max_attempts: int) -> OutboxMessage | None:
+    async def retry_now(self, entry_id: uuid.UUID, *, more_attempts: int) -> OutboxMessage | None:
         """Make an entry due now; None when it is neither `queued` nor `failed`.
 
         A `queued` entry keeps its attempts; a `failed` one is `queued` again with a
-        fresh budget (no attempts made of `max_attempts`). Both keep their bytes, their
+        fresh budget: `more_attempts` beyond those made. `attempts` keeps counting, so
+        the job id of each attempt (`outbox:<id>:<attempt>`) stays unique and arq never
+        drops a new attempt's job as a repeat of an old one. Both keep their bytes, their
         Message-ID and `verify_sent`, so an attempt that may have gone through unseen
         is still looked for in the Sent mailbox first. Guarded on the status, like
         `claim`: an entry being sent, or ended otherwise, is left alone.
@@ -168,8 +170,10 @@ class OutboxRepository(TenantRepository):
             .values(
                 status="queued",
                 next_attempt_at=func.now(),
-                attempts=case((failed, 0), else_=OutboxMessage.attempts),
-                max_attempts=case((failed, max_attempts), else_=OutboxMessage.max_attempts),
+                max_attempts=case(
+                    (failed, OutboxMessage.attempts + more_attempts),
+                    else_=OutboxMessage.max_attempts,
+                ),
             )
             .returning(OutboxMessage)
         )

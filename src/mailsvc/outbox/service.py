@@ -198,7 +198,7 @@ class OutboxService:
         the entry's job already scheduled finds it taken or done and does nothing.
         """
         entry = await self._outbox.retry_now(
-            entry_id, max_attempts=self._resources.settings.send_max_attempts
+            entry_id, more_attempts=self._resources.settings.send_max_attempts
         )
         if entry is None:
             current = await self._outbox.get(entry_id)
