@@ -211,3 +211,17 @@ async def test_a_refused_key_is_not_created(
         assert 'id="new-key"' not in shown.text
         # Only the key the test signed in with.
         assert shown.text.count("data-key-id=") == 1
+
+
+async def test_sign_out_needs_the_sessions_csrf_token(app: FastAPI, tenant_id: str) -> None:
+    async with _signed_in(app, tenant_id) as http:
+        forged = await http.post("/console/logout", data={"csrf_token": "forged"})
+        assert forged.status_code == 403
+        assert (await http.get(f"/console/{tenant_id}/accounts")).status_code == 200
+        page = await http.get(f"/console/{tenant_id}/accounts")
+        token = _CSRF.search(page.text)
+        assert token is not None
+        done = await http.post("/console/logout", data={"csrf_token": token.group(1)})
+        assert done.status_code == 303
+        # The cookie is deleted (Max-Age=0): the next page asks for a sign-in.
+        assert (await http.get(f"/console/{tenant_id}/accounts")).status_code == 303

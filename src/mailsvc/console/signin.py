@@ -10,7 +10,9 @@ from mailsvc.auth.dependencies import TokensDep
 from mailsvc.console.rendering import redirect, render
 from mailsvc.console.routing import SIGN_IN_PATH, ConsoleRoute
 from mailsvc.console.session import (
+    CSRF_FIELD,
     SignInRequired,
+    check_csrf,
     check_origin,
     end_session,
     read_session,
@@ -74,9 +76,15 @@ async def sign_in(
 
 
 @router.post("/console/logout")
-async def sign_out(request: Request) -> Response:
+async def sign_out(request: Request, tokens: TokensDep) -> Response:
     """End the session (the cookie is dropped; the token expires on its own)."""
-    check_origin(request)
+    try:
+        signin = read_session(request, tokens)
+    except SignInRequired:
+        check_origin(request)  # nothing to end, nothing to protect
+    else:
+        form = await request.form(max_fields=5, max_part_size=1024)
+        check_csrf(request, signin, form.get(CSRF_FIELD))
     response = redirect(request, SIGN_IN_PATH, notice="Signed out.")
     end_session(request, response)
     return response
